@@ -1,0 +1,191 @@
+//! The command line: `inspect` and `call`.
+
+mod args;
+mod call;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use rekuest_host::runtime::limits::{parse_bytes, parse_duration};
+use rekuest_host::runtime::{
+    Allocation, ComponentCache, DirGrant, Limits, Runtime, RuntimeConfig, SandboxPolicy,
+};
+
+/// Runs Arkitekt rekuest actions as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "rekuest-host", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Where compiled components are cached.
+    #[arg(long, global = true, env = "REKUEST_HOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile components afresh instead of using the on-disk cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the actions of a component: a table, or the exact JSON that is registered.
+    Inspect {
+        /// The component (.wasm built for wasm32-wasip2).
+        component: PathBuf,
+        /// Print the `DefinitionInput` JSON list instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one action once in the sandbox and print its returns as JSON.
+    ///
+    /// Exit codes: 0 completed, 1 the action failed, 2 bad arguments, 3 a limit was hit,
+    /// 4 the action crashed, 130 cancelled with Ctrl-C.
+    Call {
+        /// The component (.wasm built for wasm32-wasip2).
+        component: PathBuf,
+        /// The action's key (see `inspect`).
+        action: String,
+        /// Arguments as key=value, read by each port's kind (JSON for lists, dicts, models).
+        #[arg(value_name = "KEY=VALUE")]
+        args: Vec<String>,
+        /// Arguments as one JSON object (key=value words override its keys).
+        #[arg(long, value_name = "JSON")]
+        args_json: Option<String>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+/// Limits and grants of a local run.
+#[derive(Debug, Args)]
+struct SandboxArgs {
+    /// Fuel budget (about one unit per wasm instruction); unmetered if not given.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory limit, e.g. 64MiB, 512KiB, 1GiB.
+    #[arg(long, value_parser = parse_bytes, default_value = "64MiB")]
+    memory: u64,
+    /// Wall-clock limit, e.g. 10s, 250ms, 2m.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    timeout: Duration,
+    /// Grant a host directory: HOST:GUEST for read-only, HOST:GUEST:rw for read-write.
+    #[arg(long = "dir", value_name = "HOST:GUEST[:rw]", value_parser = parse_dir_grant)]
+    dirs: Vec<DirGrant>,
+    /// Let the guest read an environment variable: NAME=VALUE, or NAME to pass the host's.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+}
+
+impl SandboxArgs {
+    fn policy(&self) -> anyhow::Result<SandboxPolicy> {
+        let env = self
+            .env
+            .iter()
+            .map(|entry| match entry.split_once('=') {
+                Some((name, value)) => Ok((name.to_string(), value.to_string())),
+                None => std::env::var(entry)
+                    .map(|value| (entry.clone(), value))
+                    .with_context(|| format!("--env {entry}: not set in this environment")),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(SandboxPolicy {
+            limits: Limits {
+                fuel: self.fuel,
+                memory_bytes: self.memory,
+                timeout: self.timeout,
+            },
+            dirs: self.dirs.clone(),
+            env,
+            ..SandboxPolicy::default()
+        })
+    }
+}
+
+fn parse_dir_grant(text: &str) -> Result<DirGrant, String> {
+    let (rest, writable) = match text.strip_suffix(":rw") {
+        Some(rest) => (rest, true),
+        None => (text.strip_suffix(":ro").unwrap_or(text), false),
+    };
+    let Some((host, guest)) = rest.rsplit_once(':') else {
+        return Err(format!("'{text}' is not HOST:GUEST or HOST:GUEST:rw"));
+    };
+    if !guest.starts_with('/') {
+        return Err(format!(
+            "the guest path '{guest}' must be absolute, e.g. /data"
+        ));
+    }
+    Ok(DirGrant {
+        host: PathBuf::from(host),
+        guest: guest.to_string(),
+        writable,
+    })
+}
+
+impl Cli {
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cache_dir = match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => ComponentCache::default_dir(),
+        };
+        // A single local task gains nothing from pre-reserved slots.
+        Ok(Runtime::new(RuntimeConfig {
+            allocation: Allocation::OnDemand,
+            cache_dir,
+        })?)
+    }
+
+    /// Runs the command; the exit code tells the outcome.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match &self.command {
+            Command::Inspect { component, json } => {
+                let runtime = self.runtime()?;
+                let component = runtime
+                    .load_file(component, SandboxPolicy::default())
+                    .await?;
+                if *json {
+                    println!("{}", inspect::render_json(&component)?);
+                } else {
+                    print!("{}", inspect::render_table(&component));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Call {
+                component,
+                action,
+                args,
+                args_json,
+                sandbox,
+            } => {
+                let policy = sandbox.policy()?;
+                let runtime = self.runtime()?;
+                let component = runtime.load_file(component, policy).await?;
+                let Some(definition) = component.definition(action) else {
+                    let known: Vec<&str> = component
+                        .definitions()
+                        .iter()
+                        .map(|d| d.key.as_str())
+                        .collect();
+                    eprintln!(
+                        "error: {} has no action '{action}'; it has: {}",
+                        component.name(),
+                        known.join(", ")
+                    );
+                    return Ok(ExitCode::from(call::EXIT_BAD_ARGS));
+                };
+                let args = match args::build_args(definition, args_json.as_deref(), args) {
+                    Ok(args) => args,
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        return Ok(ExitCode::from(call::EXIT_BAD_ARGS));
+                    }
+                };
+                Ok(call::run(&component, action, args).await)
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! A loaded action component: compiled once, described once, instantiated fresh per task.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::{ActionComponentPre, RunError};
+use super::host_api::{ContractViolation, TaskState};
+use super::limits::{LimitExceeded, Limits, TaskLimiter};
+use super::output::{TaskOutput, YieldError};
+use super::sandbox::SandboxPolicy;
+use super::task::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
+use crate::definition::{ActionKind, Definition, parse_definitions};
+
+/// Largest self-description accepted.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024 * 1024;
+/// Limits of the one-off `describe` call at load.
+const DESCRIBE_LIMITS_TIMEOUT: Duration = Duration::from_secs(10);
+const DESCRIBE_FUEL: u64 = 10_000_000_000;
+/// How many events may wait between a task and its caller.
+pub const EVENT_BUFFER: usize = 256;
+
+/// Why a component could not be described.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    /// `describe` trapped, ran out of a limit or did not finish.
+    #[error("its describe() call did not complete: {0}")]
+    Failed(String),
+    /// The description is larger than [`MAX_DESCRIPTION_BYTES`].
+    #[error("its self-description is {size} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed")]
+    TooLarge {
+        /// The size.
+        size: usize,
+    },
+    /// The description is not valid.
+    #[error("its self-description is invalid: {0}")]
+    Invalid(#[from] crate::definition::DefinitionError),
+}
+
+/// A component ready to run tasks.
+pub struct ActionComponent {
+    name: String,
+    pre: ActionComponentPre<TaskState>,
+    definitions: Vec<Definition>,
+    by_key: HashMap<String, usize>,
+    policy: SandboxPolicy,
+}
+
+/// What a sandboxed call should do.
+enum Call<'a> {
+    Describe,
+    Run { key: &'a str, args: &'a str },
+}
+
+/// What a sandboxed call returned when it did not trap.
+enum Returned {
+    Description(String),
+    Ran(Result<(), RunError>),
+}
+
+/// Why supervision ended a call early.
+enum Interruption {
+    Timeout,
+    Stop(Signal),
+}
+
+/// Raised from the epoch callback when a stop was asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("the task was stopped")]
+struct Stopped;
+
+impl ActionComponent {
+    /// Describes a freshly pre-instantiated component and checks its description.
+    pub(crate) async fn describe(
+        name: String,
+        pre: ActionComponentPre<TaskState>,
+        policy: SandboxPolicy,
+    ) -> Result<Self, DescribeError> {
+        let mut component = ActionComponent {
+            name,
+            pre,
+            definitions: Vec::new(),
+            by_key: HashMap::new(),
+            policy,
+        };
+        let limits = Limits {
+            fuel: Some(DESCRIBE_FUEL),
+            timeout: DESCRIBE_LIMITS_TIMEOUT,
+            ..component.policy.limits
+        };
+        let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
+        let name = component.name.clone();
+        let drain = tokio::spawn(async move {
+            while let Some(event) = receiver.recv().await {
+                if let TaskEvent::Log { message, .. } = event {
+                    tracing::debug!(component = %name, "describe: {message}");
+                }
+            }
+        });
+        let result = component
+            .sandboxed(
+                Call::Describe,
+                &limits,
+                false,
+                TaskOutput::new(events),
+                &TaskControl::new(),
+            )
+            .await;
+        drain.abort();
+        let json = match result {
+            Ok(Returned::Description(json)) => json,
+            Ok(Returned::Ran(_)) => unreachable!("describe returns a description"),
+            Err(outcome) => {
+                let reason = outcome
+                    .error()
+                    .unwrap_or_else(|| outcome.wire_type().to_string());
+                return Err(DescribeError::Failed(reason));
+            }
+        };
+        if json.len() > MAX_DESCRIPTION_BYTES {
+            return Err(DescribeError::TooLarge { size: json.len() });
+        }
+        component.definitions = parse_definitions(&json)?;
+        component.by_key = component
+            .definitions
+            .iter()
+            .enumerate()
+            .map(|(index, definition)| (definition.key.clone(), index))
+            .collect();
+        Ok(component)
+    }
+
+    /// The component's name (its file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The actions it implements, as it describes them.
+    pub fn definitions(&self) -> &[Definition] {
+        &self.definitions
+    }
+
+    /// The definition of `action`.
+    pub fn definition(&self, action: &str) -> Option<&Definition> {
+        self.by_key
+            .get(action)
+            .map(|&index| &self.definitions[index])
+    }
+
+    /// The sandbox policy it runs under.
+    pub fn policy(&self) -> &SandboxPolicy {
+        &self.policy
+    }
+
+    /// Runs one task of `action` in a fresh sandbox. Logs, progress and yields go to
+    /// `events` while it runs; the returned outcome is its one terminal report.
+    pub async fn run(
+        &self,
+        action: &str,
+        args: Map<String, Value>,
+        events: mpsc::Sender<TaskEvent>,
+        control: &TaskControl,
+    ) -> Outcome {
+        let Some(definition) = self.definition(action) else {
+            let known: Vec<&str> = self.definitions.iter().map(|d| d.key.as_str()).collect();
+            return Outcome::Failed(Failure::InvalidArgs(format!(
+                "unknown action '{action}'; {} has: {}",
+                self.name,
+                known.join(", ")
+            )));
+        };
+        let args = match definition.prepare_args(args) {
+            Ok(args) => Value::Object(args).to_string(),
+            Err(error) => return Outcome::Failed(Failure::InvalidArgs(error.to_string())),
+        };
+        let limits = *self.policy.limits_for(action);
+        let generator = definition.kind == ActionKind::Generator;
+        let call = Call::Run {
+            key: action,
+            args: &args,
+        };
+        match self
+            .sandboxed(call, &limits, generator, TaskOutput::new(events), control)
+            .await
+        {
+            Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
+            Ok(Returned::Ran(Err(RunError::Failed(message)))) => {
+                Outcome::Failed(Failure::Action(message))
+            }
+            Ok(Returned::Ran(Err(RunError::Critical(message)))) => Outcome::Critical(message),
+            Ok(Returned::Description(_)) => unreachable!("run returns a run result"),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Runs `call` in a fresh store under `limits`, supervised by `control`.
+    async fn sandboxed(
+        &self,
+        call: Call<'_>,
+        limits: &Limits,
+        generator: bool,
+        output: TaskOutput,
+        control: &TaskControl,
+    ) -> Result<Returned, Outcome> {
+        let signal = control.subscribe();
+        let mut store = match self.new_store(limits, generator, output.clone(), signal.clone()) {
+            Ok(store) => store,
+            Err(error) => {
+                tracing::error!(component = %self.name, "could not set up a sandbox: {error:?}");
+                return Err(Outcome::Critical(format!(
+                    "the host could not set up a sandbox: {error}"
+                )));
+            }
+        };
+        let invocation = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let actions = instance.arkitekt_rekuest_actions();
+            match call {
+                Call::Describe => actions
+                    .call_describe(&mut store)
+                    .await
+                    .map(Returned::Description),
+                Call::Run { key, args } => actions
+                    .call_run(&mut store, key, args)
+                    .await
+                    .map(Returned::Ran),
+            }
+        };
+        let result = supervise(invocation, signal, limits.timeout).await;
+        output.finish().await;
+        match result {
+            Ok(Ok(returned)) => {
+                let state = store.data();
+                let completed = matches!(returned, Returned::Ran(Ok(())));
+                if completed && !state.generator && state.yields == 0 {
+                    return Err(Outcome::Critical(
+                        "the action completed without yielding its returns".into(),
+                    ));
+                }
+                Ok(returned)
+            }
+            Ok(Err(error)) => Err(self.classify_trap(error, &mut store, limits, &output, control)),
+            Err(Interruption::Timeout) => {
+                Err(Outcome::Failed(Failure::Limit(LimitExceeded::Timeout {
+                    timeout: limits.timeout,
+                })))
+            }
+            Err(Interruption::Stop(signal)) => Err(stopped_outcome(signal)),
+        }
+    }
+
+    fn new_store(
+        &self,
+        limits: &Limits,
+        generator: bool,
+        output: TaskOutput,
+        signal: watch::Receiver<Signal>,
+    ) -> Result<Store<TaskState>, wasmtime::Error> {
+        let state = TaskState {
+            wasi: self.policy.wasi_ctx(&output)?,
+            table: ResourceTable::new(),
+            limiter: TaskLimiter::new(limits),
+            output,
+            signal,
+            generator,
+            yields: 0,
+            contract_error: None,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            let signal = *context.data().signal.borrow();
+            match signal {
+                Signal::Run => Ok(UpdateDeadline::Yield(1)),
+                Signal::Pause => {
+                    let mut signal = context.data().signal.clone();
+                    Ok(UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(async move {
+                            wait_while_paused(&mut signal).await;
+                        }),
+                    ))
+                }
+                Signal::Cancel | Signal::Interrupt => Err(wasmtime::Error::new(Stopped)),
+            }
+        });
+        Ok(store)
+    }
+
+    /// Turns an error out of wasm into the outcome a caller sees; details go to the host log.
+    fn classify_trap(
+        &self,
+        error: wasmtime::Error,
+        store: &mut Store<TaskState>,
+        limits: &Limits,
+        output: &TaskOutput,
+        control: &TaskControl,
+    ) -> Outcome {
+        tracing::debug!(component = %self.name, "task ended by a trap: {error:?}");
+        if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+            return Outcome::Failed(Failure::Limit(limit.clone()));
+        }
+        if error.downcast_ref::<Stopped>().is_some() {
+            return stopped_outcome(control.signal());
+        }
+        if let Some(violation) = error.downcast_ref::<ContractViolation>() {
+            return Outcome::Critical(violation.0.clone());
+        }
+        match store.data_mut().contract_error.take() {
+            Some(YieldError::TooLarge(limit)) => return Outcome::Failed(Failure::Limit(limit)),
+            Some(malformed @ YieldError::Malformed(_)) => {
+                return Outcome::Critical(malformed.to_string());
+            }
+            None => {}
+        }
+        let outcome = match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Outcome::Failed(Failure::Limit(LimitExceeded::Fuel {
+                budget: limits.fuel.unwrap_or(u64::MAX),
+            })),
+            Some(Trap::StackOverflow) => {
+                Outcome::Critical("stack overflow: the action recursed too deeply".into())
+            }
+            Some(trap) => Outcome::Critical(match output.panic_message() {
+                Some(panic) => panic,
+                None => format!("the action crashed: {trap}"),
+            }),
+            None => Outcome::Critical(format!("the action failed in a host call: {error}")),
+        };
+        if let Outcome::Critical(message) = &outcome {
+            tracing::warn!(component = %self.name, "task crashed ({message}): {error:?}");
+        }
+        outcome
+    }
+}
+
+fn stopped_outcome(signal: Signal) -> Outcome {
+    match signal {
+        Signal::Interrupt => Outcome::Interrupted,
+        _ => Outcome::Cancelled,
+    }
+}
+
+/// Drives `call` until it finishes, its (pause-adjusted) timeout passes, or a stop arrives.
+async fn supervise<T>(
+    call: impl Future<Output = T>,
+    mut signal: watch::Receiver<Signal>,
+    timeout: Duration,
+) -> Result<T, Interruption> {
+    tokio::pin!(call);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            biased;
+            changed = signal.changed(), if listening => {
+                if changed.is_err() {
+                    // Nobody can signal any more; run to the end or the deadline.
+                    listening = false;
+                    continue;
+                }
+                let current = *signal.borrow_and_update();
+                match current {
+                    Signal::Cancel | Signal::Interrupt => return Err(Interruption::Stop(current)),
+                    Signal::Pause => {
+                        let paused = wait_while_paused(&mut signal).await;
+                        let extended = deadline.deadline() + paused;
+                        deadline.as_mut().reset(extended);
+                        let after = *signal.borrow_and_update();
+                        if matches!(after, Signal::Cancel | Signal::Interrupt) {
+                            return Err(Interruption::Stop(after));
+                        }
+                    }
+                    Signal::Run => {}
+                }
+            }
+            output = &mut call => return Ok(output),
+            () = &mut deadline => return Err(Interruption::Timeout),
+        }
+    }
+}

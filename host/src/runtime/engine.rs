@@ -1,0 +1,126 @@
+//! The process-wide wasmtime engine and its epoch ticker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances: the granularity of cancel, pause and timeouts.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Native stack a guest may use (deeper recursion traps with a stack overflow).
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// How the engine allocates instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Pre-reserved slots, fast to reuse; falls back to on-demand if the machine refuses.
+    Pooling {
+        /// Component instances that may be alive at once.
+        slots: u32,
+        /// Largest linear memory a slot holds (the highest per-task memory limit).
+        max_memory_bytes: u64,
+    },
+    /// Plain mmap per instance.
+    OnDemand,
+}
+
+/// Which allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorInUse {
+    /// The pooling allocator.
+    Pooling,
+    /// On-demand allocation, chosen by configuration.
+    OnDemand,
+    /// On-demand allocation because the pooling allocator could not be set up.
+    OnDemandFallback,
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(true)
+        .max_wasm_stack(MAX_WASM_STACK);
+    config
+}
+
+/// Bytes of each linear memory kept mapped between tasks (what a small guest touches).
+const KEEP_RESIDENT_MEMORY: usize = 2 * 1024 * 1024;
+
+fn pooling_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(8))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        .total_stacks(slots)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(64 * 1024)
+        .async_stack_keep_resident(64 * 1024);
+    pool
+}
+
+/// Builds the engine; a pooling engine the machine refuses is replaced by an on-demand one.
+pub fn build_engine(allocation: Allocation) -> Result<(Engine, AllocatorInUse), wasmtime::Error> {
+    match allocation {
+        Allocation::OnDemand => Ok((Engine::new(&base_config())?, AllocatorInUse::OnDemand)),
+        Allocation::Pooling {
+            slots,
+            max_memory_bytes,
+        } => {
+            let mut config = base_config();
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                slots,
+                max_memory_bytes,
+            )));
+            match Engine::new(&config) {
+                Ok(engine) => Ok((engine, AllocatorInUse::Pooling)),
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        "the pooling allocator is not available on this machine; \
+                         falling back to on-demand allocation (slower under concurrency)"
+                    );
+                    Ok((
+                        Engine::new(&base_config())?,
+                        AllocatorInUse::OnDemandFallback,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine`.
+    pub fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

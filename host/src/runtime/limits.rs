@@ -1,0 +1,244 @@
+//! Per-task resource limits and the memory limiter that enforces them.
+
+use std::time::Duration;
+
+/// Default linear-memory cap per task.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default wall-clock cap per task.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most table elements a task may grow a table to.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Most instances, tables and memories a component may create (per kind).
+pub const MAX_INSTANCES: usize = 64;
+
+/// The limits one task runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel budget (roughly one unit per wasm instruction); `None` = unmetered.
+    pub fuel: Option<u64>,
+    /// Maximum linear memory in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock time the task may run (time spent paused does not count).
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: None,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// A limit a task ran into.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The fuel budget was used up.
+    #[error("fuel budget of {budget} exhausted")]
+    Fuel {
+        /// The budget.
+        budget: u64,
+    },
+    /// The guest tried to grow memory past the cap.
+    #[error("memory limit of {} exceeded (the guest asked for {})", format_bytes(*limit), format_bytes(*requested))]
+    Memory {
+        /// The cap in bytes.
+        limit: u64,
+        /// The size the guest asked for.
+        requested: u64,
+    },
+    /// The task ran longer than its timeout.
+    #[error("timeout of {} exceeded", format_duration(*timeout))]
+    Timeout {
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// A table grew past [`MAX_TABLE_ELEMENTS`].
+    #[error("table limit of {limit} elements exceeded")]
+    Table {
+        /// The cap.
+        limit: usize,
+    },
+    /// A single output (yield) was larger than allowed.
+    #[error("{what} of {} exceeds the limit of {}", format_bytes(*size), format_bytes(*limit))]
+    Output {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Formats a byte count for people (`64 MiB`, `1.5 KiB`, `12 B`).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if value.fract() == 0.0 {
+        format!("{value:.0} {unit}")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
+/// Formats a duration for people (`10s`, `1.5s`, `250ms`).
+pub fn format_duration(duration: Duration) -> String {
+    if duration.as_millis() < 1000 {
+        format!("{}ms", duration.as_millis())
+    } else if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+/// Parses `64MiB`, `512k`, `1g`, `1048576` into bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 64MiB, 512KiB, 1GiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{text}' (use B, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    Ok((number * scale as f64) as u64)
+}
+
+/// Parses `10s`, `250ms`, `2m`, `1.5s`, `30` (seconds) into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 10s, 250ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' in '{text}' (use ms, s, m, h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
+}
+
+/// Enforces [`Limits::memory_bytes`] and the table/instance caps for one store.
+///
+/// Growing past a cap traps with a [`LimitExceeded`] the runtime reports to the caller, rather
+/// than letting the guest see a failed `memory.grow` and abort with an opaque trap.
+pub struct TaskLimiter {
+    memory_bytes: u64,
+}
+
+impl TaskLimiter {
+    /// A limiter for `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        TaskLimiter {
+            memory_bytes: limits.memory_bytes,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for TaskLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes {
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                limit: self.memory_bytes,
+                requested: desired as u64,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::new(LimitExceeded::Table {
+                limit: MAX_TABLE_ELEMENTS,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_INSTANCES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats_sizes() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+        assert_eq!(format_bytes(64 << 20), "64 MiB");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(12), "12 B");
+    }
+
+    #[test]
+    fn parses_and_formats_durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+}

@@ -1,0 +1,255 @@
+//! The sandbox runtime: one wasmtime engine per process, components loaded once, a fresh
+//! store per task with fuel, memory, time and output limits and a WASI context that grants
+//! nothing unless configured.
+
+mod bindings;
+mod cache;
+mod component;
+mod engine;
+mod host_api;
+pub mod limits;
+mod output;
+mod sandbox;
+mod stdio;
+mod task;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+pub use cache::ComponentCache;
+pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES};
+pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK};
+pub use limits::{LimitExceeded, Limits};
+pub use output::{MAX_LOG_BYTES, MAX_LOG_LINE, MAX_YIELD_BYTES};
+pub use sandbox::{DirGrant, SandboxPolicy};
+pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
+
+use bindings::{ActionComponentPre, arkitekt::rekuest::host};
+use engine::{EpochTicker, build_engine};
+use host_api::TaskState;
+
+/// Largest component file accepted.
+pub const MAX_COMPONENT_BYTES: usize = 256 * 1024 * 1024;
+/// The world every action component must implement.
+pub const WORLD: &str = "arkitekt:rekuest/action-component@0.1.0";
+
+/// How to set up the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instance allocation.
+    pub allocation: Allocation,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            allocation: Allocation::Pooling {
+                slots: 1000,
+                max_memory_bytes: limits::DEFAULT_MEMORY_BYTES,
+            },
+            cache_dir: ComponentCache::default_dir(),
+        }
+    }
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// wasmtime refused the configuration.
+    #[error("could not create the wasmtime engine: {0}")]
+    Engine(String),
+    /// The epoch ticker thread could not start.
+    #[error("could not start the epoch ticker: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// Larger than [`MAX_COMPONENT_BYTES`].
+    #[error(
+        "{name} is {size} bytes; components of at most {MAX_COMPONENT_BYTES} bytes are accepted"
+    )]
+    TooLarge {
+        /// Component name.
+        name: String,
+        /// Its size.
+        size: usize,
+    },
+    /// Not a WebAssembly component (a core module, or not wasm at all).
+    #[error("{name} is not a WebAssembly component: {reason}")]
+    NotAComponent {
+        /// Component name.
+        name: String,
+        /// What it is instead.
+        reason: String,
+    },
+    /// wasmtime could not compile it.
+    #[error("{name} could not be compiled: {reason}")]
+    Compile {
+        /// Component name.
+        name: String,
+        /// wasmtime's message.
+        reason: String,
+    },
+    /// It does not implement the action world.
+    #[error("{name} does not implement the {WORLD} world: {reason}")]
+    WrongWorld {
+        /// Component name.
+        name: String,
+        /// What is missing or extra.
+        reason: String,
+    },
+    /// Its self-description failed or is invalid.
+    #[error("{name} was refused: {source}")]
+    Describe {
+        /// Component name.
+        name: String,
+        /// What went wrong.
+        source: DescribeError,
+    },
+}
+
+/// The process-wide runtime; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    cache: Option<ComponentCache>,
+    allocator: AllocatorInUse,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Creates the engine, the linker with WASI and the host API, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
+        let (engine, allocator) = build_engine(config.allocation).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache: config.cache_dir.map(ComponentCache::new),
+                allocator,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The instance allocator in use.
+    pub fn allocator(&self) -> AllocatorInUse {
+        self.inner.allocator
+    }
+
+    /// Loads the component at `path` (its name is the file stem) under `policy`.
+    pub async fn load_file(
+        &self,
+        path: &Path,
+        policy: SandboxPolicy,
+    ) -> Result<ActionComponent, LoadError> {
+        let name = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.load_bytes(name, bytes, policy).await
+    }
+
+    /// Loads a component from its bytes: checks, compiles (or takes it from the cache),
+    /// links it against the host API and asks it to describe itself.
+    pub async fn load_bytes(
+        &self,
+        name: String,
+        bytes: Vec<u8>,
+        policy: SandboxPolicy,
+    ) -> Result<ActionComponent, LoadError> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(LoadError::TooLarge {
+                name,
+                size: bytes.len(),
+            });
+        }
+        check_component_header(&bytes).map_err(|reason| LoadError::NotAComponent {
+            name: name.clone(),
+            reason,
+        })?;
+        let component = self
+            .compile(bytes)
+            .await
+            .map_err(|error| LoadError::Compile {
+                name: name.clone(),
+                reason: format!("{error:#}"),
+            })?;
+        let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
+            name: name.clone(),
+            reason: format!("{error:#}"),
+        };
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = ActionComponentPre::new(instance_pre).map_err(wrong_world)?;
+        ActionComponent::describe(name.clone(), pre, policy)
+            .await
+            .map_err(|source| LoadError::Describe { name, source })
+    }
+
+    async fn compile(&self, bytes: Vec<u8>) -> wasmtime::Result<Component> {
+        let engine = self.inner.engine.clone();
+        let cache = self.inner.cache.clone();
+        let compile = move || match &cache {
+            Some(cache) => cache.load_or_compile(&engine, &bytes),
+            None => Component::new(&engine, &bytes),
+        };
+        match tokio::task::spawn_blocking(compile).await {
+            Ok(result) => result,
+            Err(join_error) => Err(wasmtime::format_err!(
+                "the compiler thread failed: {join_error}"
+            )),
+        }
+    }
+}
+
+/// Checks the preamble: `\0asm`, then the component-model layer rather than a core module.
+fn check_component_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err("the file does not start with the WebAssembly magic bytes".into());
+    }
+    match bytes[6..8] {
+        [1, 0] => Ok(()),
+        [0, 0] => Err(
+            "it is a core WebAssembly module; build it for wasm32-wasip2 (or wrap it with \
+             `wasm-tools component new`) to get a component"
+                .into(),
+        ),
+        _ => Err("unknown WebAssembly layer in the preamble".into()),
+    }
+}

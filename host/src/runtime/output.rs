@@ -1,0 +1,361 @@
+//! A task's bounded output: log lines (from the log import and the guest's stdout/stderr),
+//! progress and yields, flowing to the caller through one bounded channel.
+//!
+//! Every byte a guest sends is counted: log text past [`MAX_LOG_BYTES`] per task is dropped
+//! after one marker line, single lines are cut at [`MAX_LOG_LINE`], and a yield larger than
+//! [`MAX_YIELD_BYTES`] fails the task. The channel is bounded, so a guest that outpaces its
+//! caller waits instead of filling host memory.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::limits::{LimitExceeded, format_bytes};
+use super::task::{LogLevel, TaskEvent};
+
+/// Longest log line forwarded; longer lines are cut with a marker.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+/// Log text (all sources) forwarded per task; the rest is dropped after a marker.
+pub const MAX_LOG_BYTES: usize = 1024 * 1024;
+/// Largest single yield (its JSON text).
+pub const MAX_YIELD_BYTES: usize = 4 * 1024 * 1024;
+/// Longest progress message.
+pub const MAX_PROGRESS_MESSAGE: usize = 1024;
+/// How much of the guest's stderr is kept to explain a crash (e.g. a panic message).
+const STDERR_TAIL: usize = 4 * 1024;
+
+/// The sending half of a task's output, shared by the host imports and the stdio streams.
+#[derive(Clone)]
+pub struct TaskOutput {
+    events: mpsc::Sender<TaskEvent>,
+    state: Arc<Mutex<OutputState>>,
+}
+
+#[derive(Default)]
+struct OutputState {
+    log_bytes: usize,
+    truncated: bool,
+    /// Complete lines from stdout/stderr not yet handed to the channel.
+    pending: VecDeque<TaskEvent>,
+    stdout_partial: Vec<u8>,
+    stderr_partial: Vec<u8>,
+    stderr_tail: String,
+}
+
+/// Which of the guest's output streams.
+#[derive(Debug, Clone, Copy)]
+pub enum Stdio {
+    /// Forwarded as INFO lines.
+    Stdout,
+    /// Forwarded as WARN lines.
+    Stderr,
+}
+
+impl TaskOutput {
+    /// Output that flows into `events`.
+    pub fn new(events: mpsc::Sender<TaskEvent>) -> Self {
+        TaskOutput {
+            events,
+            state: Arc::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, OutputState> {
+        // The lock is only held for bookkeeping that cannot panic midway.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends a log line, bounded; waits while the caller is behind.
+    pub async fn log(&self, level: LogLevel, message: String) {
+        let event = self.state().admit_log(level, message);
+        self.flush_pending().await;
+        if let Some(event) = event {
+            self.send(event).await;
+        }
+    }
+
+    /// Sends a progress update.
+    pub async fn progress(&self, percent: u8, message: Option<String>) {
+        let message = message.map(|text| cut(text, MAX_PROGRESS_MESSAGE));
+        self.flush_pending().await;
+        self.send(TaskEvent::Progress {
+            percent: percent.min(100),
+            message,
+        })
+        .await;
+    }
+
+    /// Checks and sends one yield; `Err` when it is too large or not a JSON object.
+    pub async fn yield_returns(&self, json: String) -> Result<(), YieldError> {
+        if json.len() > MAX_YIELD_BYTES {
+            return Err(YieldError::TooLarge(LimitExceeded::Output {
+                what: "a yield",
+                size: json.len() as u64,
+                limit: MAX_YIELD_BYTES as u64,
+            }));
+        }
+        let raw = RawValue::from_string(json)
+            .map_err(|error| YieldError::Malformed(error.to_string()))?;
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(YieldError::Malformed(
+                "returns must be a JSON object".into(),
+            ));
+        }
+        self.flush_pending().await;
+        self.send(TaskEvent::Yield(raw)).await;
+        Ok(())
+    }
+
+    /// Takes guest stdio bytes; complete lines are queued as log lines.
+    /// Returns whether queued lines wait for the caller (the stream then reports no capacity).
+    pub fn write_stdio(&self, stream: Stdio, bytes: &[u8]) -> bool {
+        let mut state = self.state();
+        state.take_stdio(stream, bytes);
+        state.drain_into(&self.events);
+        !state.pending.is_empty()
+    }
+
+    /// Whether stdio lines still wait for the channel.
+    pub fn stdio_blocked(&self) -> bool {
+        let mut state = self.state();
+        state.drain_into(&self.events);
+        !state.pending.is_empty()
+    }
+
+    /// Waits until queued stdio lines are in the channel.
+    pub async fn flush_pending(&self) {
+        loop {
+            let Some(event) = self.state().pending.pop_front() else {
+                return;
+            };
+            self.send(event).await;
+        }
+    }
+
+    /// Emits unterminated stdio lines and everything queued (at task end).
+    pub async fn finish(&self) {
+        {
+            let mut state = self.state();
+            for stream in [Stdio::Stdout, Stdio::Stderr] {
+                let rest = std::mem::take(state.partial(stream));
+                if !rest.is_empty() {
+                    state.queue_line(stream, &rest);
+                }
+            }
+        }
+        self.flush_pending().await;
+    }
+
+    /// The panic message the guest printed to stderr, if it did (`panicked at file:line: msg`).
+    pub fn panic_message(&self) -> Option<String> {
+        let state = self.state();
+        let tail = &state.stderr_tail;
+        let start = tail.rfind("panicked at ")?;
+        let text: Vec<&str> = tail[start..]
+            .lines()
+            .take_while(|line| !line.starts_with("note: "))
+            .collect();
+        Some(text.join("\n").trim().to_string())
+    }
+
+    async fn send(&self, event: TaskEvent) {
+        // A caller that stopped listening loses nothing it wanted; the task goes on.
+        let _ = self.events.send(event).await;
+    }
+}
+
+/// Why a yield was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum YieldError {
+    /// Larger than [`MAX_YIELD_BYTES`].
+    #[error(transparent)]
+    TooLarge(LimitExceeded),
+    /// Not a JSON object.
+    #[error("the action yielded malformed returns: {0}")]
+    Malformed(String),
+}
+
+impl OutputState {
+    fn admit_log(&mut self, level: LogLevel, message: String) -> Option<TaskEvent> {
+        if self.truncated {
+            return None;
+        }
+        let message = cut(message, MAX_LOG_LINE);
+        if self.log_bytes + message.len() > MAX_LOG_BYTES {
+            self.truncated = true;
+            return Some(TaskEvent::Log {
+                level: LogLevel::Warn,
+                message: format!(
+                    "[log output truncated: this task reached its limit of {} of log text]",
+                    format_bytes(MAX_LOG_BYTES as u64)
+                ),
+            });
+        }
+        self.log_bytes += message.len();
+        Some(TaskEvent::Log { level, message })
+    }
+
+    fn partial(&mut self, stream: Stdio) -> &mut Vec<u8> {
+        match stream {
+            Stdio::Stdout => &mut self.stdout_partial,
+            Stdio::Stderr => &mut self.stderr_partial,
+        }
+    }
+
+    fn take_stdio(&mut self, stream: Stdio, bytes: &[u8]) {
+        if let Stdio::Stderr = stream {
+            self.stderr_tail.push_str(&String::from_utf8_lossy(bytes));
+            if self.stderr_tail.len() > STDERR_TAIL {
+                let mut cut_at = self.stderr_tail.len() - STDERR_TAIL;
+                while !self.stderr_tail.is_char_boundary(cut_at) {
+                    cut_at += 1;
+                }
+                self.stderr_tail.drain(..cut_at);
+            }
+        }
+        if self.truncated {
+            return;
+        }
+        let mut rest = bytes;
+        while let Some(newline) = rest.iter().position(|&byte| byte == b'\n') {
+            let mut line = std::mem::take(self.partial(stream));
+            line.extend_from_slice(&rest[..newline]);
+            self.queue_line(stream, &line);
+            rest = &rest[newline + 1..];
+        }
+        let partial = self.partial(stream);
+        partial.extend_from_slice(rest);
+        if partial.len() >= MAX_LOG_LINE {
+            let line = std::mem::take(partial);
+            self.queue_line(stream, &line);
+        }
+    }
+
+    fn queue_line(&mut self, stream: Stdio, line: &[u8]) {
+        let level = match stream {
+            Stdio::Stdout => LogLevel::Info,
+            Stdio::Stderr => LogLevel::Warn,
+        };
+        let text = String::from_utf8_lossy(line);
+        let text = text.strip_suffix('\r').unwrap_or(&text).to_string();
+        if let Some(event) = self.admit_log(level, text) {
+            self.pending.push_back(event);
+        }
+    }
+
+    fn drain_into(&mut self, events: &mpsc::Sender<TaskEvent>) {
+        while let Some(event) = self.pending.pop_front() {
+            match events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.pending.push_front(event);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Cuts `text` to at most `limit` bytes (on a char boundary), marking the cut.
+fn cut(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let dropped = text.len() - limit;
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… [{dropped} bytes cut]"));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(receiver: &mut mpsc::Receiver<TaskEvent>) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            if let TaskEvent::Log { message, .. } = event {
+                lines.push(message);
+            }
+        }
+        lines
+    }
+
+    #[tokio::test]
+    async fn stdio_becomes_lines_and_partial_lines_flush_at_the_end() {
+        let (sender, mut receiver) = mpsc::channel(16);
+        let output = TaskOutput::new(sender);
+        output.write_stdio(Stdio::Stdout, b"hello\nwor");
+        output.write_stdio(Stdio::Stdout, b"ld\r\nlast");
+        output.finish().await;
+        assert_eq!(drain(&mut receiver), ["hello", "world", "last"]);
+    }
+
+    #[tokio::test]
+    async fn log_text_is_bounded_per_task() {
+        let (sender, mut receiver) = mpsc::channel(1024);
+        let output = TaskOutput::new(sender);
+        let line = "x".repeat(MAX_LOG_LINE);
+        for _ in 0..(MAX_LOG_BYTES / MAX_LOG_LINE + 5) {
+            output.log(LogLevel::Info, line.clone()).await;
+        }
+        let lines = drain(&mut receiver);
+        assert_eq!(lines.len(), MAX_LOG_BYTES / MAX_LOG_LINE + 1);
+        assert!(
+            lines
+                .last()
+                .is_some_and(|last| last.contains("log output truncated"))
+        );
+    }
+
+    #[tokio::test]
+    async fn yields_must_be_bounded_json_objects() {
+        let (sender, _receiver) = mpsc::channel(4);
+        let output = TaskOutput::new(sender);
+        assert!(
+            output
+                .yield_returns(r#"{"return0": 1}"#.into())
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            output.yield_returns("[1]".into()).await,
+            Err(YieldError::Malformed(_))
+        ));
+        assert!(matches!(
+            output.yield_returns("{".into()).await,
+            Err(YieldError::Malformed(_))
+        ));
+        let huge = format!("{{\"return0\": \"{}\"}}", "x".repeat(MAX_YIELD_BYTES));
+        assert!(matches!(
+            output.yield_returns(huge).await,
+            Err(YieldError::TooLarge(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn finds_the_panic_message_on_stderr() {
+        let (sender, _receiver) = mpsc::channel(16);
+        let output = TaskOutput::new(sender);
+        output.write_stdio(
+            Stdio::Stderr,
+            b"\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n",
+        );
+        assert_eq!(
+            output.panic_message().as_deref(),
+            Some("panicked at src/lib.rs:3:5:\nboom")
+        );
+    }
+}

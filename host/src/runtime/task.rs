@@ -1,0 +1,208 @@
+//! What a running task reports, how it ends, and how a caller steers it.
+
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use super::limits::LimitExceeded;
+
+/// Severity of a guest log line (the wire's `level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Chatter.
+    Debug,
+    /// Normal progress notes (also the guest's stdout).
+    Info,
+    /// Something odd (also the guest's stderr).
+    Warn,
+    /// Something failed.
+    Error,
+    /// Something is badly broken.
+    Critical,
+}
+
+impl LogLevel {
+    /// The wire name (`DEBUG`, `INFO`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+            LogLevel::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// Something a running task reports before it ends.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// A log line (from the log import or the guest's stdout/stderr).
+    Log {
+        /// Severity.
+        level: LogLevel,
+        /// The line, bounded in size.
+        message: String,
+    },
+    /// A progress update.
+    Progress {
+        /// 0..=100.
+        percent: u8,
+        /// Optional text.
+        message: Option<String>,
+    },
+    /// One set of returns, a JSON object keyed `return0`, `return1`, ... (checked to be an
+    /// object, kept as the guest's text so it is never re-encoded).
+    Yield(Box<RawValue>),
+}
+
+/// Why a task failed in a way the caller is told about (FAILED on the wire).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    /// The action itself reported an error (a `Result::Err`).
+    #[error("{0}")]
+    Action(String),
+    /// The args do not fit the action (or the action does not exist).
+    #[error("{0}")]
+    InvalidArgs(String),
+    /// A resource limit was hit.
+    #[error("{0}")]
+    Limit(#[from] LimitExceeded),
+}
+
+/// How a task ended: exactly one per task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Ran to the end; its returns were yielded.
+    Completed,
+    /// Ended with an error meant for the caller.
+    Failed(Failure),
+    /// Ended by a bug: a trap, a panic, a broken contract. The text is safe to show a caller.
+    Critical(String),
+    /// Stopped by a CANCEL.
+    Cancelled,
+    /// Stopped by an INTERRUPT.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The terminal report type on the wire.
+    pub fn wire_type(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "COMPLETED",
+            Outcome::Failed(_) => "FAILED",
+            Outcome::Critical(_) => "CRITICAL",
+            Outcome::Cancelled => "CANCELLED",
+            Outcome::Interrupted => "INTERRUPTED",
+        }
+    }
+
+    /// The error text of FAILED / CRITICAL.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Outcome::Failed(failure) => Some(failure.to_string()),
+            Outcome::Critical(message) => Some(message.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What a caller asked a running task to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Keep running.
+    Run,
+    /// Park at the next epoch tick until resumed.
+    Pause,
+    /// Stop now, reporting CANCELLED.
+    Cancel,
+    /// Stop now, reporting INTERRUPTED.
+    Interrupt,
+}
+
+/// Steers one running task; cheap to clone. Signals act preemptively: a spinning guest stops
+/// or parks within one epoch tick, a guest blocked in a host call stops at once.
+#[derive(Debug, Clone)]
+pub struct TaskControl {
+    sender: watch::Sender<Signal>,
+}
+
+impl Default for TaskControl {
+    fn default() -> Self {
+        TaskControl {
+            sender: watch::Sender::new(Signal::Run),
+        }
+    }
+}
+
+impl TaskControl {
+    /// A control in the `Run` state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the task to stop, reporting CANCELLED.
+    pub fn cancel(&self) {
+        self.stop(Signal::Cancel);
+    }
+
+    /// Asks the task to stop, reporting INTERRUPTED.
+    pub fn interrupt(&self) {
+        self.stop(Signal::Interrupt);
+    }
+
+    /// Parks the task (unless it is already stopping).
+    pub fn pause(&self) {
+        self.sender.send_if_modified(|signal| {
+            let changed = *signal == Signal::Run;
+            if changed {
+                *signal = Signal::Pause;
+            }
+            changed
+        });
+    }
+
+    /// Continues a parked task.
+    pub fn resume(&self) {
+        self.sender.send_if_modified(|signal| {
+            let changed = *signal == Signal::Pause;
+            if changed {
+                *signal = Signal::Run;
+            }
+            changed
+        });
+    }
+
+    /// The current signal.
+    pub fn signal(&self) -> Signal {
+        *self.sender.borrow()
+    }
+
+    /// Whether a stop (cancel or interrupt) was asked for.
+    pub fn is_stopping(&self) -> bool {
+        matches!(self.signal(), Signal::Cancel | Signal::Interrupt)
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Signal> {
+        self.sender.subscribe()
+    }
+
+    fn stop(&self, stop: Signal) {
+        self.sender.send_if_modified(|signal| {
+            let changed = !matches!(*signal, Signal::Cancel | Signal::Interrupt);
+            if changed {
+                *signal = stop;
+            }
+            changed
+        });
+    }
+}
+
+/// Waits until `signal` leaves `Pause`; returns how long it waited.
+pub(crate) async fn wait_while_paused(signal: &mut watch::Receiver<Signal>) -> Duration {
+    let started = tokio::time::Instant::now();
+    // A closed channel means the controller is gone: nobody can resume, so stop waiting.
+    let _ = signal.wait_for(|signal| *signal != Signal::Pause).await;
+    started.elapsed()
+}
