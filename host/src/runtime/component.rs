@@ -334,7 +334,12 @@ impl ActionComponent {
             None => Outcome::Critical(format!("the action failed in a host call: {error}")),
         };
         if let Outcome::Critical(message) = &outcome {
-            tracing::warn!(component = %self.name, "task crashed ({message}): {error:?}");
+            match error.downcast_ref::<wasmtime::WasmBacktrace>() {
+                Some(backtrace) => {
+                    tracing::warn!(component = %self.name, "task crashed: {message}\n{backtrace}")
+                }
+                None => tracing::warn!(component = %self.name, "task crashed: {message}"),
+            }
         }
         outcome
     }
@@ -357,6 +362,8 @@ async fn supervise<T>(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut listening = true;
+    // A task paused or stopped before it started waits or ends before running any guest code.
+    signal.mark_changed();
     loop {
         tokio::select! {
             biased;

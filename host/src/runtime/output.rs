@@ -242,6 +242,9 @@ impl OutputState {
         };
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\r').unwrap_or(&text).to_string();
+        if text.trim().is_empty() {
+            return;
+        }
         if let Some(event) = self.admit_log(level, text) {
             self.pending.push_back(event);
         }
