@@ -2,7 +2,11 @@
 //!
 //! - [`runtime`]: the wasmtime sandbox (engine, components, per-task stores and limits).
 //! - [`definition`]: action definitions as rekuest's `DefinitionInput`, and arg checking.
+//! - [`protocol`]: the rekuest agent protocol's frames and endpoints.
+//! - [`devserver`]: a local rekuest-compatible server for development and tests.
 #![warn(missing_docs)]
 
 pub mod definition;
+pub mod devserver;
+pub mod protocol;
 pub mod runtime;

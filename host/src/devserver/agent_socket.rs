@@ -1,0 +1,236 @@
+//! The server side of `/agi`: REGISTER first, INIT, heartbeats with the 3001 timeout,
+//! reports with EVENT_ACK, and the close codes of the real server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::state::{Outgoing, Registration, ReportEffect, Shared};
+use crate::protocol::{FromAgent, MessageError, ToAgent, close_code};
+
+/// How long the peer has to answer our close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Frame types the real server accepts that the local one records nowhere.
+const IGNORED_TYPES: [&str; 10] = [
+    "STATE_PATCH",
+    "STATE_SNAPSHOT",
+    "LOCK",
+    "UNLOCK",
+    "APP_CANCELLED",
+    "ASSIGN_REQUEST",
+    "CANCEL_REQUEST",
+    "INTERRUPT_REQUEST",
+    "PAUSE_REQUEST",
+    "RESUME_REQUEST",
+];
+
+/// Serves one agent connection until it ends.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    socket: WebSocketStream<S>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = shared.new_connection_id();
+    let (mut sink, mut stream) = socket.split();
+    let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
+    // Set by the writer when the connection is finished from our side.
+    let (ended, mut ended_watch) = watch::channel(None::<bool>);
+    let writer_shared = Arc::clone(&shared);
+    let writer = tokio::spawn(async move {
+        while let Some(outgoing) = queue.recv().await {
+            let result = match outgoing {
+                Outgoing::Text(text) => sink.send(Message::text(text)).await,
+                Outgoing::Raw(message) => sink.send(message).await,
+                Outgoing::Close(code, reason) => {
+                    writer_shared.closed_with(code);
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    let _ = ended.send(Some(true));
+                    return;
+                }
+                Outgoing::Cut => {
+                    let _ = ended.send(Some(false));
+                    return;
+                }
+            };
+            if result.is_err() {
+                let _ = ended.send(Some(false));
+                return;
+            }
+        }
+    });
+
+    let answered = Arc::new(Notify::new());
+    let mut registered: Option<String> = None;
+    let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
+    let close = |code: u16, reason: &str| {
+        let _ = outbox.send(Outgoing::Close(code, reason.to_string()));
+    };
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = super::stopped(&mut stop) => break,
+            _ = ended_watch.changed() => {
+                let graceful = *ended_watch.borrow();
+                if graceful == Some(true) {
+                    // Give the peer a moment to answer our close, then hang up.
+                    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                        while let Some(Ok(_)) = stream.next().await {}
+                    })
+                    .await;
+                }
+                break;
+            }
+        };
+        let text = match frame {
+            None | Some(Err(_)) => break,
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                close(close_code::NOT_JSON, "binary frames are not accepted");
+                continue;
+            }
+            Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => continue,
+        };
+        let message = match FromAgent::parse(text.as_str()) {
+            Ok(message) => message,
+            Err(MessageError::NotJson(_)) => {
+                close(close_code::NOT_JSON, "not valid JSON");
+                continue;
+            }
+            Err(MessageError::Schema(error)) => {
+                let frame = ToAgent::ProtocolError {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    error: error.to_string(),
+                };
+                let _ = outbox.send(Outgoing::Text(frame.to_json()));
+                close(
+                    close_code::SCHEMA_MISMATCH,
+                    "frame does not match the schema",
+                );
+                continue;
+            }
+        };
+        let Some(agent) = registered.clone() else {
+            let FromAgent::Register(register) = message else {
+                close(
+                    close_code::SCHEMA_MISMATCH,
+                    "the first frame must be REGISTER",
+                );
+                continue;
+            };
+            match shared.register(
+                connection,
+                &register.token,
+                register.session_id,
+                register.force,
+                outbox.clone(),
+            ) {
+                Registration::Accepted { agent, init } => {
+                    let _ = outbox.send(Outgoing::Text(init.to_json()));
+                    heartbeat = Some(tokio::spawn(heartbeats(
+                        Arc::clone(&shared),
+                        outbox.clone(),
+                        Arc::clone(&answered),
+                    )));
+                    registered = Some(agent);
+                }
+                Registration::Refused(error, code) => {
+                    if let Some(error) = error {
+                        let frame = ToAgent::ProtocolError {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            error,
+                        };
+                        let _ = outbox.send(Outgoing::Text(frame.to_json()));
+                    }
+                    close(code, "registration refused");
+                }
+            }
+            continue;
+        };
+        match message {
+            FromAgent::HeartbeatAnswer { .. } => {
+                shared.heartbeat_answered();
+                answered.notify_one();
+            }
+            FromAgent::Report(report) => match shared.report(&agent, &report) {
+                ReportEffect::Recorded { ack } => {
+                    if ack {
+                        let frame = ToAgent::EventAck {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            event: report.id.clone(),
+                            task: Some(report.task.clone()),
+                            seq: report.seq,
+                        };
+                        let _ = outbox.send(Outgoing::Text(frame.to_json()));
+                    }
+                }
+                ReportEffect::UnknownTask => {
+                    close(close_code::SCHEMA_MISMATCH, "YIELD for an unknown task");
+                }
+            },
+            FromAgent::SessionInit(_) => {}
+            FromAgent::Register(_) => {
+                close(close_code::SCHEMA_MISMATCH, "a second REGISTER");
+            }
+            FromAgent::Other(kind) if IGNORED_TYPES.contains(&kind.as_str()) => {
+                tracing::debug!("local server ignores a {kind} frame");
+            }
+            FromAgent::Other(kind) => {
+                let frame = ToAgent::ProtocolError {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    error: format!("unknown message type '{kind}'"),
+                };
+                let _ = outbox.send(Outgoing::Text(frame.to_json()));
+                close(close_code::SCHEMA_MISMATCH, "unknown message type");
+            }
+        }
+    }
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+    }
+    writer.abort();
+    if let Some(agent) = registered {
+        shared.disconnected(&agent, connection);
+    }
+}
+
+/// Sends HEARTBEAT every interval and closes with 3001 when one is not answered in time.
+async fn heartbeats(
+    shared: Arc<Shared>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    answered: Arc<Notify>,
+) {
+    let (interval, timeout) = shared.heartbeat_timing();
+    loop {
+        tokio::time::sleep(interval).await;
+        let frame = ToAgent::Heartbeat {
+            id: uuid::Uuid::new_v4().to_string(),
+        };
+        let waiting = answered.notified();
+        if outbox.send(Outgoing::Text(frame.to_json())).is_err() {
+            return;
+        }
+        if tokio::time::timeout(timeout, waiting).await.is_err() {
+            tracing::warn!("local server: a heartbeat was not answered in {timeout:?}");
+            let _ = outbox.send(Outgoing::Close(
+                close_code::HEARTBEAT_NOT_RESPONDED,
+                "heartbeat not answered".into(),
+            ));
+            return;
+        }
+    }
+}

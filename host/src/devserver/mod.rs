@@ -1,0 +1,258 @@
+//! A local, rekuest-compatible server: GraphQL `ensureAgent`/`implementAgent`, the `/agi`
+//! agent socket (REGISTER, INIT with inquiries, heartbeats with the 3001 timeout, EVENT_ACK,
+//! the close codes), and a small dev caller API at `/dev/tasks`.
+//!
+//! It backs `rekuest-host dev` and the end-to-end tests. State lives in memory; a
+//! [`DevServer::restart`] keeps it, like a real server restarting on its database.
+
+mod agent_socket;
+pub mod caller;
+pub mod graphql;
+mod http;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+pub use caller::{CallerReply, CallerRequest};
+pub use state::{Control, OfferedAction, ServerEvent, TaskSnapshot};
+
+use crate::protocol::ToAgent;
+use state::{Outgoing, Shared};
+
+/// How the local server behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevServerConfig {
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Time between HEARTBEATs (the real server: about 10 s).
+    pub heartbeat_interval: Duration,
+    /// How long an answer may take before the socket closes with 3001 (real: 5 s).
+    pub heartbeat_timeout: Duration,
+    /// How long in-flight tasks wait for a same-session reconnect before they become
+    /// DISCONNECTED (real: 30 s).
+    pub reconnect_grace: Duration,
+    /// Accepted tokens; `None` accepts any non-empty token.
+    pub tokens: Option<Vec<String>>,
+}
+
+impl Default for DevServerConfig {
+    fn default() -> Self {
+        DevServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(5),
+            reconnect_grace: Duration::from_secs(30),
+            tokens: None,
+        }
+    }
+}
+
+/// Why the local server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("the local server cannot listen on {addr}: {source}")]
+pub struct DevServerError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The IO error.
+    pub source: std::io::Error,
+}
+
+/// A running local server; stops when dropped.
+pub struct DevServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+/// The events of one task: the ones so far, then the rest as they happen.
+pub struct TaskWatch {
+    history: std::collections::VecDeque<ServerEvent>,
+    receiver: broadcast::Receiver<ServerEvent>,
+}
+
+impl TaskWatch {
+    /// The next event (`None` when the server is gone).
+    pub async fn next(&mut self) -> Option<ServerEvent> {
+        if let Some(event) = self.history.pop_front() {
+            return Some(event);
+        }
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl DevServer {
+    /// Binds `config.listen` and starts serving.
+    pub async fn start(config: DevServerConfig) -> Result<Self, DevServerError> {
+        let listen = config.listen;
+        Self::serve(Shared::new(config), listen).await
+    }
+
+    async fn serve(shared: Arc<Shared>, listen: SocketAddr) -> Result<Self, DevServerError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| DevServerError {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| DevServerError {
+            addr: listen,
+            source,
+        })?;
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(accept(listener, Arc::clone(&shared), stopped));
+        tracing::info!("local rekuest server listening on http://{addr}");
+        Ok(DevServer { shared, addr, stop })
+    }
+
+    /// Stops serving (every connection drops without a close frame) and serves again on the
+    /// same address with the same state, like a server process restarting on its database.
+    pub async fn restart(self, downtime: Duration) -> Result<Self, DevServerError> {
+        let shared = Arc::clone(&self.shared);
+        let addr = self.addr;
+        drop(self);
+        tokio::time::sleep(downtime).await;
+        Self::serve(shared, addr).await
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Assigns `action` to a connected agent implementing it; returns the task id.
+    pub fn assign(&self, action: &str, args: Map<String, Value>) -> Result<String, String> {
+        self.shared.assign(action, args, None)
+    }
+
+    /// Sends a control message for `task` to its agent.
+    pub fn control(&self, task: &str, control: Control) -> Result<(), String> {
+        self.shared.control(task, control)
+    }
+
+    /// Follows the events of `task`.
+    pub fn watch(&self, task: &str) -> Option<TaskWatch> {
+        let (history, receiver) = self.shared.watch(task)?;
+        Some(TaskWatch {
+            history: history.into(),
+            receiver,
+        })
+    }
+
+    /// What the server knows about `task`.
+    pub fn task(&self, task: &str) -> Option<TaskSnapshot> {
+        self.shared.snapshot(task)
+    }
+
+    /// Every action agents offer.
+    pub fn actions(&self) -> Vec<OfferedAction> {
+        self.shared.actions()
+    }
+
+    /// Whether the agent of `token` is connected.
+    pub fn is_connected(&self, token: &str) -> bool {
+        self.shared.is_connected(token)
+    }
+
+    /// The definition hash stored for the agent of `token` (`None`: never ensured).
+    pub fn agent_hash(&self, token: &str) -> Option<String> {
+        self.shared.agent_hash(token)
+    }
+
+    /// How many HEARTBEAT_ANSWERs arrived.
+    pub fn heartbeats_answered(&self) -> u64 {
+        self.shared.heartbeats()
+    }
+
+    /// The close codes the server sent, in order.
+    pub fn close_codes(&self) -> Vec<u16> {
+        self.shared.closes()
+    }
+
+    /// Sends a protocol frame to the agent of `token`; false if it is not connected.
+    pub fn send(&self, token: &str, frame: &ToAgent) -> bool {
+        self.shared.send_to(token, Outgoing::Text(frame.to_json()))
+    }
+
+    /// Sends any frame (binary, broken JSON, ...) to the agent of `token`.
+    pub fn send_raw(&self, token: &str, frame: Message) -> bool {
+        self.shared.send_to(token, Outgoing::Raw(frame))
+    }
+
+    /// Closes the agent's socket with `code`.
+    pub fn close(&self, token: &str, code: u16, reason: &str) -> bool {
+        self.shared
+            .send_to(token, Outgoing::Close(code, reason.to_string()))
+    }
+
+    /// Drops the agent's TCP connection without a close frame (a network cut).
+    pub fn cut(&self, token: &str) -> bool {
+        self.shared.send_to(token, Outgoing::Cut)
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stopped(&mut stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("local server: accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut connection_stop = stop.clone();
+            let service =
+                service_fn(move |request| http::handle(Arc::clone(&shared), stop.clone(), request));
+            let connection = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::select! {
+                result = connection => {
+                    if let Err(error) = result {
+                        tracing::debug!("local server: connection from {peer}: {error}");
+                    }
+                }
+                _ = stopped(&mut connection_stop) => {}
+            }
+        });
+    }
+}

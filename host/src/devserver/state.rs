@@ -1,0 +1,726 @@
+//! What the local server remembers: agents (keyed by token), their implementations, tasks
+//! and their events. One lock guards it all; nothing awaits while holding it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::DevServerConfig;
+use crate::protocol::{Assign, Inquiry, ToAgent};
+
+/// Events a watcher may fall behind by before it misses some.
+const WATCH_BUFFER: usize = 1024;
+
+/// Something that happened to a task, as a caller sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerEvent {
+    /// The report type (`STARTED`, `YIELD`, `COMPLETED`, ...), or `ASSIGNED`,
+    /// `DISCONNECTED`, `CANCELLING`, `INTERRUPTING`, `PAUSING`, `RESUMING`.
+    pub kind: String,
+    /// The report's fields (`returns`, `progress`, `message`, `level`, `error`).
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl ServerEvent {
+    fn new(kind: &str) -> Self {
+        ServerEvent {
+            kind: kind.to_string(),
+            fields: Map::new(),
+        }
+    }
+
+    fn with(kind: &str, message: &str) -> Self {
+        let mut event = ServerEvent::new(kind);
+        event.fields.insert("message".into(), Value::from(message));
+        event
+    }
+
+    /// Whether the task is over after this event, as far as a caller is concerned
+    /// (`DISCONNECTED` means the fate is unknown; a later report may still come).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "COMPLETED" | "FAILED" | "CRITICAL" | "CANCELLED" | "INTERRUPTED"
+        )
+    }
+}
+
+/// A frame (or a deed) for one agent connection's writer.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A text frame.
+    Text(String),
+    /// Any frame, as is (tests send hostile ones).
+    Raw(Message),
+    /// A close frame with this code; the connection ends.
+    Close(u16, String),
+    /// Drop the TCP connection without a close frame.
+    Cut,
+}
+
+struct Live {
+    connection: u64,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+struct Implementation {
+    id: String,
+    interface: String,
+    definition: Value,
+    action_hash: String,
+}
+
+struct AgentRecord {
+    id: String,
+    token: String,
+    name: String,
+    hash: String,
+    implementations: Vec<Implementation>,
+    live: Option<Live>,
+    session_id: Option<String>,
+    grace: Option<tokio::task::AbortHandle>,
+}
+
+impl AgentRecord {
+    fn to_json(&self) -> Value {
+        json!({
+            "__typename": "Agent",
+            "id": self.id,
+            "name": self.name,
+            "hash": self.hash,
+            "connected": self.live.is_some(),
+            "kind": "WEBSOCKET",
+            "client": {"__typename": "Client", "id": "dev", "clientId": "dev"},
+            "user": {"__typename": "User", "id": "1", "sub": "dev"},
+            "organization": {"__typename": "Organization", "id": "1", "slug": "dev"},
+            "memoryShelve": {"__typename": "MemoryShelve", "id": self.id},
+            "implementations": self.implementations.iter().map(|implementation| json!({
+                "__typename": "Implementation",
+                "id": implementation.id,
+                "interface": implementation.interface,
+                "action": {"__typename": "Action", "hash": implementation.action_hash},
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+struct TaskRecord {
+    agent: String,
+    events: Vec<ServerEvent>,
+    done: bool,
+    received: HashMap<String, usize>,
+    watchers: broadcast::Sender<ServerEvent>,
+}
+
+impl TaskRecord {
+    fn push(&mut self, event: ServerEvent) {
+        let _ = self.watchers.send(event.clone());
+        self.events.push(event);
+    }
+}
+
+/// What the local server knows about one task (for tests and the dev API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSnapshot {
+    /// Everything that happened, in order.
+    pub events: Vec<ServerEvent>,
+    /// Whether a terminal report arrived.
+    pub done: bool,
+    /// How many reports of each type arrived, duplicates included.
+    pub received: HashMap<String, usize>,
+}
+
+/// An action some agent implements.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OfferedAction {
+    /// The interface (action key).
+    pub interface: String,
+    /// The agent's name.
+    pub agent: String,
+    /// Whether that agent is connected.
+    pub connected: bool,
+    /// The registered definition.
+    pub definition: Value,
+}
+
+/// A control message a caller can send to a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// CANCEL.
+    Cancel,
+    /// INTERRUPT.
+    Interrupt,
+    /// PAUSE.
+    Pause,
+    /// RESUME (`true`: step).
+    Resume(bool),
+}
+
+#[derive(Default)]
+struct Db {
+    next_id: u64,
+    agents: Vec<AgentRecord>,
+    tasks: BTreeMap<u64, TaskRecord>,
+    heartbeats_answered: u64,
+    closes: Vec<u16>,
+}
+
+impl Db {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn agent_by_token(&mut self, token: &str) -> Option<&mut AgentRecord> {
+        self.agents.iter_mut().find(|agent| agent.token == token)
+    }
+
+    fn agent_by_id(&mut self, id: &str) -> Option<&mut AgentRecord> {
+        self.agents.iter_mut().find(|agent| agent.id == id)
+    }
+
+    fn in_flight(&self, agent: &str) -> Vec<u64> {
+        self.tasks
+            .iter()
+            .filter(|(_, task)| task.agent == agent && !task.done)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn disconnect_tasks(&mut self, ids: &[u64]) {
+        for id in ids {
+            if let Some(task) = self.tasks.get_mut(id)
+                && task
+                    .events
+                    .last()
+                    .is_none_or(|last| last.kind != "DISCONNECTED")
+            {
+                task.push(ServerEvent::with(
+                    "DISCONNECTED",
+                    "Agent disconnected. Fate unknown",
+                ));
+            }
+        }
+    }
+}
+
+/// How a REGISTER went.
+pub(crate) enum Registration {
+    /// Registered: send this INIT.
+    Accepted {
+        /// The agent id.
+        agent: String,
+        /// The INIT frame.
+        init: ToAgent,
+    },
+    /// Refused: send the optional PROTOCOL_ERROR text, then close with the code.
+    Refused(Option<String>, u16),
+}
+
+/// What a report did to the task.
+pub(crate) enum ReportEffect {
+    /// Recorded (or deduplicated); answer with an EVENT_ACK when `ack`.
+    Recorded {
+        /// Whether the server acknowledges this report type.
+        ack: bool,
+    },
+    /// A YIELD for a task the server does not know: close 3003.
+    UnknownTask,
+}
+
+/// The server's state; shared by its connections and its handle.
+pub(crate) struct Shared {
+    pub(crate) config: DevServerConfig,
+    db: Mutex<Db>,
+    next_connection: AtomicU64,
+}
+
+/// Digest of a definition, the action's `hash`.
+fn action_hash(definition: &Value) -> String {
+    hex::encode(Sha256::digest(definition.to_string().as_bytes()))
+}
+
+impl Shared {
+    pub(crate) fn new(config: DevServerConfig) -> Arc<Self> {
+        Arc::new(Shared {
+            config,
+            db: Mutex::new(Db::default()),
+            next_connection: AtomicU64::new(1),
+        })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Db> {
+        // A panic while holding the lock leaves plain data; keep serving it.
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn new_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether `token` may talk to this server at all.
+    pub(crate) fn token_allowed(&self, token: &str) -> bool {
+        !token.is_empty()
+            && self
+                .config
+                .tokens
+                .as_ref()
+                .is_none_or(|tokens| tokens.iter().any(|allowed| allowed == token))
+    }
+
+    /// GraphQL `ensureAgent`: get or create the token's agent.
+    pub(crate) fn ensure_agent(&self, token: &str, input: &Value) -> Value {
+        let name = input
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("agent")
+            .to_string();
+        let mut db = self.db();
+        if db.agent_by_token(token).is_none() {
+            let id = db.next_id().to_string();
+            db.agents.push(AgentRecord {
+                id,
+                token: token.to_string(),
+                name: name.clone(),
+                hash: String::new(),
+                implementations: Vec::new(),
+                live: None,
+                session_id: None,
+                grace: None,
+            });
+        }
+        match db.agent_by_token(token) {
+            Some(agent) => {
+                agent.name = name;
+                agent.to_json()
+            }
+            None => Value::Null,
+        }
+    }
+
+    /// GraphQL `implementAgent`: replace the agent's implementations.
+    pub(crate) fn implement_agent(&self, token: &str, input: &Value) -> Result<Value, String> {
+        let mut parsed = Vec::new();
+        for (index, implementation) in input
+            .get("implementations")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let definition = implementation
+                .get("definition")
+                .filter(|definition| definition.is_object())
+                .ok_or_else(|| format!("implementations[{index}] has no definition"))?;
+            let interface = implementation
+                .get("interface")
+                .and_then(Value::as_str)
+                .or_else(|| definition.get("key").and_then(Value::as_str))
+                .ok_or_else(|| format!("implementations[{index}] has no interface"))?;
+            parsed.push((interface.to_string(), definition.clone()));
+        }
+        let hash = input
+            .get("hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut db = self.db();
+        let mut implementations = Vec::new();
+        for (interface, definition) in parsed {
+            let id = db.next_id().to_string();
+            implementations.push(Implementation {
+                id,
+                action_hash: action_hash(&definition),
+                interface,
+                definition,
+            });
+        }
+        let agent = db
+            .agent_by_token(token)
+            .ok_or("Agent not found: call ensureAgent first")?;
+        if let Some(name) = input.get("name").and_then(Value::as_str) {
+            agent.name = name.to_string();
+        }
+        agent.hash = hash;
+        agent.implementations = implementations;
+        Ok(agent.to_json())
+    }
+
+    /// Handles REGISTER on connection `connection`.
+    pub(crate) fn register(
+        &self,
+        connection: u64,
+        token: &str,
+        session_id: Option<String>,
+        force: bool,
+        outbox: mpsc::UnboundedSender<Outgoing>,
+    ) -> Registration {
+        let mut db = self.db();
+        if !self.token_allowed(token) {
+            return Registration::Refused(None, crate::protocol::close_code::SCHEMA_MISMATCH);
+        }
+        let Some(agent) = db.agent_by_token(token) else {
+            // Like the real server: REGISTER only finds agents that ensureAgent created.
+            return Registration::Refused(None, crate::protocol::close_code::SCHEMA_MISMATCH);
+        };
+        if let Some(live) = &agent.live {
+            if !force {
+                return Registration::Refused(
+                    Some(
+                        "Another connection is already registered for this agent. Reconnect \
+                         with force to take over."
+                            .into(),
+                    ),
+                    crate::protocol::close_code::ALREADY_CONNECTED,
+                );
+            }
+            let _ = live.outbox.send(Outgoing::Close(
+                crate::protocol::close_code::REPLACED,
+                "replaced by a forced connection".into(),
+            ));
+        }
+        if let Some(grace) = agent.grace.take() {
+            grace.abort();
+        }
+        let agent_id = agent.id.clone();
+        let prior = agent.session_id.clone();
+        agent.session_id = session_id.clone();
+        agent.live = Some(Live { connection, outbox });
+        let in_flight = db.in_flight(&agent_id);
+        let fresh_process =
+            matches!((&prior, &session_id), (Some(prior), Some(new)) if prior != new);
+        let inquiries = if fresh_process {
+            db.disconnect_tasks(&in_flight);
+            Vec::new()
+        } else {
+            in_flight
+                .iter()
+                .map(|id| Inquiry {
+                    task: id.to_string(),
+                })
+                .collect()
+        };
+        Registration::Accepted {
+            agent: agent_id.clone(),
+            init: ToAgent::Init {
+                id: uuid::Uuid::new_v4().to_string(),
+                agent: agent_id,
+                inquiries,
+            },
+        }
+    }
+
+    /// The connection ended: unless replaced, the agent is offline; after the grace window
+    /// without a same-session reconnect its in-flight tasks become DISCONNECTED.
+    pub(crate) fn disconnected(self: &Arc<Self>, agent_id: &str, connection: u64) {
+        let mut db = self.db();
+        let Some(agent) = db.agent_by_id(agent_id) else {
+            return;
+        };
+        if agent.live.as_ref().map(|live| live.connection) != Some(connection) {
+            return;
+        }
+        agent.live = None;
+        let grace = self.config.reconnect_grace;
+        if grace.is_zero() {
+            let in_flight = db.in_flight(agent_id);
+            db.disconnect_tasks(&in_flight);
+            return;
+        }
+        let shared = Arc::clone(self);
+        let agent_key = agent_id.to_string();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let mut db = shared.db();
+            let offline = db
+                .agent_by_id(&agent_key)
+                .is_some_and(|agent| agent.live.is_none());
+            if offline {
+                let in_flight = db.in_flight(&agent_key);
+                db.disconnect_tasks(&in_flight);
+            }
+        });
+        if let Some(agent) = db.agent_by_id(agent_id) {
+            agent.grace = Some(timer.abort_handle());
+        }
+    }
+
+    /// Records a report from `agent_id`.
+    pub(crate) fn report(&self, agent_id: &str, report: &crate::protocol::Report) -> ReportEffect {
+        use crate::protocol::ReportKind;
+        let kind = report.kind.wire_type();
+        let ack = matches!(
+            report.kind,
+            ReportKind::Started
+                | ReportKind::Paused
+                | ReportKind::Resumed
+                | ReportKind::Completed
+                | ReportKind::Failed { .. }
+                | ReportKind::Critical { .. }
+                | ReportKind::Cancelled
+                | ReportKind::Interrupted
+        );
+        let mut db = self.db();
+        let task = report
+            .task
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| db.tasks.get_mut(&id))
+            .filter(|task| task.agent == agent_id);
+        let Some(task) = task else {
+            return if matches!(report.kind, ReportKind::Yield { .. }) {
+                ReportEffect::UnknownTask
+            } else {
+                ReportEffect::Recorded { ack }
+            };
+        };
+        *task.received.entry(kind.to_string()).or_default() += 1;
+        if task.done {
+            // Resent terminal reports (and stragglers) are deduplicated by task.
+            return ReportEffect::Recorded { ack };
+        }
+        let mut event = ServerEvent::new(kind);
+        match &report.kind {
+            ReportKind::Progress { progress, message } => {
+                event.fields.insert("progress".into(), json!(progress));
+                event.fields.insert("message".into(), json!(message));
+            }
+            ReportKind::Log { message, level } => {
+                event.fields.insert("message".into(), json!(message));
+                event.fields.insert("level".into(), json!(level));
+            }
+            ReportKind::Yield { returns } => {
+                let returns = serde_json::from_str(returns.get()).unwrap_or(Value::Null);
+                event.fields.insert("returns".into(), returns);
+            }
+            ReportKind::Failed { error } | ReportKind::Critical { error } => {
+                event.fields.insert("error".into(), json!(error));
+            }
+            _ => {}
+        }
+        task.done = report.kind.is_terminal();
+        task.push(event);
+        ReportEffect::Recorded { ack }
+    }
+
+    pub(crate) fn heartbeat_answered(&self) {
+        self.db().heartbeats_answered += 1;
+    }
+
+    pub(crate) fn closed_with(&self, code: u16) {
+        self.db().closes.push(code);
+    }
+
+    /// Creates a task for `interface` on a connected agent implementing it and sends ASSIGN.
+    pub(crate) fn assign(
+        &self,
+        interface: &str,
+        args: Map<String, Value>,
+        step: Option<bool>,
+    ) -> Result<String, String> {
+        let mut db = self.db();
+        let mut offered = false;
+        let mut chosen = None;
+        for agent in &db.agents {
+            if let Some(implementation) = agent
+                .implementations
+                .iter()
+                .find(|implementation| implementation.interface == interface)
+            {
+                offered = true;
+                if let Some(live) = &agent.live {
+                    chosen = Some((
+                        agent.id.clone(),
+                        implementation.id.clone(),
+                        implementation.action_hash.clone(),
+                        live.outbox.clone(),
+                    ));
+                    break;
+                }
+            }
+        }
+        let Some((agent, implementation, action, outbox)) = chosen else {
+            return Err(if offered {
+                format!("No active implementation found for '{interface}': its agent is offline")
+            } else {
+                format!("No agent implements '{interface}'")
+            });
+        };
+        let id = db.next_id();
+        let task = id.to_string();
+        let (watchers, _) = broadcast::channel(WATCH_BUFFER);
+        let mut record = TaskRecord {
+            agent,
+            events: Vec::new(),
+            done: false,
+            received: HashMap::new(),
+            watchers,
+        };
+        record.push(ServerEvent::new("ASSIGNED"));
+        db.tasks.insert(id, record);
+        let assign = ToAgent::Assign(Box::new(Assign {
+            id: uuid::Uuid::new_v4().to_string(),
+            interface: interface.to_string(),
+            step,
+            task: task.clone(),
+            root: None,
+            parent: None,
+            resolution: None,
+            capture: Some(false),
+            reference: Some(uuid::Uuid::new_v4().to_string()),
+            args,
+            message: None,
+            user: "dev".into(),
+            org: "dev".into(),
+            action,
+            implementation,
+            token: None,
+        }));
+        let _ = outbox.send(Outgoing::Text(assign.to_json()));
+        Ok(task)
+    }
+
+    /// Sends a control message for `task` to its agent.
+    pub(crate) fn control(&self, task: &str, control: Control) -> Result<(), String> {
+        let mut db = self.db();
+        let id = task
+            .parse::<u64>()
+            .ok()
+            .filter(|id| db.tasks.contains_key(id))
+            .ok_or_else(|| format!("No task '{task}'"))?;
+        let Some(record) = db.tasks.get(&id) else {
+            return Err(format!("No task '{task}'"));
+        };
+        if record.done {
+            return Err(format!("Task '{task}' is already done"));
+        }
+        let agent = record.agent.clone();
+        let outbox = db
+            .agent_by_id(&agent)
+            .and_then(|agent| agent.live.as_ref().map(|live| live.outbox.clone()))
+            .ok_or_else(|| format!("The agent of task '{task}' is offline"))?;
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let task_id = task.to_string();
+        let (frame, kind) = match control {
+            Control::Cancel => (
+                ToAgent::Cancel {
+                    id: message_id,
+                    task: task_id,
+                },
+                "CANCELLING",
+            ),
+            Control::Interrupt => (
+                ToAgent::Interrupt {
+                    id: message_id,
+                    task: task_id,
+                },
+                "INTERRUPTING",
+            ),
+            Control::Pause => (
+                ToAgent::Pause {
+                    id: message_id,
+                    task: task_id,
+                },
+                "PAUSING",
+            ),
+            Control::Resume(step) => (
+                ToAgent::Resume {
+                    id: message_id,
+                    task: task_id,
+                    step,
+                },
+                "RESUMING",
+            ),
+        };
+        if let Some(record) = db.tasks.get_mut(&id) {
+            record.push(ServerEvent::new(kind));
+        }
+        let _ = outbox.send(Outgoing::Text(frame.to_json()));
+        Ok(())
+    }
+
+    /// The events so far and a receiver for the rest, taken atomically.
+    pub(crate) fn watch(
+        &self,
+        task: &str,
+    ) -> Option<(Vec<ServerEvent>, broadcast::Receiver<ServerEvent>)> {
+        let db = self.db();
+        let record = db.tasks.get(&task.parse::<u64>().ok()?)?;
+        Some((record.events.clone(), record.watchers.subscribe()))
+    }
+
+    pub(crate) fn snapshot(&self, task: &str) -> Option<TaskSnapshot> {
+        let db = self.db();
+        let record = db.tasks.get(&task.parse::<u64>().ok()?)?;
+        Some(TaskSnapshot {
+            events: record.events.clone(),
+            done: record.done,
+            received: record.received.clone(),
+        })
+    }
+
+    pub(crate) fn actions(&self) -> Vec<OfferedAction> {
+        let db = self.db();
+        db.agents
+            .iter()
+            .flat_map(|agent| {
+                agent
+                    .implementations
+                    .iter()
+                    .map(move |implementation| OfferedAction {
+                        interface: implementation.interface.clone(),
+                        agent: agent.name.clone(),
+                        connected: agent.live.is_some(),
+                        definition: implementation.definition.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Sends `outgoing` to the live connection of the agent with `token`.
+    pub(crate) fn send_to(&self, token: &str, outgoing: Outgoing) -> bool {
+        let mut db = self.db();
+        db.agent_by_token(token)
+            .and_then(|agent| agent.live.as_ref())
+            .is_some_and(|live| live.outbox.send(outgoing).is_ok())
+    }
+
+    pub(crate) fn is_connected(&self, token: &str) -> bool {
+        self.db()
+            .agent_by_token(token)
+            .is_some_and(|agent| agent.live.is_some())
+    }
+
+    pub(crate) fn agent_hash(&self, token: &str) -> Option<String> {
+        self.db()
+            .agent_by_token(token)
+            .map(|agent| agent.hash.clone())
+    }
+
+    pub(crate) fn heartbeats(&self) -> u64 {
+        self.db().heartbeats_answered
+    }
+
+    pub(crate) fn closes(&self) -> Vec<u16> {
+        self.db().closes.clone()
+    }
+
+    /// How long to wait for a HEARTBEAT_ANSWER.
+    pub(crate) fn heartbeat_timing(&self) -> (Duration, Duration) {
+        (
+            self.config.heartbeat_interval,
+            self.config.heartbeat_timeout,
+        )
+    }
+}

@@ -1,0 +1,820 @@
+//! The frames of the agent socket in both directions, with the field names the server uses.
+//!
+//! Parsing is lenient where the server may grow: extra fields are ignored and an unknown
+//! `type` parses as an `Unknown` case for the caller to log. Only REGISTER is strict, as the
+//! server is (an unknown key there is a schema mismatch).
+
+use serde::de::Error as _;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// Why a frame could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON at all (the server closes with 3002 for this).
+    #[error("not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// JSON, but not a frame of the protocol (3003).
+    #[error("does not match the protocol: {0}")]
+    Schema(serde_json::Error),
+}
+
+impl MessageError {
+    fn from_json(error: serde_json::Error) -> Self {
+        match error.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                MessageError::NotJson(error)
+            }
+            _ => MessageError::Schema(error),
+        }
+    }
+}
+
+/// A task the server asks about after a same-session reconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inquiry {
+    /// The task id.
+    pub task: String,
+}
+
+/// Work for the agent: run `interface` with `args` as task `task`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assign {
+    /// Message id.
+    #[serde(default)]
+    pub id: String,
+    /// The implementation's interface: the action key it was registered with.
+    pub interface: String,
+    /// Stop at the first breakpoint (`null`: run freely).
+    #[serde(default)]
+    pub step: Option<bool>,
+    /// The task id every report of this task carries.
+    pub task: String,
+    /// The root of cascaded tasks.
+    #[serde(default)]
+    pub root: Option<String>,
+    /// The direct parent task.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// The resolution of dependencies.
+    #[serde(default)]
+    pub resolution: Option<String>,
+    /// Debug capture mode.
+    #[serde(default)]
+    pub capture: Option<bool>,
+    /// The assigner's reference.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// The args, keyed by arg port.
+    #[serde(default)]
+    pub args: Map<String, Value>,
+    /// A message from the assigner.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The assigning user.
+    #[serde(default)]
+    pub user: String,
+    /// The user's organization.
+    #[serde(default)]
+    pub org: String,
+    /// The action's hash.
+    #[serde(default)]
+    pub action: String,
+    /// The implementation id.
+    #[serde(default)]
+    pub implementation: String,
+    /// Provenance token, forwarded untouched.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A frame from the server to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ToAgent {
+    /// The answer to REGISTER.
+    Init {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The agent's id on the server.
+        agent: String,
+        /// In-flight tasks the server asks about after a same-session reconnect.
+        #[serde(default, deserialize_with = "null_as_default")]
+        inquiries: Vec<Inquiry>,
+    },
+    /// Liveness check: answer with HEARTBEAT_ANSWER at once.
+    Heartbeat {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+    },
+    /// Run a task.
+    Assign(Box<Assign>),
+    /// Stop a task nicely (report CANCELLED).
+    Cancel {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The task.
+        task: String,
+    },
+    /// Stop a task forcefully (report INTERRUPTED).
+    Interrupt {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The task.
+        task: String,
+    },
+    /// Park a task (report PAUSED).
+    Pause {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The task.
+        task: String,
+    },
+    /// Continue a parked task (report RESUMED).
+    Resume {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The task.
+        task: String,
+        /// Run only to the next breakpoint, then park again.
+        #[serde(default, deserialize_with = "null_as_default")]
+        step: bool,
+    },
+    /// Drop shelved data.
+    Collect {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The drawers to drop.
+        #[serde(default, deserialize_with = "null_as_default")]
+        drawers: Vec<String>,
+    },
+    /// Reconnect, optionally after `duration` seconds.
+    Bounce {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// Seconds to wait before reconnecting.
+        #[serde(default)]
+        duration: Option<u64>,
+    },
+    /// Disconnect and do not reconnect.
+    Kick {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// The server made a report durable; stop retaining it.
+    EventAck {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The id of the acknowledged report.
+        event: String,
+        /// Its task.
+        #[serde(default)]
+        task: Option<String>,
+        /// Its seq.
+        #[serde(default)]
+        seq: Option<u64>,
+    },
+    /// The server refused a frame; a close follows.
+    ProtocolError {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The server's message.
+        #[serde(default)]
+        error: String,
+    },
+    /// A type this agent does not know (logged and ignored).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ToAgent {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<Self, MessageError> {
+        serde_json::from_str(text).map_err(MessageError::from_json)
+    }
+
+    /// The JSON text of this frame.
+    pub fn to_json(&self) -> String {
+        // Serializing plain data into a string cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The `type` of a JSON frame, if it has one (for logging unknown frames).
+pub fn frame_type(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_str::<Head>(text)
+        .ok()
+        .map(|head| head.kind)
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// The first frame of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    /// Message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The agent's token.
+    pub token: String,
+    /// The per-process id: the same across reconnects of one process.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Take the agent over from another live connection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// Sent by the Python agent after REGISTER; accepted by the local server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInit {
+    /// Message id.
+    #[serde(default)]
+    pub id: String,
+    /// The per-process id.
+    pub session_id: String,
+    /// Initial state snapshots by state name.
+    #[serde(default)]
+    pub states: Map<String, Value>,
+}
+
+/// What a report says about its task.
+#[derive(Debug, Clone)]
+pub enum ReportKind {
+    /// The task began.
+    Started,
+    /// Progress, in percent, with optional text.
+    Progress {
+        /// 0..=100.
+        progress: Option<i64>,
+        /// Text.
+        message: Option<String>,
+    },
+    /// A log line.
+    Log {
+        /// The line.
+        message: String,
+        /// DEBUG, INFO, WARN, ERROR or CRITICAL.
+        level: String,
+    },
+    /// Returns, keyed `return0`, `return1`, ...
+    Yield {
+        /// The returns object, as JSON text.
+        returns: Box<RawValue>,
+    },
+    /// Ended well (terminal).
+    Completed,
+    /// Ended with an error meant for the caller (terminal).
+    Failed {
+        /// The error.
+        error: String,
+    },
+    /// Ended by a crash or a host bug (terminal).
+    Critical {
+        /// The error.
+        error: String,
+    },
+    /// Stopped by CANCEL (terminal).
+    Cancelled,
+    /// Stopped by INTERRUPT (terminal).
+    Interrupted,
+    /// Parked by PAUSE.
+    Paused,
+    /// Continued by RESUME.
+    Resumed,
+}
+
+impl PartialEq for ReportKind {
+    fn eq(&self, other: &Self) -> bool {
+        use ReportKind::*;
+        match (self, other) {
+            (Yield { returns: a }, Yield { returns: b }) => a.get() == b.get(),
+            (
+                Progress {
+                    progress: a,
+                    message: m,
+                },
+                Progress {
+                    progress: b,
+                    message: n,
+                },
+            ) => a == b && m == n,
+            (
+                Log {
+                    message: a,
+                    level: l,
+                },
+                Log {
+                    message: b,
+                    level: m,
+                },
+            ) => a == b && l == m,
+            (Failed { error: a }, Failed { error: b })
+            | (Critical { error: a }, Critical { error: b }) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl ReportKind {
+    /// The wire `type`.
+    pub fn wire_type(&self) -> &'static str {
+        match self {
+            ReportKind::Started => "STARTED",
+            ReportKind::Progress { .. } => "PROGRESS",
+            ReportKind::Log { .. } => "LOG",
+            ReportKind::Yield { .. } => "YIELD",
+            ReportKind::Completed => "COMPLETED",
+            ReportKind::Failed { .. } => "FAILED",
+            ReportKind::Critical { .. } => "CRITICAL",
+            ReportKind::Cancelled => "CANCELLED",
+            ReportKind::Interrupted => "INTERRUPTED",
+            ReportKind::Paused => "PAUSED",
+            ReportKind::Resumed => "RESUMED",
+        }
+    }
+
+    /// Whether this ends its task (and must be kept until the server acknowledges it).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            ReportKind::Completed
+                | ReportKind::Failed { .. }
+                | ReportKind::Critical { .. }
+                | ReportKind::Cancelled
+                | ReportKind::Interrupted
+        )
+    }
+
+    /// The error text of FAILED and CRITICAL.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            ReportKind::Failed { error } | ReportKind::Critical { error } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// A report about one task: `{"type", "task", "id", "seq", ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The task.
+    pub task: String,
+    /// This report's own id (EVENT_ACK names it).
+    pub id: String,
+    /// Per-connection sequence number, stamped when sent.
+    pub seq: Option<u64>,
+    /// What it says.
+    pub kind: ReportKind,
+}
+
+impl Report {
+    /// A new report with a fresh uuid and no seq yet.
+    pub fn new(task: impl Into<String>, kind: ReportKind) -> Self {
+        Report {
+            task: task.into(),
+            id: uuid::Uuid::new_v4().to_string(),
+            seq: None,
+            kind,
+        }
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", self.kind.wire_type())?;
+        map.serialize_entry("task", &self.task)?;
+        map.serialize_entry("id", &self.id)?;
+        if let Some(seq) = self.seq {
+            map.serialize_entry("seq", &seq)?;
+        }
+        match &self.kind {
+            ReportKind::Progress { progress, message } => {
+                map.serialize_entry("progress", progress)?;
+                map.serialize_entry("message", message)?;
+            }
+            ReportKind::Log { message, level } => {
+                map.serialize_entry("message", message)?;
+                map.serialize_entry("level", level)?;
+            }
+            ReportKind::Yield { returns } => map.serialize_entry("returns", returns)?,
+            ReportKind::Failed { error } | ReportKind::Critical { error } => {
+                map.serialize_entry("error", error)?;
+            }
+            ReportKind::Started
+            | ReportKind::Completed
+            | ReportKind::Cancelled
+            | ReportKind::Interrupted
+            | ReportKind::Paused
+            | ReportKind::Resumed => {}
+        }
+        map.end()
+    }
+}
+
+/// The fields any report may have; which are required depends on the type.
+#[derive(Deserialize)]
+struct ReportFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    task: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    progress: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default)]
+    returns: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A frame from the agent to the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FromAgent {
+    /// The first frame.
+    Register(Register),
+    /// The answer to a HEARTBEAT.
+    HeartbeatAnswer {
+        /// A fresh id.
+        id: String,
+    },
+    /// The Python agent's session announcement.
+    SessionInit(SessionInit),
+    /// A report about a task.
+    Report(Report),
+    /// Another type (named); the local server ignores the ones it knows to exist.
+    Other(String),
+}
+
+const REPORT_TYPES: [&str; 11] = [
+    "STARTED",
+    "PROGRESS",
+    "LOG",
+    "YIELD",
+    "COMPLETED",
+    "FAILED",
+    "CRITICAL",
+    "CANCELLED",
+    "INTERRUPTED",
+    "PAUSED",
+    "RESUMED",
+];
+
+impl FromAgent {
+    /// Parses one text frame. A report without an `id` gets a fresh one, as the server does.
+    pub fn parse(text: &str) -> Result<Self, MessageError> {
+        let value: Value = serde_json::from_str(text).map_err(MessageError::NotJson)?;
+        let Value::Object(mut object) = value else {
+            return Err(MessageError::Schema(serde_json::Error::custom(
+                "a frame must be a JSON object",
+            )));
+        };
+        let kind = match object.get("type") {
+            Some(Value::String(kind)) => kind.clone(),
+            _ => {
+                return Err(MessageError::Schema(serde_json::Error::custom(
+                    "the frame has no string `type`",
+                )));
+            }
+        };
+        let schema = MessageError::Schema;
+        match kind.as_str() {
+            "REGISTER" => {
+                object.remove("type");
+                serde_json::from_value(Value::Object(object))
+                    .map(FromAgent::Register)
+                    .map_err(schema)
+            }
+            "HEARTBEAT_ANSWER" => Ok(FromAgent::HeartbeatAnswer {
+                id: object
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            }),
+            "SESSION_INIT" => serde_json::from_value(Value::Object(object))
+                .map(FromAgent::SessionInit)
+                .map_err(schema),
+            kind if REPORT_TYPES.contains(&kind) => {
+                // Parsed from the text (not the Value) so returns stay the sender's text.
+                let frame: ReportFrame = serde_json::from_str(text).map_err(schema)?;
+                report_from_frame(frame).map(FromAgent::Report)
+            }
+            _ => Ok(FromAgent::Other(kind)),
+        }
+    }
+
+    /// The JSON text of this frame.
+    pub fn to_json(&self) -> String {
+        let result = match self {
+            FromAgent::Register(register) => {
+                let mut value = serde_json::to_value(register).unwrap_or(Value::Null);
+                if let Value::Object(object) = &mut value {
+                    object.insert("type".into(), Value::from("REGISTER"));
+                }
+                serde_json::to_string(&value)
+            }
+            FromAgent::HeartbeatAnswer { id } => {
+                serde_json::to_string(&serde_json::json!({"type": "HEARTBEAT_ANSWER", "id": id}))
+            }
+            FromAgent::SessionInit(init) => {
+                let mut value = serde_json::to_value(init).unwrap_or(Value::Null);
+                if let Value::Object(object) = &mut value {
+                    object.insert("type".into(), Value::from("SESSION_INIT"));
+                }
+                serde_json::to_string(&value)
+            }
+            FromAgent::Report(report) => serde_json::to_string(report),
+            FromAgent::Other(kind) => serde_json::to_string(&serde_json::json!({"type": kind})),
+        };
+        // Plain data (and returns that are already valid JSON) always serializes.
+        result.unwrap_or_default()
+    }
+}
+
+fn report_from_frame(frame: ReportFrame) -> Result<Report, MessageError> {
+    let missing = |field: &str| {
+        MessageError::Schema(serde_json::Error::custom(format_args!(
+            "missing field `{field}`"
+        )))
+    };
+    let kind = match frame.kind.as_str() {
+        "STARTED" => ReportKind::Started,
+        "PROGRESS" => ReportKind::Progress {
+            progress: frame.progress,
+            message: frame.message,
+        },
+        "LOG" => ReportKind::Log {
+            message: frame.message.ok_or_else(|| missing("message"))?,
+            level: frame.level.unwrap_or_else(|| "INFO".into()),
+        },
+        "YIELD" => ReportKind::Yield {
+            returns: match frame.returns {
+                Some(returns) => returns,
+                None => RawValue::from_string("null".into()).map_err(MessageError::Schema)?,
+            },
+        },
+        "COMPLETED" => ReportKind::Completed,
+        "FAILED" => ReportKind::Failed {
+            error: frame.error.ok_or_else(|| missing("error"))?,
+        },
+        "CRITICAL" => ReportKind::Critical {
+            error: frame.error.ok_or_else(|| missing("error"))?,
+        },
+        "CANCELLED" => ReportKind::Cancelled,
+        "INTERRUPTED" => ReportKind::Interrupted,
+        "PAUSED" => ReportKind::Paused,
+        _ => ReportKind::Resumed,
+    };
+    Ok(Report {
+        task: frame.task,
+        id: frame.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        seq: frame.seq,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_observed_assign() {
+        let text = r#"{"id":"m1","type":"ASSIGN","interface":"add","step":null,"task":"1","root":null,
+            "parent":null,"resolution":null,"capture":false,"reference":"ref","args":{"a":1,"b":2},
+            "message":null,"user":"2","org":"static_org","action":"h","implementation":"1",
+            "token":null,"some_future_field":[1]}"#;
+        let ToAgent::Assign(assign) = ToAgent::parse(text).expect("parses") else {
+            panic!("not an assign");
+        };
+        assert_eq!(assign.interface, "add");
+        assert_eq!(assign.task, "1");
+        assert_eq!(Value::Object(assign.args.clone()), json!({"a": 1, "b": 2}));
+        assert_eq!(assign.step, None);
+        // The local server sends every key, nulls included.
+        let sent: Value = serde_json::from_str(&ToAgent::Assign(assign).to_json()).expect("json");
+        assert_eq!(sent["type"], "ASSIGN");
+        assert!(sent.as_object().expect("object").contains_key("parent"));
+        assert_eq!(sent["parent"], Value::Null);
+    }
+
+    #[test]
+    fn parses_server_control_frames() {
+        let cases = [
+            (
+                r#"{"id":"1","type":"INIT","agent":"7","inquiries":[{"task":"4"}]}"#,
+                ToAgent::Init {
+                    id: "1".into(),
+                    agent: "7".into(),
+                    inquiries: vec![Inquiry { task: "4".into() }],
+                },
+            ),
+            (
+                r#"{"id":"1","type":"INIT","agent":"7","inquiries":null}"#,
+                ToAgent::Init {
+                    id: "1".into(),
+                    agent: "7".into(),
+                    inquiries: vec![],
+                },
+            ),
+            (
+                r#"{"id":"2","type":"RESUME","task":"3","step":true}"#,
+                ToAgent::Resume {
+                    id: "2".into(),
+                    task: "3".into(),
+                    step: true,
+                },
+            ),
+            (
+                r#"{"id":"2","type":"RESUME","task":"3"}"#,
+                ToAgent::Resume {
+                    id: "2".into(),
+                    task: "3".into(),
+                    step: false,
+                },
+            ),
+            (
+                r#"{"id":"3","type":"BOUNCE","duration":null}"#,
+                ToAgent::Bounce {
+                    id: "3".into(),
+                    duration: None,
+                },
+            ),
+            (
+                r#"{"id":"4","type":"KICK","reason":"bye"}"#,
+                ToAgent::Kick {
+                    id: "4".into(),
+                    reason: Some("bye".into()),
+                },
+            ),
+            (
+                r#"{"id":"5","type":"EVENT_ACK","event":"e","task":"2","seq":4}"#,
+                ToAgent::EventAck {
+                    id: "5".into(),
+                    event: "e".into(),
+                    task: Some("2".into()),
+                    seq: Some(4),
+                },
+            ),
+            (
+                r#"{"id":"6","type":"HEARTBEAT"}"#,
+                ToAgent::Heartbeat { id: "6".into() },
+            ),
+            (r#"{"id":"7","type":"PROVIDE","x":1}"#, ToAgent::Unknown),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(ToAgent::parse(text).expect(text), expected, "{text}");
+        }
+        assert_eq!(
+            frame_type(r#"{"type":"PROVIDE"}"#).as_deref(),
+            Some("PROVIDE")
+        );
+    }
+
+    #[test]
+    fn tells_bad_json_from_bad_frames() {
+        assert!(matches!(
+            ToAgent::parse("{nope"),
+            Err(MessageError::NotJson(_))
+        ));
+        assert!(matches!(
+            ToAgent::parse(r#"{"type":"CANCEL"}"#),
+            Err(MessageError::Schema(_))
+        ));
+        assert!(matches!(
+            ToAgent::parse(r#"[1,2]"#),
+            Err(MessageError::Schema(_))
+        ));
+        assert!(matches!(
+            FromAgent::parse("\u{0}"),
+            Err(MessageError::NotJson(_))
+        ));
+        assert!(matches!(
+            FromAgent::parse(r#"{"type":"FAILED","task":"1"}"#),
+            Err(MessageError::Schema(_))
+        ));
+        assert!(matches!(
+            FromAgent::parse(r#"{"type":"REGISTER","token":"t","mode":"OBSERVER"}"#),
+            Err(MessageError::Schema(_))
+        ));
+    }
+
+    #[test]
+    fn reports_have_the_wire_shape() {
+        let mut report = Report::new(
+            "1",
+            ReportKind::Yield {
+                returns: RawValue::from_string(r#"{"return0": 3}"#.into()).expect("raw"),
+            },
+        );
+        report.seq = Some(2);
+        let text = FromAgent::Report(report.clone()).to_json();
+        let value: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(
+            value,
+            json!({"type": "YIELD", "task": "1", "id": report.id, "seq": 2, "returns": {"return0": 3}})
+        );
+        assert_eq!(
+            FromAgent::parse(&text).expect("parses"),
+            FromAgent::Report(report)
+        );
+
+        let log = Report::new(
+            "9",
+            ReportKind::Log {
+                message: "hi".into(),
+                level: "WARN".into(),
+            },
+        );
+        let value: Value =
+            serde_json::from_str(&FromAgent::Report(log.clone()).to_json()).expect("json");
+        assert_eq!(
+            value,
+            json!({"type": "LOG", "task": "9", "id": log.id, "message": "hi", "level": "WARN"})
+        );
+        let failed = Report::new(
+            "9",
+            ReportKind::Failed {
+                error: "argument 'a': missing".into(),
+            },
+        );
+        assert!(failed.kind.is_terminal());
+        assert!(!log.kind.is_terminal());
+        assert_eq!(
+            FromAgent::parse(&FromAgent::Report(failed.clone()).to_json()).expect("parses"),
+            FromAgent::Report(failed)
+        );
+    }
+
+    #[test]
+    fn register_and_answers_round_trip() {
+        let register = FromAgent::Register(Register {
+            id: None,
+            token: "tok".into(),
+            session_id: Some("s1".into()),
+            force: true,
+        });
+        let value: Value = serde_json::from_str(&register.to_json()).expect("json");
+        assert_eq!(
+            value,
+            json!({"type": "REGISTER", "token": "tok", "session_id": "s1", "force": true})
+        );
+        assert_eq!(
+            FromAgent::parse(&register.to_json()).expect("parses"),
+            register
+        );
+        let answer = FromAgent::HeartbeatAnswer { id: "h".into() };
+        assert_eq!(FromAgent::parse(&answer.to_json()).expect("parses"), answer);
+        let init = FromAgent::parse(r#"{"type":"SESSION_INIT","session_id":"s","states":{}}"#)
+            .expect("parses");
+        assert!(matches!(init, FromAgent::SessionInit(ref s) if s.session_id == "s"));
+        assert_eq!(
+            FromAgent::parse(r#"{"type":"STATE_PATCH"}"#).expect("parses"),
+            FromAgent::Other("STATE_PATCH".into())
+        );
+        // A report without an id gets one.
+        let FromAgent::Report(report) =
+            FromAgent::parse(r#"{"type":"COMPLETED","task":"3"}"#).expect("parses")
+        else {
+            panic!("not a report");
+        };
+        assert!(!report.id.is_empty());
+        assert_eq!(report.seq, None);
+    }
+}

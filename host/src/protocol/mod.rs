@@ -1,0 +1,27 @@
+//! The rekuest agent protocol: the socket's frames, its close codes, and the endpoints a
+//! deployment's base URL gives.
+
+pub mod endpoints;
+pub mod messages;
+
+pub use endpoints::{EndpointError, Endpoints};
+pub use messages::{
+    Assign, FromAgent, Inquiry, MessageError, Register, Report, ReportKind, SessionInit, ToAgent,
+};
+
+/// Close codes of the agent socket, as the server uses them.
+pub mod close_code {
+    /// A HEARTBEAT was not answered in time.
+    pub const HEARTBEAT_NOT_RESPONDED: u16 = 3001;
+    /// A frame was binary or not JSON.
+    pub const NOT_JSON: u16 = 3002;
+    /// A frame did not match the schema, REGISTER was not first or was refused (bad token,
+    /// agent not ensured), or a second REGISTER came.
+    pub const SCHEMA_MISMATCH: u16 = 3003;
+    /// The agent is blocked on the server.
+    pub const AGENT_BLOCKED: u16 = 4003;
+    /// Another connection holds this agent (and REGISTER had no `force`).
+    pub const ALREADY_CONNECTED: u16 = 4004;
+    /// A forced connection for the same agent replaced this one.
+    pub const REPLACED: u16 = 4005;
+}
