@@ -43,7 +43,15 @@ fn build_all() -> &'static () {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         cargo(&["build-examples"]);
-        cargo(&["build", "--profile", host_profile(), "-p", "rekuest-host", "--bin", "rekuest-host"]);
+        cargo(&[
+            "build",
+            "--profile",
+            host_profile(),
+            "-p",
+            "rekuest-host",
+            "--bin",
+            "rekuest-host",
+        ]);
     })
 }
 
@@ -61,6 +69,10 @@ pub fn component(name: &str) -> PathBuf {
 /// The `rekuest-host` binary.
 pub fn host_binary() -> PathBuf {
     build_all();
-    let dir = if host_profile() == "release" { "release" } else { "debug" };
+    let dir = if host_profile() == "release" {
+        "release"
+    } else {
+        "debug"
+    };
     target_dir().join(dir).join("rekuest-host")
 }

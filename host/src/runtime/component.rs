@@ -327,6 +327,13 @@ impl ActionComponent {
             Some(Trap::StackOverflow) => {
                 Outcome::Critical("stack overflow: the action recursed too deeply".into())
             }
+            Some(Trap::MemoryOutOfBounds) if output.panic_message().is_none() => {
+                Outcome::Critical(format!(
+                    "the action crashed: {} (in Rust guests usually a stack overflow: \
+                     the shadow stack in linear memory ran out, e.g. from deep recursion)",
+                    Trap::MemoryOutOfBounds
+                ))
+            }
             Some(trap) => Outcome::Critical(match output.panic_message() {
                 Some(panic) => panic,
                 None => format!("the action crashed: {trap}"),

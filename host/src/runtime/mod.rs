@@ -23,7 +23,7 @@ pub use cache::ComponentCache;
 pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK};
 pub use limits::{LimitExceeded, Limits};
-pub use output::{MAX_LOG_BYTES, MAX_LOG_LINE, MAX_YIELD_BYTES};
+pub use output::{MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES};
 pub use sandbox::{DirGrant, SandboxPolicy};
 pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -21,8 +22,12 @@ pub const MAX_LOG_LINE: usize = 16 * 1024;
 pub const MAX_LOG_BYTES: usize = 1024 * 1024;
 /// Largest single yield (its JSON text).
 pub const MAX_YIELD_BYTES: usize = 4 * 1024 * 1024;
+/// Log lines and progress updates per second a task may send (and burst).
+pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
 /// Longest progress message.
 pub const MAX_PROGRESS_MESSAGE: usize = 1024;
+/// How Rust panic messages start (std's hook and the guest SDK's alike).
+const PANIC_PREFIX: &str = "panicked at ";
 /// How much of the guest's stderr is kept to explain a crash (e.g. a panic message).
 const STDERR_TAIL: usize = 4 * 1024;
 
@@ -37,11 +42,14 @@ pub struct TaskOutput {
 struct OutputState {
     log_bytes: usize,
     truncated: bool,
+    rate: LineRate,
+    dropped_lines: u64,
     /// Complete lines from stdout/stderr not yet handed to the channel.
     pending: VecDeque<TaskEvent>,
     stdout_partial: Vec<u8>,
     stderr_partial: Vec<u8>,
     stderr_tail: String,
+    reported_panic: Option<String>,
 }
 
 /// Which of the guest's output streams.
@@ -71,22 +79,22 @@ impl TaskOutput {
 
     /// Sends a log line, bounded; waits while the caller is behind.
     pub async fn log(&self, level: LogLevel, message: String) {
-        let event = self.state().admit_log(level, message);
+        self.state().admit_log(level, message);
         self.flush_pending().await;
-        if let Some(event) = event {
-            self.send(event).await;
-        }
     }
 
-    /// Sends a progress update.
+    /// Sends a progress update (dropped while the task is over its line rate).
     pub async fn progress(&self, percent: u8, message: Option<String>) {
-        let message = message.map(|text| cut(text, MAX_PROGRESS_MESSAGE));
+        let admitted = self.state().rate.admit();
         self.flush_pending().await;
-        self.send(TaskEvent::Progress {
-            percent: percent.min(100),
-            message,
-        })
-        .await;
+        if admitted {
+            let message = message.map(|text| cut(text, MAX_PROGRESS_MESSAGE));
+            self.send(TaskEvent::Progress {
+                percent: percent.min(100),
+                message,
+            })
+            .await;
+        }
     }
 
     /// Checks and sends one yield; `Err` when it is too large or not a JSON object.
@@ -146,15 +154,20 @@ impl TaskOutput {
                     state.queue_line(stream, &rest);
                 }
             }
+            state.report_dropped_lines();
         }
         self.flush_pending().await;
     }
 
-    /// The panic message the guest printed to stderr, if it did (`panicked at file:line: msg`).
+    /// The panic message the guest reported, if it did (`panicked at file:line: msg`): a log
+    /// line (as the guest SDK's panic hook sends it), else std's default hook on stderr.
     pub fn panic_message(&self) -> Option<String> {
         let state = self.state();
+        if let Some(reported) = &state.reported_panic {
+            return Some(reported.clone());
+        }
         let tail = &state.stderr_tail;
-        let start = tail.rfind("panicked at ")?;
+        let start = tail.rfind(PANIC_PREFIX)?;
         let text: Vec<&str> = tail[start..]
             .lines()
             .take_while(|line| !line.starts_with("note: "))
@@ -180,23 +193,46 @@ pub enum YieldError {
 }
 
 impl OutputState {
-    fn admit_log(&mut self, level: LogLevel, message: String) -> Option<TaskEvent> {
-        if self.truncated {
-            return None;
+    /// Queues a log line unless the task is over its byte budget or line rate.
+    fn admit_log(&mut self, level: LogLevel, message: String) {
+        if message.starts_with(PANIC_PREFIX) {
+            self.reported_panic = Some(cut(message.clone(), MAX_LOG_LINE));
         }
+        if self.truncated {
+            return;
+        }
+        if !self.rate.admit() {
+            self.dropped_lines += 1;
+            return;
+        }
+        self.report_dropped_lines();
         let message = cut(message, MAX_LOG_LINE);
         if self.log_bytes + message.len() > MAX_LOG_BYTES {
             self.truncated = true;
-            return Some(TaskEvent::Log {
+            self.pending.push_back(TaskEvent::Log {
                 level: LogLevel::Warn,
                 message: format!(
                     "[log output truncated: this task reached its limit of {} of log text]",
                     format_bytes(MAX_LOG_BYTES as u64)
                 ),
             });
+            return;
         }
         self.log_bytes += message.len();
-        Some(TaskEvent::Log { level, message })
+        self.pending.push_back(TaskEvent::Log { level, message });
+    }
+
+    /// Queues one marker for the lines dropped by the rate limit since the last one.
+    fn report_dropped_lines(&mut self) {
+        if self.dropped_lines > 0 {
+            let dropped = std::mem::take(&mut self.dropped_lines);
+            self.pending.push_back(TaskEvent::Log {
+                level: LogLevel::Warn,
+                message: format!(
+                    "[{dropped} log lines dropped: over {MAX_LOG_LINES_PER_SECOND} lines per second]"
+                ),
+            });
+        }
     }
 
     fn partial(&mut self, stream: Stdio) -> &mut Vec<u8> {
@@ -245,9 +281,7 @@ impl OutputState {
         if text.trim().is_empty() {
             return;
         }
-        if let Some(event) = self.admit_log(level, text) {
-            self.pending.push_back(event);
-        }
+        self.admit_log(level, text);
     }
 
     fn drain_into(&mut self, events: &mpsc::Sender<TaskEvent>) {
@@ -263,6 +297,38 @@ impl OutputState {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// A token bucket over log lines and progress updates: [`MAX_LOG_LINES_PER_SECOND`]
+/// sustained, bursts of as many.
+struct LineRate {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Default for LineRate {
+    fn default() -> Self {
+        LineRate {
+            tokens: MAX_LOG_LINES_PER_SECOND as f64,
+            refilled: Instant::now(),
+        }
+    }
+}
+
+impl LineRate {
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let rate = MAX_LOG_LINES_PER_SECOND as f64;
+        let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
+        self.tokens = (self.tokens + earned).min(rate);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -321,6 +387,30 @@ mod tests {
                 .last()
                 .is_some_and(|last| last.contains("log output truncated"))
         );
+    }
+
+    #[tokio::test]
+    async fn log_lines_are_rate_limited_with_a_marker() {
+        let (sender, mut receiver) = mpsc::channel(4096);
+        let output = TaskOutput::new(sender);
+        for index in 0..(MAX_LOG_LINES_PER_SECOND + 500) {
+            output.log(LogLevel::Info, format!("line {index}")).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        output.log(LogLevel::Info, "after a pause".into()).await;
+        let lines = drain(&mut receiver);
+        assert_eq!(
+            lines.len(),
+            MAX_LOG_LINES_PER_SECOND as usize + 2,
+            "{:?}",
+            lines.last()
+        );
+        assert!(
+            lines[lines.len() - 2].contains("log lines dropped"),
+            "{}",
+            lines[lines.len() - 2]
+        );
+        assert_eq!(lines[lines.len() - 1], "after a pause");
     }
 
     #[tokio::test]

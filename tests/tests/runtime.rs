@@ -1,0 +1,406 @@
+//! The sandbox runtime driven as a library: every example's results, and every hostile
+//! action ending in its clear error while a normal action in the same process succeeds.
+
+use std::time::{Duration, Instant};
+
+use rekuest_host::runtime::{
+    ActionComponent, Allocation, Failure, LimitExceeded, Limits, LogLevel, Outcome, Runtime,
+    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+};
+use rekuest_host_tests::{component, workspace_root};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        allocation: Allocation::Pooling {
+            slots: 64,
+            max_memory_bytes: 64 << 20,
+        },
+        cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+    })
+    .expect("runtime starts")
+}
+
+async fn load(runtime: &Runtime, name: &str, limits: Limits) -> ActionComponent {
+    let policy = SandboxPolicy {
+        limits,
+        ..SandboxPolicy::default()
+    };
+    runtime
+        .load_file(&component(name), policy)
+        .await
+        .unwrap_or_else(|error| panic!("{name} loads: {error}"))
+}
+
+/// What one task reported: its events (logs, progress, yields) and its outcome.
+struct Run {
+    logs: Vec<(LogLevel, String)>,
+    progress: Vec<u8>,
+    yields: Vec<Value>,
+    outcome: Outcome,
+}
+
+async fn run_with(
+    component: &ActionComponent,
+    action: &str,
+    args: Value,
+    control: &TaskControl,
+) -> Run {
+    let (events, mut receiver) = mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut run = Run {
+            logs: Vec::new(),
+            progress: Vec::new(),
+            yields: Vec::new(),
+            outcome: Outcome::Completed,
+        };
+        while let Some(event) = receiver.recv().await {
+            match event {
+                TaskEvent::Log { level, message } => run.logs.push((level, message)),
+                TaskEvent::Progress { percent, .. } => run.progress.push(percent),
+                TaskEvent::Yield(raw) => run
+                    .yields
+                    .push(serde_json::from_str(raw.get()).expect("yields are JSON")),
+            }
+        }
+        run
+    });
+    let args = args.as_object().cloned().expect("args are an object");
+    let outcome = component.run(action, args, events, control).await;
+    let mut run = collector.await.expect("collector finishes");
+    run.outcome = outcome;
+    run
+}
+
+async fn run(component: &ActionComponent, action: &str, args: Value) -> Run {
+    run_with(component, action, args, &TaskControl::new()).await
+}
+
+fn single_return(run: &Run) -> &Value {
+    assert_eq!(run.outcome, Outcome::Completed, "logs: {:?}", run.logs);
+    assert_eq!(run.yields.len(), 1, "a function yields once");
+    &run.yields[0]["return0"]
+}
+
+#[tokio::test]
+async fn math_actions_return_their_results() {
+    let runtime = runtime();
+    let math = load(&runtime, "math", Limits::default()).await;
+    assert_eq!(
+        single_return(&run(&math, "add", json!({"a": 1, "b": 2})).await),
+        &json!(3)
+    );
+    assert_eq!(
+        single_return(&run(&math, "divide", json!({"a": 7, "b": 2})).await),
+        &json!(3.5)
+    );
+    let divmod = run(&math, "divmod", json!({"a": 17, "b": 5})).await;
+    assert_eq!(divmod.yields, [json!({"return0": 3, "return1": 2})]);
+    let by_zero = run(&math, "divide", json!({"a": 1, "b": 0})).await;
+    assert_eq!(
+        by_zero.outcome,
+        Outcome::Failed(Failure::Action("cannot divide by zero".into()))
+    );
+    assert!(by_zero.yields.is_empty());
+}
+
+#[tokio::test]
+async fn bad_args_fail_naming_the_port_before_the_guest_runs() {
+    let runtime = runtime();
+    let math = load(&runtime, "math", Limits::default()).await;
+    let wrong_kind = run(&math, "add", json!({"a": "one", "b": 2})).await;
+    assert_eq!(
+        wrong_kind.outcome,
+        Outcome::Failed(Failure::InvalidArgs(
+            "argument 'a': expected INT, got string \"one\"".into()
+        ))
+    );
+    let missing = run(&math, "add", json!({"a": 1})).await;
+    assert_eq!(
+        missing.outcome,
+        Outcome::Failed(Failure::InvalidArgs(
+            "argument 'b': missing; expected INT".into()
+        ))
+    );
+    let unknown = run(&math, "subtract", json!({})).await;
+    assert!(
+        matches!(&unknown.outcome, Outcome::Failed(Failure::InvalidArgs(message)) if message.contains("unknown action 'subtract'")),
+        "{:?}",
+        unknown.outcome
+    );
+}
+
+#[tokio::test]
+async fn text_actions_use_defaults_options_and_enums() {
+    let runtime = runtime();
+    let text = load(&runtime, "text", Limits::default()).await;
+    let greeting = run(&text, "greet", json!({"name": "Ada"})).await;
+    assert_eq!(single_return(&greeting), &json!("Hello, Ada!"));
+    let custom = run(
+        &text,
+        "greet",
+        json!({"name": "Ada", "greeting": "Hi", "punctuation": "?"}),
+    )
+    .await;
+    assert_eq!(single_return(&custom), &json!("Hi, Ada?"));
+    let upper = run(
+        &text,
+        "change_case",
+        json!({"text": "hello world", "case": "Upper"}),
+    )
+    .await;
+    assert_eq!(single_return(&upper), &json!("HELLO WORLD"));
+    let bad_choice = run(
+        &text,
+        "change_case",
+        json!({"text": "x", "case": "SIDEWAYS"}),
+    )
+    .await;
+    assert!(matches!(
+        bad_choice.outcome,
+        Outcome::Failed(Failure::InvalidArgs(_))
+    ));
+}
+
+#[tokio::test]
+async fn generators_yield_each_item_with_progress_and_logs() {
+    let runtime = runtime();
+    let generator = load(&runtime, "generator", Limits::default()).await;
+    let counted = run(&generator, "count", json!({"n": 5})).await;
+    assert_eq!(counted.outcome, Outcome::Completed);
+    let values: Vec<&Value> = counted
+        .yields
+        .iter()
+        .map(|returns| &returns["return0"])
+        .collect();
+    assert_eq!(
+        values,
+        [&json!(1), &json!(2), &json!(3), &json!(4), &json!(5)]
+    );
+    assert_eq!(counted.progress.last(), Some(&100));
+    assert!(
+        counted
+            .logs
+            .iter()
+            .any(|(level, _)| *level == LogLevel::Info)
+    );
+}
+
+#[tokio::test]
+async fn structures_arrive_expanded_and_leave_shrunk() {
+    let runtime = runtime();
+    let structures = load(&runtime, "structures", Limits::default()).await;
+    let cropped = run(
+        &structures,
+        "crop",
+        json!({"image": "image:42", "width": 10}),
+    )
+    .await;
+    let reference = single_return(&cropped)
+        .as_str()
+        .expect("a structure leaves as its reference");
+    assert!(reference.starts_with("image:"), "{reference}");
+    let malformed = run(
+        &structures,
+        "crop",
+        json!({"image": "not-an-image", "width": 10}),
+    )
+    .await;
+    assert!(
+        matches!(&malformed.outcome, Outcome::Failed(failure) if failure.to_string().contains("image")),
+        "{:?}",
+        malformed.outcome
+    );
+}
+
+fn assert_limit(run: &Run, check: impl Fn(&LimitExceeded) -> bool) {
+    match &run.outcome {
+        Outcome::Failed(Failure::Limit(limit)) if check(limit) => {}
+        other => panic!("expected a limit failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hostile_guests_end_in_clear_errors_while_a_normal_task_succeeds() {
+    let runtime = runtime();
+    let limits = Limits {
+        fuel: None,
+        memory_bytes: 32 << 20,
+        timeout: Duration::from_secs(2),
+    };
+    let hostile = load(&runtime, "hostile", limits).await;
+    let math = load(&runtime, "math", Limits::default()).await;
+
+    let started = Instant::now();
+    let (spin, bomb, recurse, panic, sleep, passwd, env, add) = tokio::join!(
+        run(&hostile, "spin", json!({})),
+        run(&hostile, "memory_bomb", json!({})),
+        run(&hostile, "recurse", json!({"depth": 100_000_000})),
+        run(&hostile, "panic", json!({"message": "the guest gave up"})),
+        run(&hostile, "sleep", json!({"seconds": 600.0})),
+        run(&hostile, "read_file", json!({"path": "/etc/passwd"})),
+        run(&hostile, "env_count", json!({})),
+        async {
+            // Runs while the hostile tasks are busy.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            run(&math, "add", json!({"a": 20, "b": 22})).await
+        },
+    );
+    assert_eq!(single_return(&add), &json!(42));
+    assert_limit(&spin, |limit| {
+        matches!(limit, LimitExceeded::Timeout { .. })
+    });
+    assert_limit(&sleep, |limit| {
+        matches!(limit, LimitExceeded::Timeout { .. })
+    });
+    assert_limit(
+        &bomb,
+        |limit| matches!(limit, LimitExceeded::Memory { limit, .. } if *limit == 32 << 20),
+    );
+    assert!(
+        matches!(&recurse.outcome, Outcome::Critical(message) if message.contains("stack overflow")),
+        "{:?}",
+        recurse.outcome
+    );
+    assert!(
+        matches!(&panic.outcome, Outcome::Critical(message) if message.contains("the guest gave up")),
+        "{:?}",
+        panic.outcome
+    );
+    assert!(
+        matches!(&passwd.outcome, Outcome::Failed(Failure::Action(message)) if message.contains("No such file")),
+        "{:?}",
+        passwd.outcome
+    );
+    assert_eq!(single_return(&env), &json!(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "limits end hostile tasks promptly"
+    );
+}
+
+#[tokio::test]
+async fn fuel_budget_stops_a_spinning_guest_before_its_timeout() {
+    let runtime = runtime();
+    let limits = Limits {
+        fuel: Some(50_000_000),
+        memory_bytes: 32 << 20,
+        timeout: Duration::from_secs(30),
+    };
+    let hostile = load(&runtime, "hostile", limits).await;
+    let started = Instant::now();
+    let spin = run(&hostile, "spin", json!({})).await;
+    assert_limit(&spin, |limit| {
+        *limit == LimitExceeded::Fuel { budget: 50_000_000 }
+    });
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        spin.outcome.error().as_deref(),
+        Some("fuel budget of 50000000 exhausted")
+    );
+}
+
+#[tokio::test]
+async fn output_floods_are_truncated_not_buffered() {
+    let runtime = runtime();
+    let hostile = load(&runtime, "hostile", Limits::default()).await;
+    let shout = run(&hostile, "shout", json!({"megabytes": 8})).await;
+    assert_eq!(shout.outcome, Outcome::Completed);
+    let text: usize = shout.logs.iter().map(|(_, line)| line.len()).sum();
+    assert!(
+        text <= rekuest_host::runtime::MAX_LOG_BYTES + 1024,
+        "{text} bytes of logs"
+    );
+    assert!(
+        shout.logs.len() <= rekuest_host::runtime::MAX_LOG_LINES_PER_SECOND as usize * 3,
+        "{} lines",
+        shout.logs.len()
+    );
+    let last = &shout.logs.last().expect("some lines get through").1;
+    assert!(
+        last.contains("dropped") || last.contains("truncated"),
+        "{last}"
+    );
+    let flood = run(&hostile, "log_flood", json!({"lines": 100_000})).await;
+    assert_eq!(flood.outcome, Outcome::Completed);
+    assert!(flood.logs.len() < 5_000, "{} lines", flood.logs.len());
+    let big = run(&hostile, "big_yield", json!({"megabytes": 8})).await;
+    assert_limit(&big, |limit| matches!(limit, LimitExceeded::Output { .. }));
+}
+
+#[tokio::test]
+async fn cancel_and_interrupt_stop_a_spinning_guest_preemptively() {
+    let runtime = runtime();
+    let hostile = load(&runtime, "hostile", Limits::default()).await;
+    for (stop, expected) in [
+        (TaskControl::cancel as fn(&TaskControl), Outcome::Cancelled),
+        (TaskControl::interrupt, Outcome::Interrupted),
+    ] {
+        let control = TaskControl::new();
+        let stopper = control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop(&stopper);
+        });
+        let started = Instant::now();
+        let spin = run_with(&hostile, "spin", json!({}), &control).await;
+        assert_eq!(spin.outcome, expected);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn pause_parks_a_guest_and_resume_continues_it() {
+    let runtime = runtime();
+    let generator = load(&runtime, "generator", Limits::default()).await;
+    let control = TaskControl::new();
+    control.pause();
+    let paused = control.clone();
+    let task = tokio::spawn({
+        let control = control.clone();
+        async move { run_with(&generator, "count", json!({"n": 3}), &control).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "a paused task does not finish");
+    paused.resume();
+    let counted = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("resumed task finishes")
+        .expect("task joins");
+    assert_eq!(counted.outcome, Outcome::Completed);
+    assert_eq!(counted.yields.len(), 3);
+}
+
+#[tokio::test]
+async fn paused_time_does_not_count_against_the_timeout() {
+    let runtime = runtime();
+    let limits = Limits {
+        timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let hostile = load(&runtime, "hostile", limits).await;
+    let control = TaskControl::new();
+    let steering = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        steering.pause();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        steering.resume();
+    });
+    let started = Instant::now();
+    let spin = run_with(&hostile, "spin", json!({}), &control).await;
+    assert_limit(&spin, |limit| {
+        matches!(limit, LimitExceeded::Timeout { .. })
+    });
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2400),
+        "paused time counted: {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
