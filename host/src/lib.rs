@@ -3,9 +3,13 @@
 //! - [`runtime`]: the wasmtime sandbox (engine, components, per-task stores and limits).
 //! - [`definition`]: action definitions as rekuest's `DefinitionInput`, and arg checking.
 //! - [`protocol`]: the rekuest agent protocol's frames and endpoints.
+//! - [`agent`]: registration and the agent socket: serving actions to a rekuest server.
+//! - [`config`]: the `rekuest-host.toml` file.
 //! - [`devserver`]: a local rekuest-compatible server for development and tests.
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod config;
 pub mod definition;
 pub mod devserver;
 pub mod protocol;

@@ -1,8 +1,11 @@
-//! The command line: `inspect` and `call`.
+//! The command line: `inspect`, `call`, `run`, `dev` and `assign`.
 
 mod args;
+mod assign;
 mod call;
+mod dev;
 mod inspect;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +61,16 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+    /// Register the components' actions with a rekuest server and serve them.
+    Run(run::RunArgs),
+    /// Serve components on a local rekuest-compatible server (assign with `assign`).
+    ///
+    /// Exit codes with --assign: as for `call` (FAILED is 1).
+    Dev(dev::DevArgs),
+    /// Assign an action on the local server of `rekuest-host dev` and print its events.
+    ///
+    /// Exit codes: 0 completed, 1 failed, 2 bad arguments, 4 crashed, 130 cancelled.
+    Assign(assign::AssignArgs),
 }
 
 /// Limits and grants of a local run.
@@ -126,12 +139,16 @@ fn parse_dir_grant(text: &str) -> Result<DirGrant, String> {
 }
 
 impl Cli {
-    fn runtime(&self) -> anyhow::Result<Runtime> {
-        let cache_dir = match (&self.cache_dir, self.no_cache) {
+    fn cache_dir(&self) -> Option<PathBuf> {
+        match (&self.cache_dir, self.no_cache) {
             (_, true) => None,
             (Some(dir), false) => Some(dir.clone()),
             (None, false) => ComponentCache::default_dir(),
-        };
+        }
+    }
+
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cache_dir = self.cache_dir();
         // A single local task gains nothing from pre-reserved slots.
         Ok(Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
@@ -186,6 +203,9 @@ impl Cli {
                 };
                 Ok(call::run(&component, action, args).await)
             }
+            Command::Run(args) => run::run(args, self.cache_dir()).await,
+            Command::Dev(args) => dev::run(args, self.cache_dir()).await,
+            Command::Assign(args) => assign::run(args).await,
         }
     }
 }

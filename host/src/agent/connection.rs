@@ -1,0 +1,300 @@
+//! One session on the agent socket: REGISTER, wait for INIT, then read and write until the
+//! socket ends. HEARTBEATs are answered inline by the reader; reports are written in
+//! batches (`feed`, then one `flush`) with a per-connection `seq`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Url;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+
+use super::dispatcher::Dispatcher;
+use super::outbox::Outbox;
+use crate::protocol::messages::frame_type;
+use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
+
+/// Largest frame accepted from the server; a larger one ends the session (and reconnects).
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Reports written per batch before the reader gets another turn.
+const BATCH: usize = 256;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    /// `ws(s)://{base}/agi`.
+    pub url: Url,
+    /// The token sent in REGISTER.
+    pub token: String,
+    /// This process's session id (the same across reconnects).
+    pub session_id: String,
+    /// Take the agent over from another live connection.
+    pub force: bool,
+    /// How long connecting plus waiting for INIT may take.
+    pub init_timeout: Duration,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SessionEnd {
+    /// No connection, or it broke.
+    Lost(String),
+    /// The server closed the socket.
+    Closed {
+        /// Close code.
+        code: u16,
+        /// PROTOCOL_ERROR text or close reason.
+        reason: String,
+        /// Whether INIT had come.
+        registered: bool,
+    },
+    /// BOUNCE: reconnect after this many seconds.
+    Bounce(Option<u64>),
+    /// KICK: do not reconnect.
+    Kick(Option<String>),
+    /// Shutting down: everything was flushed and the socket closed cleanly.
+    Finished,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Runs one session. `registered` is called once INIT arrived; `closing` turning true asks
+/// the session to close cleanly once every report is written and acknowledged.
+pub(crate) async fn session(
+    config: &SocketConfig,
+    dispatcher: &Arc<Dispatcher>,
+    outbox: &Outbox,
+    closing: &mut watch::Receiver<bool>,
+    mut registered: impl FnMut(),
+) -> SessionEnd {
+    let handshake = async {
+        let websocket = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES));
+        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(
+            config.url.as_str(),
+            Some(websocket),
+            true,
+        )
+        .await
+        .map_err(|error| SessionEnd::Lost(format!("cannot connect to {}: {error}", config.url)))?;
+        let register = FromAgent::Register(Register {
+            id: None,
+            token: config.token.clone(),
+            session_id: Some(config.session_id.clone()),
+            force: config.force,
+        });
+        socket
+            .send(Message::text(register.to_json()))
+            .await
+            .map_err(|error| SessionEnd::Lost(format!("cannot send REGISTER: {error}")))?;
+        let inquiries = wait_for_init(&mut socket).await?;
+        Ok::<_, SessionEnd>((socket, inquiries))
+    };
+    let (socket, inquiries) = match tokio::time::timeout(config.init_timeout, handshake).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(end)) => return end,
+        Err(_) => {
+            return SessionEnd::Lost(format!(
+                "no INIT from {} within {:?}",
+                config.url, config.init_timeout
+            ));
+        }
+    };
+    registered();
+    let resent = outbox.resend_unacked();
+    if resent > 0 {
+        tracing::info!("resending {resent} unacknowledged terminal report(s)");
+    }
+    dispatcher.answer_inquiries(&inquiries);
+    run(socket, dispatcher, outbox, closing).await
+}
+
+/// Reads until INIT; a close before it is a refusal.
+async fn wait_for_init(socket: &mut Socket) -> Result<Vec<crate::protocol::Inquiry>, SessionEnd> {
+    let mut protocol_error = None;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => match ToAgent::parse(text.as_str()) {
+                Ok(ToAgent::Init {
+                    agent, inquiries, ..
+                }) => {
+                    tracing::info!(%agent, "registered on the agent socket ({} inquiries)", inquiries.len());
+                    return Ok(inquiries);
+                }
+                Ok(ToAgent::ProtocolError { error, .. }) => {
+                    tracing::error!("the server reports a protocol error: {error}");
+                    protocol_error = Some(error);
+                }
+                Ok(other) => tracing::warn!("ignoring a frame before INIT: {other:?}"),
+                Err(error) => tracing::warn!("ignoring a malformed frame before INIT: {error}"),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = close_parts(frame);
+                return Err(SessionEnd::Closed {
+                    code,
+                    reason: protocol_error.unwrap_or(reason),
+                    registered: false,
+                });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(SessionEnd::Lost(format!("before INIT: {error}"))),
+            None => {
+                return Err(SessionEnd::Lost(
+                    "the server hung up before INIT".to_string(),
+                ));
+            }
+        }
+    }
+}
+
+fn close_parts(frame: Option<CloseFrame>) -> (u16, String) {
+    match frame {
+        Some(frame) => (u16::from(frame.code), frame.reason.to_string()),
+        None => (u16::from(CloseCode::Status), String::new()),
+    }
+}
+
+async fn run(
+    socket: Socket,
+    dispatcher: &Arc<Dispatcher>,
+    outbox: &Outbox,
+    closing: &mut watch::Receiver<bool>,
+) -> SessionEnd {
+    let (mut sink, mut stream) = socket.split();
+    let mut seq = 0u64;
+    let mut protocol_error: Option<String> = None;
+    let mut closing_open = true;
+    // Anything queued while we were away goes out now.
+    outbox.wake();
+    loop {
+        if *closing.borrow() && outbox.is_settled() {
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "rekuest-host is shutting down".into(),
+                })))
+                .await;
+            return SessionEnd::Finished;
+        }
+        tokio::select! {
+            biased;
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(bytes))) => {
+                        tracing::warn!("ignoring a binary frame of {} bytes from the server", bytes.len());
+                        continue;
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = close_parts(frame);
+                        return SessionEnd::Closed {
+                            code,
+                            reason: protocol_error.unwrap_or(reason),
+                            registered: true,
+                        };
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => return SessionEnd::Lost(error.to_string()),
+                    None => return SessionEnd::Lost("the server hung up".to_string()),
+                };
+                let message = match ToAgent::parse(text.as_str()) {
+                    Ok(message) => message,
+                    Err(MessageError::NotJson(error)) => {
+                        tracing::warn!("ignoring a frame that is not JSON ({error}): {:.200}", text.as_str());
+                        continue;
+                    }
+                    Err(MessageError::Schema(error)) => {
+                        tracing::warn!("ignoring a frame that does not match the protocol ({error}): {:.200}", text.as_str());
+                        continue;
+                    }
+                };
+                match message {
+                    ToAgent::Heartbeat { .. } => {
+                        let answer = FromAgent::HeartbeatAnswer { id: uuid::Uuid::new_v4().to_string() };
+                        if let Err(error) = sink.send(Message::text(answer.to_json())).await {
+                            return SessionEnd::Lost(error.to_string());
+                        }
+                    }
+                    ToAgent::Assign(assign) => dispatcher.assign(*assign),
+                    ToAgent::Cancel { task, .. } => dispatcher.stop(&task, false),
+                    ToAgent::Interrupt { task, .. } => dispatcher.stop(&task, true),
+                    ToAgent::Pause { task, .. } => dispatcher.pause(&task),
+                    ToAgent::Resume { task, step, .. } => dispatcher.resume(&task, step),
+                    ToAgent::EventAck { event, .. } => {
+                        if !outbox.ack(&event) {
+                            tracing::debug!("EVENT_ACK for {event}, which is not retained");
+                        }
+                    }
+                    ToAgent::Init { inquiries, .. } => dispatcher.answer_inquiries(&inquiries),
+                    ToAgent::Collect { drawers, .. } => {
+                        tracing::debug!("COLLECT of {} drawer(s): this host keeps no shelves", drawers.len());
+                    }
+                    ToAgent::Bounce { duration, .. } => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: "bounced".into(),
+                        }))).await;
+                        return SessionEnd::Bounce(duration);
+                    }
+                    ToAgent::Kick { reason, .. } => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: "kicked".into(),
+                        }))).await;
+                        return SessionEnd::Kick(reason);
+                    }
+                    ToAgent::ProtocolError { error, .. } => {
+                        tracing::error!("the server reports a protocol error: {error}");
+                        protocol_error = Some(error);
+                    }
+                    ToAgent::Unknown => {
+                        tracing::warn!(
+                            "ignoring a frame of unknown type {:?}",
+                            frame_type(text.as_str()).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            () = outbox.ready() => {
+                if let Err(error) = write_batch(&mut sink, outbox, &mut seq).await {
+                    return SessionEnd::Lost(format!("writing reports failed: {error}"));
+                }
+                if !outbox.is_empty() {
+                    outbox.wake();
+                }
+            }
+            changed = closing.changed(), if closing_open => closing_open = changed.is_ok(),
+        }
+    }
+}
+
+/// Writes up to [`BATCH`] reports, stamping `seq`, and flushes once.
+async fn write_batch<S>(
+    sink: &mut S,
+    outbox: &Outbox,
+    seq: &mut u64,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let mut batch = outbox.take_batch(BATCH).into_iter();
+    while let Some(mut report) = batch.next() {
+        *seq += 1;
+        report.seq = Some(*seq);
+        let text = serde_json::to_string(&report).unwrap_or_default();
+        if let Err(error) = sink.feed(Message::text(text)).await {
+            // Not written: back to the queue, with the rest of the batch.
+            report.seq = None;
+            outbox.requeue_front(std::iter::once(report).chain(batch).collect());
+            return Err(error);
+        }
+        // Terminal reports are retained from here on, whether or not the flush succeeds.
+        outbox.written(report);
+    }
+    sink.flush().await
+}

@@ -1,0 +1,437 @@
+//! The task table: runs assignments in fresh sandboxes under concurrency caps, routes
+//! CANCEL / INTERRUPT / PAUSE / RESUME, answers inquiries, and remembers finished tasks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::outbox::Outbox;
+use crate::protocol::{Assign, Inquiry, Report, ReportKind};
+use crate::runtime::{
+    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Signal, TaskControl, TaskEvent,
+};
+
+/// Finished tasks remembered for inquiries and duplicate assignments.
+pub const FINISHED_MEMORY: usize = 10_000;
+/// How long a stepped task runs before it parks again (one epoch tick is the granularity).
+pub const STEP_DURATION: Duration = EPOCH_TICK;
+
+/// An action the dispatcher can run.
+pub struct ActionSlot {
+    /// The component implementing it.
+    pub component: Arc<ActionComponent>,
+    /// At most this many of its tasks at once (`None`: only the global cap applies).
+    pub concurrency: Option<usize>,
+}
+
+struct Entry {
+    control: TaskControl,
+    started: bool,
+    progress: Option<i64>,
+}
+
+#[derive(Default)]
+struct Table {
+    running: HashMap<String, Entry>,
+    finished: HashMap<String, Report>,
+    finished_order: VecDeque<String>,
+}
+
+struct Action {
+    component: Arc<ActionComponent>,
+    permits: Option<Arc<Semaphore>>,
+}
+
+/// Routes server messages to tasks; cheap to share.
+pub struct Dispatcher {
+    actions: HashMap<String, Action>,
+    global: Arc<Semaphore>,
+    table: Mutex<Table>,
+    outbox: Arc<Outbox>,
+    executor: Handle,
+    accepting: AtomicBool,
+    idle: Notify,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once, running
+    /// guests on `executor` and reporting into `outbox`.
+    pub fn new(
+        actions: HashMap<String, ActionSlot>,
+        concurrency: usize,
+        outbox: Arc<Outbox>,
+        executor: Handle,
+    ) -> Arc<Self> {
+        let actions = actions
+            .into_iter()
+            .map(|(interface, slot)| {
+                let action = Action {
+                    component: slot.component,
+                    permits: slot
+                        .concurrency
+                        .map(|limit| Arc::new(Semaphore::new(limit.max(1)))),
+                };
+                (interface, action)
+            })
+            .collect();
+        Arc::new(Dispatcher {
+            actions,
+            global: Arc::new(Semaphore::new(concurrency.max(1))),
+            table: Mutex::new(Table::default()),
+            outbox,
+            executor,
+            accepting: AtomicBool::new(true),
+            idle: Notify::new(),
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many tasks are queued or running.
+    pub fn active(&self) -> usize {
+        self.table().running.len()
+    }
+
+    /// ASSIGN: run the task unless it is already known here.
+    pub fn assign(self: &Arc<Self>, assign: Assign) {
+        let task = assign.task.clone();
+        let mut table = self.table();
+        if table.running.contains_key(&task) {
+            tracing::warn!(%task, "ASSIGN for a task that is already running here; ignored");
+            return;
+        }
+        if let Some(report) = table.finished.get(&task) {
+            tracing::warn!(%task, "ASSIGN for a task that already finished here; not running it twice");
+            if !self.outbox.retains_terminal(&task) {
+                self.outbox.push(Report::new(task, report.kind.clone()));
+            }
+            return;
+        }
+        if !self.accepting.load(Ordering::SeqCst) {
+            drop(table);
+            self.outbox.push(Report::new(
+                task,
+                ReportKind::Failed {
+                    error: "rekuest-host is shutting down; the task was not started".into(),
+                },
+            ));
+            return;
+        }
+        let Some(action) = self.actions.get(&assign.interface) else {
+            drop(table);
+            let mut known: Vec<&str> = self.actions.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            self.outbox.push(Report::new(
+                task,
+                ReportKind::Failed {
+                    error: format!(
+                        "this agent has no action '{}'; it has: {}",
+                        assign.interface,
+                        known.join(", ")
+                    ),
+                },
+            ));
+            return;
+        };
+        let control = TaskControl::new();
+        if assign.step == Some(true) {
+            // Stepping from the start: park at the first epoch tick until RESUME.
+            control.pause();
+        }
+        table.running.insert(
+            task.clone(),
+            Entry {
+                control: control.clone(),
+                started: false,
+                progress: None,
+            },
+        );
+        drop(table);
+        let component = Arc::clone(&action.component);
+        let permits = action.permits.clone();
+        let dispatcher = Arc::clone(self);
+        let run = self.executor.spawn(Arc::clone(self).run_task(
+            task.clone(),
+            assign,
+            component,
+            permits,
+            control,
+        ));
+        // A panic in the task is a host bug: the caller still gets a terminal report.
+        tokio::spawn(async move {
+            if let Err(error) = run.await {
+                tracing::error!(%task, "the task's host side failed: {error}");
+                dispatcher.finish(
+                    &task,
+                    Outcome::Critical(
+                        "rekuest-host failed while running this task (a host bug)".into(),
+                    ),
+                );
+            }
+        });
+    }
+
+    async fn run_task(
+        self: Arc<Self>,
+        task: String,
+        assign: Assign,
+        component: Arc<ActionComponent>,
+        permits: Option<Arc<Semaphore>>,
+        control: TaskControl,
+    ) {
+        let Some(_permits) = self.acquire(permits, &control).await else {
+            let outcome = match control.signal() {
+                Signal::Interrupt => Outcome::Interrupted,
+                _ => Outcome::Cancelled,
+            };
+            self.finish(&task, outcome);
+            return;
+        };
+        if let Some(entry) = self.table().running.get_mut(&task) {
+            entry.started = true;
+        }
+        self.outbox
+            .push(Report::new(task.clone(), ReportKind::Started));
+        let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
+        let forward = async {
+            while let Some(event) = receiver.recv().await {
+                self.forward(&task, event);
+            }
+        };
+        let run = component.run(&assign.interface, assign.args, events, &control);
+        let (outcome, ()) = tokio::join!(run, forward);
+        self.finish(&task, outcome);
+    }
+
+    /// Waits for a slot of the action and a global one, in arrival order; `None` if the task
+    /// was stopped while it waited.
+    async fn acquire(
+        &self,
+        action: Option<Arc<Semaphore>>,
+        control: &TaskControl,
+    ) -> Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)> {
+        let mut signal = control.subscribe();
+        let permits = async {
+            let action = match action {
+                Some(semaphore) => Some(semaphore.acquire_owned().await.ok()?),
+                None => None,
+            };
+            let global = Arc::clone(&self.global).acquire_owned().await.ok()?;
+            Some((action, global))
+        };
+        let stopped = async {
+            let _ = signal
+                .wait_for(|signal| matches!(signal, Signal::Cancel | Signal::Interrupt))
+                .await;
+        };
+        tokio::select! {
+            biased;
+            () = stopped => None,
+            permits = permits => permits,
+        }
+    }
+
+    fn forward(&self, task: &str, event: TaskEvent) {
+        let kind = match event {
+            TaskEvent::Log { level, message } => ReportKind::Log {
+                message,
+                level: level.as_str().to_string(),
+            },
+            TaskEvent::Progress { percent, message } => {
+                if let Some(entry) = self.table().running.get_mut(task) {
+                    entry.progress = Some(i64::from(percent));
+                }
+                ReportKind::Progress {
+                    progress: Some(i64::from(percent)),
+                    message,
+                }
+            }
+            TaskEvent::Yield(returns) => ReportKind::Yield { returns },
+        };
+        self.outbox.push(Report::new(task, kind));
+    }
+
+    /// Records the terminal report of `task` (once) and queues it.
+    fn finish(&self, task: &str, outcome: Outcome) {
+        let kind = match outcome {
+            Outcome::Completed => ReportKind::Completed,
+            Outcome::Failed(failure) => ReportKind::Failed {
+                error: failure.to_string(),
+            },
+            Outcome::Critical(error) => ReportKind::Critical { error },
+            Outcome::Cancelled => ReportKind::Cancelled,
+            Outcome::Interrupted => ReportKind::Interrupted,
+        };
+        let report = Report::new(task, kind);
+        let mut table = self.table();
+        if table.running.remove(task).is_none() {
+            return;
+        }
+        tracing::info!(%task, "task ended: {}", report.kind.wire_type());
+        table.finished.insert(task.to_string(), report.clone());
+        table.finished_order.push_back(task.to_string());
+        while table.finished_order.len() > FINISHED_MEMORY {
+            if let Some(old) = table.finished_order.pop_front() {
+                table.finished.remove(&old);
+            }
+        }
+        let idle = table.running.is_empty();
+        self.outbox.push(report);
+        drop(table);
+        if idle {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn control_of(&self, task: &str) -> Option<TaskControl> {
+        self.table()
+            .running
+            .get(task)
+            .map(|entry| entry.control.clone())
+    }
+
+    fn finished_kind(&self, task: &str) -> Option<&'static str> {
+        self.table()
+            .finished
+            .get(task)
+            .map(|report| report.kind.wire_type())
+    }
+
+    /// CANCEL (`interrupt: false`) or INTERRUPT: stop the task at its next epoch tick.
+    pub fn stop(&self, task: &str, interrupt: bool) {
+        if let Some(control) = self.control_of(task) {
+            if interrupt {
+                control.interrupt();
+            } else {
+                control.cancel();
+            }
+            return;
+        }
+        if let Some(kind) = self.finished_kind(task) {
+            tracing::info!(%task, "stop for a task that already ended ({kind}); nothing to do");
+            return;
+        }
+        // Not running here and never was: it is certainly not running, say so.
+        tracing::warn!(%task, "stop for a task unknown to this agent");
+        self.outbox.push(Report::new(
+            task,
+            if interrupt {
+                ReportKind::Interrupted
+            } else {
+                ReportKind::Cancelled
+            },
+        ));
+    }
+
+    /// PAUSE: park the guest at its next epoch tick.
+    pub fn pause(&self, task: &str) {
+        match self.control_of(task) {
+            Some(control) => {
+                control.pause();
+                self.outbox.push(Report::new(task, ReportKind::Paused));
+            }
+            None => tracing::warn!(%task, "PAUSE for a task that is not running here; ignored"),
+        }
+    }
+
+    /// RESUME: continue the guest; with `step`, park it again after one epoch tick.
+    pub fn resume(self: &Arc<Self>, task: &str, step: bool) {
+        let Some(control) = self.control_of(task) else {
+            tracing::warn!(%task, "RESUME for a task that is not running here; ignored");
+            return;
+        };
+        control.resume();
+        self.outbox.push(Report::new(task, ReportKind::Resumed));
+        if step {
+            let dispatcher = Arc::clone(self);
+            let task = task.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(STEP_DURATION).await;
+                if control.signal() == Signal::Run && dispatcher.control_of(&task).is_some() {
+                    control.pause();
+                    dispatcher
+                        .outbox
+                        .push(Report::new(task, ReportKind::Paused));
+                }
+            });
+        }
+    }
+
+    /// INIT inquiries after a reconnect: running → a progress ping, finished → its terminal
+    /// report again (unless still retained), unknown → CRITICAL so it does not hang.
+    pub fn answer_inquiries(&self, inquiries: &[Inquiry]) {
+        for inquiry in inquiries {
+            let task = inquiry.task.as_str();
+            let table = self.table();
+            if let Some(entry) = table.running.get(task) {
+                let message = if entry.started {
+                    "still running on this agent"
+                } else {
+                    "queued on this agent"
+                };
+                let progress = entry.progress;
+                drop(table);
+                self.outbox.push(Report::new(
+                    task,
+                    ReportKind::Progress {
+                        progress,
+                        message: Some(message.into()),
+                    },
+                ));
+            } else if let Some(report) = table.finished.get(task) {
+                let kind = report.kind.clone();
+                drop(table);
+                if !self.outbox.retains_terminal(task) {
+                    self.outbox.push(Report::new(task, kind));
+                }
+            } else {
+                drop(table);
+                tracing::warn!(%task, "the server asked about a task this agent does not know");
+                self.outbox.push(Report::new(
+                    task,
+                    ReportKind::Critical {
+                        error: format!(
+                            "task {task} was lost on this agent: it is not running here and \
+                             this agent has no record of it (the agent may have restarted)"
+                        ),
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Stops taking work: later assignments are answered FAILED, queued ones are cancelled.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        let table = self.table();
+        for entry in table.running.values().filter(|entry| !entry.started) {
+            entry.control.cancel();
+        }
+    }
+
+    /// Cancels everything still running.
+    pub fn cancel_all(&self) {
+        for entry in self.table().running.values() {
+            entry.control.cancel();
+        }
+    }
+
+    /// Resolves when no task is queued or running.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.table().running.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

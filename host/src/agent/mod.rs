@@ -1,0 +1,397 @@
+//! The agent: registers the components' actions with a rekuest server and serves them on
+//! the agent socket, reconnecting until told to stop.
+//!
+//! - [`registration`]: GraphQL `ensureAgent` / `implementAgent` and the definition hash.
+//! - `connection`: one socket session (REGISTER, INIT, heartbeats, reports, acks).
+//! - [`dispatcher`]: the task table, concurrency caps and task control.
+//! - [`outbox`]: queued reports and terminal reports retained until acknowledged.
+
+pub mod backoff;
+mod connection;
+pub mod dispatcher;
+pub mod outbox;
+pub mod registration;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+pub use backoff::{Backoff, BackoffConfig};
+pub use connection::{MAX_FRAME_BYTES, SocketConfig};
+pub use dispatcher::{ActionSlot, Dispatcher};
+pub use outbox::Outbox;
+pub use registration::{GraphqlClient, Implementation, Registered, RegistrationError};
+
+use crate::protocol::{Endpoints, close_code};
+use crate::runtime::ActionComponent;
+use connection::SessionEnd;
+
+/// How long cancelled tasks get to report before shutdown moves on.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for reports to be written and acknowledged.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the agent connects and behaves.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The deployment.
+    pub endpoints: Endpoints,
+    /// The token (GraphQL bearer and REGISTER).
+    pub token: String,
+    /// The agent's name.
+    pub name: String,
+    /// Take the agent over from another live connection.
+    pub force: bool,
+    /// Most tasks running at once; more wait in arrival order.
+    pub concurrency: usize,
+    /// On shutdown, how long running tasks may finish before they are cancelled.
+    pub shutdown_grace: Duration,
+    /// Reconnect delays.
+    pub backoff: BackoffConfig,
+    /// How long connecting and waiting for INIT may take.
+    pub init_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults for everything but the deployment, token and name.
+    pub fn new(endpoints: Endpoints, token: String, name: String) -> Self {
+        AgentConfig {
+            endpoints,
+            token,
+            name,
+            force: false,
+            concurrency: 16,
+            shutdown_grace: Duration::from_secs(30),
+            backoff: BackoffConfig::default(),
+            init_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A component to serve, with per-action concurrency caps.
+pub struct ServedComponent {
+    /// The loaded component.
+    pub component: Arc<ActionComponent>,
+    /// Cap of every action of the component without its own (`None`: global cap only).
+    pub concurrency: Option<usize>,
+    /// Caps of single actions, by action key.
+    pub action_concurrency: HashMap<String, usize>,
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Two components offer the same action key.
+    #[error(
+        "the action '{action}' is offered by both {first} and {second}; action keys must be unique"
+    )]
+    DuplicateAction {
+        /// The key.
+        action: String,
+        /// One component.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// No components to serve.
+    #[error("no actions to serve: give at least one component")]
+    NothingToServe,
+    /// GraphQL registration failed.
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
+    /// Close 3003 right after REGISTER.
+    #[error(
+        "the server refused REGISTER (close 3003{}): the token is wrong, or the agent was not \
+         ensured with this token",
+        reason_suffix(.reason)
+    )]
+    Refused {
+        /// The server's text.
+        reason: String,
+    },
+    /// Close 4003.
+    #[error("the server has blocked this agent (close 4003{})", reason_suffix(.reason))]
+    Blocked {
+        /// The server's text.
+        reason: String,
+    },
+    /// Close 4004.
+    #[error(
+        "another host is connected as this agent (close 4004); stop it, or take over with --force"
+    )]
+    AlreadyConnected,
+    /// Close 4005.
+    #[error(
+        "a forced connection from another host replaced this one (close 4005); not reconnecting"
+    )]
+    Replaced,
+    /// KICK.
+    #[error("the server kicked this agent: {}", reason.as_deref().unwrap_or("no reason given"))]
+    Kicked {
+        /// The server's reason.
+        reason: Option<String>,
+    },
+    /// Reconnecting was given up.
+    #[error("gave up reconnecting after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        /// Failed attempts.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
+}
+
+/// A registered-or-not agent serving a set of components.
+pub struct Agent {
+    config: AgentConfig,
+    socket: SocketConfig,
+    graphql: GraphqlClient,
+    implementations: Vec<Implementation>,
+    dispatcher: Arc<Dispatcher>,
+    outbox: Arc<Outbox>,
+}
+
+impl Agent {
+    /// An agent serving `components`; guests run on `executor`.
+    pub fn new(
+        config: AgentConfig,
+        components: Vec<ServedComponent>,
+        executor: Handle,
+    ) -> Result<Self, AgentError> {
+        // Idempotent: makes the TLS provider explicit for wss:// and https://.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut slots: HashMap<String, ActionSlot> = HashMap::new();
+        let mut owners: HashMap<String, String> = HashMap::new();
+        let mut implementations = Vec::new();
+        for served in &components {
+            for definition in served.component.definitions() {
+                let key = definition.key.clone();
+                if let Some(first) = owners.get(&key) {
+                    return Err(AgentError::DuplicateAction {
+                        action: key,
+                        first: first.clone(),
+                        second: served.component.name().to_string(),
+                    });
+                }
+                owners.insert(key.clone(), served.component.name().to_string());
+                implementations.push(Implementation {
+                    interface: key.clone(),
+                    definition: definition.clone(),
+                });
+                slots.insert(
+                    key.clone(),
+                    ActionSlot {
+                        component: Arc::clone(&served.component),
+                        concurrency: served
+                            .action_concurrency
+                            .get(&key)
+                            .copied()
+                            .or(served.concurrency),
+                    },
+                );
+            }
+        }
+        if implementations.is_empty() {
+            return Err(AgentError::NothingToServe);
+        }
+        let outbox = Arc::new(Outbox::default());
+        let dispatcher = Dispatcher::new(slots, config.concurrency, Arc::clone(&outbox), executor);
+        let graphql = GraphqlClient::new(config.endpoints.graphql.clone(), config.token.clone())?;
+        let socket = SocketConfig {
+            url: config.endpoints.agent_socket.clone(),
+            token: config.token.clone(),
+            session_id: uuid::Uuid::new_v4().to_string(),
+            force: config.force,
+            init_timeout: config.init_timeout,
+        };
+        Ok(Agent {
+            config,
+            socket,
+            graphql,
+            implementations,
+            dispatcher,
+            outbox,
+        })
+    }
+
+    /// This process's session id.
+    pub fn session_id(&self) -> &str {
+        &self.socket.session_id
+    }
+
+    /// The actions as registered.
+    pub fn implementations(&self) -> &[Implementation] {
+        &self.implementations
+    }
+
+    /// The task table.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// The outgoing reports.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// `ensureAgent`, then `implementAgent` if the definitions changed.
+    pub async fn register(&self) -> Result<Registered, AgentError> {
+        Ok(self
+            .graphql
+            .register(&self.config.name, &self.implementations)
+            .await?)
+    }
+
+    /// Serves on the agent socket until `shutdown` resolves (then stops taking work, lets
+    /// running tasks finish within the grace period, cancels the rest, flushes its reports
+    /// and closes cleanly) or the server ends it for good.
+    pub async fn serve(&self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+        let (closing, closing_watch) = watch::channel(false);
+        let drain = async {
+            shutdown.await;
+            let active = self.dispatcher.active();
+            tracing::info!(
+                "shutting down: no new work; {active} task(s) get {:?} to finish",
+                self.config.shutdown_grace
+            );
+            self.dispatcher.stop_accepting();
+            if tokio::time::timeout(self.config.shutdown_grace, self.dispatcher.idle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "cancelling {} task(s) still running after the grace period",
+                    self.dispatcher.active()
+                );
+                self.dispatcher.cancel_all();
+                let _ = tokio::time::timeout(STOP_WAIT, self.dispatcher.idle()).await;
+            }
+            let _ = closing.send(true);
+            tokio::time::sleep(FLUSH_TIMEOUT).await;
+        };
+        tokio::select! {
+            result = self.connect_loop(closing_watch) => result,
+            () = drain => {
+                tracing::warn!(
+                    "exiting with {} report(s) not acknowledged by the server",
+                    self.outbox.unacked()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn connect_loop(&self, mut closing: watch::Receiver<bool>) -> Result<(), AgentError> {
+        let mut backoff = Backoff::new(self.config.backoff);
+        loop {
+            let mut registered = false;
+            let end = connection::session(
+                &self.socket,
+                &self.dispatcher,
+                &self.outbox,
+                &mut closing,
+                || registered = true,
+            )
+            .await;
+            if registered {
+                backoff.reset();
+            }
+            let failure = match end {
+                SessionEnd::Finished => return Ok(()),
+                SessionEnd::Kick(reason) => return Err(AgentError::Kicked { reason }),
+                SessionEnd::Bounce(seconds) => {
+                    let wait = Duration::from_secs(seconds.unwrap_or(0));
+                    tracing::info!("bounced by the server; reconnecting in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                SessionEnd::Closed {
+                    code,
+                    reason,
+                    registered,
+                } => match code {
+                    close_code::SCHEMA_MISMATCH if !registered => {
+                        return Err(AgentError::Refused { reason });
+                    }
+                    close_code::AGENT_BLOCKED => return Err(AgentError::Blocked { reason }),
+                    close_code::ALREADY_CONNECTED => return Err(AgentError::AlreadyConnected),
+                    close_code::REPLACED => return Err(AgentError::Replaced),
+                    close_code::HEARTBEAT_NOT_RESPONDED => {
+                        "the server closed the socket: a heartbeat was not answered in time \
+                         (3001)"
+                            .to_string()
+                    }
+                    close_code::NOT_JSON => {
+                        format!(
+                            "the server closed the socket: it could not read a frame (3002) {reason}"
+                        )
+                    }
+                    close_code::SCHEMA_MISMATCH => {
+                        format!(
+                            "the server closed the socket: a frame did not match its schema (3003) {reason}"
+                        )
+                    }
+                    code => format!("the server closed the socket ({code}) {reason}"),
+                },
+                SessionEnd::Lost(reason) => reason,
+            };
+            if *closing.borrow() && self.outbox.is_settled() {
+                return Ok(());
+            }
+            let Some(delay) = backoff.next_delay() else {
+                return Err(AgentError::GaveUp {
+                    attempts: backoff.attempts(),
+                    last: failure,
+                });
+            };
+            tracing::warn!("{failure}; reconnecting in {delay:.1?}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// A runtime of its own for guest work, so the agent socket never waits behind guests.
+pub struct ActorPool {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: Handle,
+}
+
+impl ActorPool {
+    /// A pool of `threads` worker threads.
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("rekuest-actor")
+            .enable_all()
+            .build()?;
+        Ok(ActorPool {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Where to spawn guest work.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for ActorPool {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Registration over GraphQL: `ensureAgent`, then `implementAgent` only when the stored
+//! definition hash differs from ours.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::definition::Definition;
+
+/// How long one GraphQL request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+const ENSURE_AGENT: &str =
+    "mutation EnsureAgent($input: AgentInput!) { ensureAgent(input: $input) { id hash name } }";
+const IMPLEMENT_AGENT: &str = "mutation ImplementAgent($input: ImplementAgentInput!) { implementAgent(input: $input) { id hash } }";
+
+/// One action as registered: its interface (the action key) and definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Implementation {
+    /// What the server echoes in ASSIGN.
+    pub interface: String,
+    /// The component's self-described definition.
+    pub definition: Definition,
+}
+
+/// Why registration failed; each says what was being attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// The request did not get an answer.
+    #[error("{attempt}: could not reach {url}: {source}")]
+    Unreachable {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// The GraphQL endpoint.
+        url: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The server answered with an HTTP error.
+    #[error("{attempt}: {url} answered HTTP {status}: {body}")]
+    Http {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// The GraphQL endpoint.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// The server answered with GraphQL errors (shown verbatim).
+    #[error("{attempt}: the server answered: {messages}")]
+    Graphql {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// The error messages, joined.
+        messages: String,
+    },
+    /// The answer was not the expected shape.
+    #[error("{attempt}: unexpected answer from the server: {reason}")]
+    Response {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// What registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The agent's id on the server.
+    pub agent_id: String,
+    /// Our definition hash.
+    pub hash: String,
+    /// Whether implementations were sent (false: the stored hash already matched).
+    pub implemented: bool,
+}
+
+/// A stable digest of the implementations: sha256 of their canonical JSON (keys sorted,
+/// implementations ordered by interface).
+pub fn definition_hash(implementations: &[Implementation]) -> String {
+    let mut sorted: Vec<&Implementation> = implementations.iter().collect();
+    sorted.sort_by(|a, b| a.interface.cmp(&b.interface));
+    let mut canonical = String::new();
+    canonical.push('[');
+    for (index, implementation) in sorted.iter().enumerate() {
+        if index > 0 {
+            canonical.push(',');
+        }
+        let value = json!({
+            "interface": implementation.interface,
+            "definition": implementation.definition,
+        });
+        write_canonical(&value, &mut canonical);
+    }
+    canonical.push(']');
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                write_canonical(&object[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Speaks GraphQL to one deployment with one token.
+#[derive(Debug, Clone)]
+pub struct GraphqlClient {
+    http: reqwest::Client,
+    url: Url,
+    token: String,
+}
+
+impl GraphqlClient {
+    /// A client for the endpoint `url`, authorized with `token`.
+    pub fn new(url: Url, token: String) -> Result<Self, RegistrationError> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("rekuest-host/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| RegistrationError::Unreachable {
+                attempt: "setting up the HTTP client",
+                url: url.to_string(),
+                source,
+            })?;
+        Ok(GraphqlClient { http, url, token })
+    }
+
+    /// Runs `query` with `variables`; returns `data`.
+    async fn request(
+        &self,
+        attempt: &'static str,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, RegistrationError> {
+        let response = self
+            .http
+            .post(self.url.clone())
+            .bearer_auth(&self.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .map_err(|source| RegistrationError::Unreachable {
+                attempt,
+                url: self.url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| RegistrationError::Unreachable {
+                attempt,
+                url: self.url.to_string(),
+                source,
+            })?;
+        let body: Option<Value> = serde_json::from_str(&text).ok();
+        if let Some(errors) = body
+            .as_ref()
+            .and_then(|body| body.get("errors"))
+            .and_then(Value::as_array)
+            .filter(|errors| !errors.is_empty())
+        {
+            let messages: Vec<String> = errors
+                .iter()
+                .map(|error| match error.get("message").and_then(Value::as_str) {
+                    Some(message) => message.to_string(),
+                    None => error.to_string(),
+                })
+                .collect();
+            return Err(RegistrationError::Graphql {
+                attempt,
+                messages: messages.join("; "),
+            });
+        }
+        if !status.is_success() {
+            return Err(RegistrationError::Http {
+                attempt,
+                url: self.url.to_string(),
+                status: status.as_u16(),
+                body: text.chars().take(500).collect(),
+            });
+        }
+        body.and_then(|mut body| body.get_mut("data").map(Value::take))
+            .filter(|data| !data.is_null())
+            .ok_or_else(|| RegistrationError::Response {
+                attempt,
+                reason: format!("no data in {}", text.chars().take(200).collect::<String>()),
+            })
+    }
+
+    /// `ensureAgent`, then `implementAgent` if the stored hash is not ours.
+    pub async fn register(
+        &self,
+        name: &str,
+        implementations: &[Implementation],
+    ) -> Result<Registered, RegistrationError> {
+        let attempt = "ensuring the agent (ensureAgent)";
+        let data = self
+            .request(attempt, ENSURE_AGENT, json!({"input": {"name": name}}))
+            .await?;
+        let agent = &data["ensureAgent"];
+        let agent_id = string_field(agent, "id", attempt)?;
+        let stored = agent
+            .get("hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let hash = definition_hash(implementations);
+        if stored == hash {
+            tracing::info!(agent = %agent_id, "definitions unchanged (hash {hash}); nothing to register");
+            return Ok(Registered {
+                agent_id,
+                hash,
+                implemented: false,
+            });
+        }
+        let attempt = "registering the actions (implementAgent)";
+        let implementations: Vec<Value> = implementations
+            .iter()
+            .map(|implementation| {
+                json!({
+                    "interface": implementation.interface,
+                    "definition": implementation.definition,
+                    "dependencies": [],
+                })
+            })
+            .collect();
+        let count = implementations.len();
+        let data = self
+            .request(
+                attempt,
+                IMPLEMENT_AGENT,
+                json!({"input": {"name": name, "hash": hash, "implementations": implementations}}),
+            )
+            .await?;
+        let agent_id = string_field(&data["implementAgent"], "id", attempt)?;
+        tracing::info!(agent = %agent_id, "registered {count} action(s) (hash {hash})");
+        Ok(Registered {
+            agent_id,
+            hash,
+            implemented: true,
+        })
+    }
+}
+
+fn string_field(
+    object: &Value,
+    field: &str,
+    attempt: &'static str,
+) -> Result<String, RegistrationError> {
+    match object.get(field) {
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Number(number)) => Ok(number.to_string()),
+        _ => Err(RegistrationError::Response {
+            attempt,
+            reason: format!("no `{field}` in {object}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn implementation(key: &str, description: &str) -> Implementation {
+        Implementation {
+            interface: key.to_string(),
+            definition: serde_json::from_value(json!({
+                "key": key, "version": "1", "name": key, "kind": "FUNCTION",
+                "description": description,
+                "args": [{"key": "a", "kind": "INT", "nullable": false, "default": {"z": 1, "a": 2}}],
+                "returns": []
+            }))
+            .expect("definition"),
+        }
+    }
+
+    #[test]
+    fn the_hash_is_stable_and_order_independent() {
+        let a = implementation("add", "adds");
+        let b = implementation("sub", "subtracts");
+        let first = definition_hash(&[a.clone(), b.clone()]);
+        assert_eq!(first, definition_hash(&[b, a.clone()]));
+        assert_eq!(first.len(), 64);
+        let changed = definition_hash(&[a, implementation("sub", "subtracts!")]);
+        assert_ne!(first, changed);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let mut out = String::new();
+        write_canonical(
+            &json!({"b": [1, {"d": null, "c": "x"}], "a": true}),
+            &mut out,
+        );
+        assert_eq!(out, r#"{"a":true,"b":[1,{"c":"x","d":null}]}"#);
+    }
+}

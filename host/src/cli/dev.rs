@@ -1,0 +1,189 @@
+//! `rekuest-host dev`: a local rekuest-compatible server and an agent serving the components
+//! against it, in one process. Assign tasks from another terminal with `rekuest-host assign`,
+//! or once with `--assign` (for scripts and CI).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use rekuest_host::agent::{Agent, AgentConfig};
+use rekuest_host::config::ComponentSettings;
+use rekuest_host::definition::Definition;
+use rekuest_host::devserver::{Control, DevServer, DevServerConfig};
+use rekuest_host::protocol::Endpoints;
+
+use super::assign::{Shown, args_for, show_event};
+use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED};
+use super::run::{actor_pool, load, runtime, shutdown_signal};
+
+/// The token the embedded agent uses with the embedded server.
+const DEV_TOKEN: &str = "dev";
+/// How long the embedded agent may take to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Arguments of `dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Components to serve (.wasm).
+    #[arg(required = true)]
+    pub components: Vec<PathBuf>,
+    /// Where the local server listens.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Assign ACTION once with KEY=VALUE args, print its events and exit with its outcome.
+    #[arg(long, num_args = 1.., value_name = "ACTION [KEY=VALUE]...")]
+    pub assign: Option<Vec<String>>,
+    /// Args of --assign as one JSON object.
+    #[arg(long, value_name = "JSON", requires = "assign")]
+    pub args_json: Option<String>,
+}
+
+/// Runs `dev`.
+pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let server = DevServer::start(DevServerConfig {
+        listen: args.listen,
+        ..DevServerConfig::default()
+    })
+    .await?;
+    let components: Vec<ComponentSettings> = args
+        .components
+        .iter()
+        .cloned()
+        .map(ComponentSettings::plain)
+        .collect();
+    let mut config = AgentConfig::new(
+        Endpoints::from_base(&server.url())?,
+        DEV_TOKEN.to_string(),
+        "dev".to_string(),
+    );
+    config.shutdown_grace = Duration::from_secs(5);
+    let runtime = runtime(cache_dir, &components, config.concurrency)?;
+    let served = load(&runtime, &components).await?;
+    let pool = actor_pool()?;
+    let agent = Agent::new(config, served, pool.handle())?;
+    agent.register().await?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = async {
+        let one_shot = args.assign.is_some();
+        agent
+            .serve(async move {
+                if one_shot {
+                    let _ = stopped.await;
+                } else {
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = shutdown_signal() => {}
+                    }
+                }
+            })
+            .await
+    };
+    let work = async {
+        wait_connected(&server).await?;
+        let mut keys: Vec<&str> = agent
+            .implementations()
+            .iter()
+            .map(|implementation| implementation.interface.as_str())
+            .collect();
+        keys.sort_unstable();
+        match &args.assign {
+            Some(words) => {
+                let code = assign_once(&server, words, args.args_json.as_deref()).await;
+                let _ = stop.send(());
+                code
+            }
+            None => {
+                eprintln!(
+                    "local rekuest server on {} serving: {}\nassign from another terminal, e.g.: \
+                     rekuest-host assign {} KEY=VALUE...\nCtrl-C to stop",
+                    server.url(),
+                    keys.join(", "),
+                    keys.first().copied().unwrap_or("ACTION"),
+                );
+                std::future::pending().await
+            }
+        }
+    };
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => {
+            served?;
+            Ok(ExitCode::SUCCESS)
+        }
+        code = work => {
+            let code = code?;
+            (&mut serving).await?;
+            Ok(code)
+        }
+    }
+}
+
+async fn wait_connected(server: &DevServer) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    while !server.is_connected(DEV_TOKEN) {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the agent did not connect to the local server within {CONNECT_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Assigns `words` (ACTION KEY=VALUE...) and prints its events until it ends.
+async fn assign_once(
+    server: &DevServer,
+    words: &[String],
+    json: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Some((action, words)) = words.split_first() else {
+        bail!("--assign needs an action");
+    };
+    let offered: Vec<(String, Definition)> = server
+        .actions()
+        .into_iter()
+        .filter_map(|offered| {
+            let definition = serde_json::from_value(offered.definition).ok()?;
+            Some((offered.interface, definition))
+        })
+        .collect();
+    let task_args = match args_for(&offered, action, json, words) {
+        Ok(task_args) => task_args,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::from(EXIT_BAD_ARGS));
+        }
+    };
+    let task = server
+        .assign(action, task_args)
+        .map_err(|error| anyhow::anyhow!(error))?;
+    let mut watch = server
+        .watch(&task)
+        .context("the task vanished from the local server")?;
+    let mut cancelled = false;
+    loop {
+        let event = tokio::select! {
+            event = watch.next() => event,
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                eprintln!("cancelling the task");
+                if server.control(&task, Control::Cancel).is_err() {
+                    return Ok(ExitCode::from(EXIT_CANCELLED));
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else {
+            bail!("the local server stopped before the task ended");
+        };
+        let fields: serde_json::Map<String, Value> = event.fields.clone();
+        if let Shown::Done(code) = show_event(&event.kind, &fields) {
+            return Ok(code);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `rekuest-host run`: register the components' actions with a rekuest server and serve
+//! them until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use rekuest_host::agent::{ActorPool, Agent, AgentConfig, ServedComponent};
+use rekuest_host::config::{self, ComponentSettings, FileConfig};
+use rekuest_host::protocol::Endpoints;
+use rekuest_host::runtime::limits::parse_duration;
+use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
+
+/// Pool slots beyond the task cap (for describing components at load).
+const SPARE_SLOTS: u32 = 16;
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); flags and REKUEST_* variables override it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Base URL of the rekuest deployment, e.g. https://lab.example/rekuest.
+    #[arg(long, env = "REKUEST_URL")]
+    pub url: Option<String>,
+    /// Token of the agent.
+    #[arg(long, env = "REKUEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Name of the agent.
+    #[arg(long, env = "REKUEST_AGENT_NAME")]
+    pub name: Option<String>,
+    /// Take the agent over from another host connected as it.
+    #[arg(long)]
+    pub force: bool,
+    /// Most tasks running at once (more wait in order).
+    #[arg(long, env = "REKUEST_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// On SIGINT/SIGTERM, how long running tasks may finish before they are cancelled.
+    #[arg(long, env = "REKUEST_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+    /// Components to serve (.wasm), in addition to those of the config file.
+    pub components: Vec<PathBuf>,
+}
+
+/// Everything `run` needs, from the file, the environment and the flags.
+struct Settings {
+    url: String,
+    token: String,
+    name: String,
+    force: bool,
+    concurrency: Option<usize>,
+    shutdown_grace: Option<Duration>,
+    max_reconnect_attempts: Option<u32>,
+    components: Vec<ComponentSettings>,
+}
+
+fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    let (file, mut components) = match &args.config {
+        Some(path) => config::load(path)?,
+        None => (FileConfig::default(), Vec::new()),
+    };
+    let grace_from_file = match &args.config {
+        Some(path) => config::shutdown_grace(path, &file.agent)?,
+        None => None,
+    };
+    components.extend(
+        args.components
+            .iter()
+            .cloned()
+            .map(ComponentSettings::plain),
+    );
+    let url = args.url.clone().or(file.server.url).context(
+        "no server URL: pass --url, set REKUEST_URL, or set server.url in the config file",
+    )?;
+    let token = args.token.clone().or(file.server.token).context(
+        "no token: pass --token, set REKUEST_TOKEN, or set server.token in the config file",
+    )?;
+    if args.concurrency == Some(0) {
+        bail!("--concurrency must be at least 1");
+    }
+    Ok(Settings {
+        url,
+        token,
+        name: args
+            .name
+            .clone()
+            .or(file.server.name)
+            .unwrap_or_else(|| "rekuest-host".to_string()),
+        force: args.force || file.server.force.unwrap_or(false),
+        concurrency: args.concurrency.or(file.agent.concurrency),
+        shutdown_grace: args.shutdown_grace.or(grace_from_file),
+        max_reconnect_attempts: file.agent.max_reconnect_attempts,
+        components,
+    })
+}
+
+/// A runtime whose pool slots fit `concurrency` tasks of the largest configured memory.
+pub fn runtime(
+    cache_dir: Option<PathBuf>,
+    components: &[ComponentSettings],
+    concurrency: usize,
+) -> anyhow::Result<Runtime> {
+    let slots = u32::try_from(concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(SPARE_SLOTS);
+    Ok(Runtime::new(RuntimeConfig {
+        allocation: Allocation::Pooling {
+            slots,
+            max_memory_bytes: config::largest_memory(components),
+        },
+        cache_dir,
+    })?)
+}
+
+/// Loads every component under its policy.
+pub async fn load(
+    runtime: &Runtime,
+    components: &[ComponentSettings],
+) -> anyhow::Result<Vec<ServedComponent>> {
+    if components.is_empty() {
+        bail!("no components to serve: name .wasm files, or list them in the config file");
+    }
+    let mut served = Vec::new();
+    for settings in components {
+        let component = runtime
+            .load_file(&settings.path, settings.policy.clone())
+            .await?;
+        for action in settings.action_concurrency.keys() {
+            if component.definition(action).is_none() {
+                bail!(
+                    "{} has no action '{action}' (configured under component.actions)",
+                    settings.path.display()
+                );
+            }
+        }
+        served.push(ServedComponent {
+            component: Arc::new(component),
+            concurrency: settings.concurrency,
+            action_concurrency: settings.action_concurrency.clone(),
+        });
+    }
+    Ok(served)
+}
+
+/// Worker threads for guests: one per core.
+pub fn actor_pool() -> anyhow::Result<ActorPool> {
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    ActorPool::new(threads).context("cannot start the guest worker threads")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `run`.
+pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = settings(args)?;
+    let endpoints = Endpoints::from_base(&settings.url)?;
+    let mut agent_config = AgentConfig::new(endpoints, settings.token, settings.name);
+    agent_config.force = settings.force;
+    if let Some(concurrency) = settings.concurrency {
+        agent_config.concurrency = concurrency;
+    }
+    if let Some(grace) = settings.shutdown_grace {
+        agent_config.shutdown_grace = grace;
+    }
+    agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
+    let runtime = runtime(cache_dir, &settings.components, agent_config.concurrency)?;
+    let served = load(&runtime, &settings.components).await?;
+    let pool = actor_pool()?;
+    let agent = Agent::new(agent_config, served, pool.handle())?;
+    let registered = agent.register().await?;
+    eprintln!(
+        "agent {} ready with {} action(s){}; serving until Ctrl-C",
+        registered.agent_id,
+        agent.implementations().len(),
+        if registered.implemented {
+            " (registered)"
+        } else {
+            " (unchanged)"
+        }
+    );
+    agent.serve(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

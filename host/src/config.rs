@@ -1,0 +1,512 @@
+//! The `rekuest-host.toml` file: server, agent behaviour, and the components to serve with
+//! their limits and grants. Flags and `REKUEST_*` environment variables override it.
+//!
+//! ```toml
+//! [server]
+//! url = "https://lab.example/rekuest"
+//! token = "..."
+//! name = "microscope-1"
+//!
+//! [agent]
+//! concurrency = 8
+//! shutdown_grace = "30s"
+//!
+//! [[component]]
+//! path = "math.wasm"        # relative to this file
+//! memory = "64MiB"
+//! timeout = "60s"
+//! fuel = 10_000_000_000
+//! concurrency = 4
+//! dirs = [{ host = "/srv/data", guest = "/data", writable = false }]
+//! env = { MODE = "fast" }
+//! pass_env = ["HOME"]
+//!
+//! [component.actions.add]
+//! timeout = "5s"
+//! concurrency = 1
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::runtime::limits::{parse_bytes, parse_duration};
+use crate::runtime::{DirGrant, Limits, SandboxPolicy};
+
+/// Why the configuration is unusable: which file, which key, why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read it: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{file}: {source}")]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// The parser's error (with line, column and key).
+        source: toml::de::Error,
+    },
+    /// A value that parsed but is not acceptable.
+    #[error("{file}: `{key}`: {reason}")]
+    Invalid {
+        /// The file (or `command line`).
+        file: PathBuf,
+        /// The key, e.g. `component[0].memory`.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A size: bytes, or text like `64MiB`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// Bytes.
+    Bytes(u64),
+    /// `64MiB`, `512KiB`, `1GiB`.
+    Text(String),
+}
+
+/// A duration: seconds, or text like `10s`, `250ms`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Span {
+    /// Seconds.
+    Seconds(u64),
+    /// `10s`, `250ms`, `2m`.
+    Text(String),
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Base URL of the deployment.
+    pub url: Option<String>,
+    /// Token.
+    pub token: Option<String>,
+    /// Agent name.
+    pub name: Option<String>,
+    /// Take the agent over from another live connection.
+    pub force: Option<bool>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Most tasks at once.
+    pub concurrency: Option<usize>,
+    /// Time running tasks get on shutdown.
+    pub shutdown_grace: Option<Span>,
+    /// Give up reconnecting after this many failures in a row (default: never).
+    pub max_reconnect_attempts: Option<u32>,
+}
+
+/// A directory grant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSection {
+    /// Host directory (relative to the config file).
+    pub host: PathBuf,
+    /// Where the guest sees it (absolute).
+    pub guest: String,
+    /// Whether the guest may write.
+    #[serde(default)]
+    pub writable: bool,
+}
+
+/// Limits of one action (`[component.actions.KEY]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSection {
+    /// Fuel budget.
+    pub fuel: Option<u64>,
+    /// Memory limit.
+    pub memory: Option<Size>,
+    /// Wall-clock limit.
+    pub timeout: Option<Span>,
+    /// Most tasks of this action at once.
+    pub concurrency: Option<usize>,
+}
+
+/// `[[component]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSection {
+    /// The `.wasm` file (relative to the config file).
+    pub path: PathBuf,
+    /// Fuel budget of its actions.
+    pub fuel: Option<u64>,
+    /// Memory limit of its actions.
+    pub memory: Option<Size>,
+    /// Wall-clock limit of its actions.
+    pub timeout: Option<Span>,
+    /// Most tasks of each of its actions at once.
+    pub concurrency: Option<usize>,
+    /// Granted directories.
+    #[serde(default)]
+    pub dirs: Vec<DirSection>,
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host environment variables passed through.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Per-action overrides.
+    #[serde(default)]
+    pub actions: BTreeMap<String, ActionSection>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[agent]`.
+    #[serde(default)]
+    pub agent: AgentSection,
+    /// `[[component]]`.
+    #[serde(default, rename = "component")]
+    pub components: Vec<ComponentSection>,
+}
+
+/// A component to serve, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentSettings {
+    /// The file.
+    pub path: PathBuf,
+    /// Limits and grants.
+    pub policy: SandboxPolicy,
+    /// Cap of each action.
+    pub concurrency: Option<usize>,
+    /// Caps of single actions.
+    pub action_concurrency: HashMap<String, usize>,
+}
+
+impl ComponentSettings {
+    /// A component with default limits and no grants.
+    pub fn plain(path: PathBuf) -> Self {
+        ComponentSettings {
+            path,
+            policy: SandboxPolicy::default(),
+            concurrency: None,
+            action_concurrency: HashMap::new(),
+        }
+    }
+}
+
+/// Reads and checks `file`.
+pub fn load(file: &Path) -> Result<(FileConfig, Vec<ComponentSettings>), ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let config: FileConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let components = config
+        .components
+        .iter()
+        .enumerate()
+        .map(|(index, section)| resolve_component(file, base, index, section))
+        .collect::<Result<_, _>>()?;
+    Ok((config, components))
+}
+
+/// The shutdown grace of `[agent]`, checked.
+pub fn shutdown_grace(file: &Path, agent: &AgentSection) -> Result<Option<Duration>, ConfigError> {
+    agent
+        .shutdown_grace
+        .as_ref()
+        .map(|span| span_value(file, "agent.shutdown_grace", span))
+        .transpose()
+}
+
+fn invalid(file: &Path, key: String, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_path_buf(),
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn span_value(file: &Path, key: &str, span: &Span) -> Result<Duration, ConfigError> {
+    match span {
+        Span::Seconds(seconds) => Ok(Duration::from_secs(*seconds)),
+        Span::Text(text) => {
+            parse_duration(text).map_err(|reason| invalid(file, key.into(), reason))
+        }
+    }
+}
+
+fn size_value(file: &Path, key: &str, size: &Size) -> Result<u64, ConfigError> {
+    let bytes = match size {
+        Size::Bytes(bytes) => *bytes,
+        Size::Text(text) => {
+            parse_bytes(text).map_err(|reason| invalid(file, key.into(), reason))?
+        }
+    };
+    if bytes < 64 * 1024 {
+        return Err(invalid(
+            file,
+            key.into(),
+            "at least 64KiB (one WebAssembly page) is needed",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn positive(file: &Path, key: &str, value: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(0) => Err(invalid(file, key.into(), "must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+fn limits(
+    file: &Path,
+    prefix: &str,
+    base: &Limits,
+    fuel: Option<u64>,
+    memory: Option<&Size>,
+    timeout: Option<&Span>,
+) -> Result<Limits, ConfigError> {
+    let mut limits = *base;
+    if let Some(fuel) = fuel {
+        limits.fuel = Some(fuel);
+    }
+    if let Some(memory) = memory {
+        limits.memory_bytes = size_value(file, &format!("{prefix}.memory"), memory)?;
+    }
+    if let Some(timeout) = timeout {
+        let timeout = span_value(file, &format!("{prefix}.timeout"), timeout)?;
+        if timeout.is_zero() {
+            return Err(invalid(
+                file,
+                format!("{prefix}.timeout"),
+                "must be above zero",
+            ));
+        }
+        limits.timeout = timeout;
+    }
+    Ok(limits)
+}
+
+fn resolve_component(
+    file: &Path,
+    base: &Path,
+    index: usize,
+    section: &ComponentSection,
+) -> Result<ComponentSettings, ConfigError> {
+    let prefix = format!("component[{index}]");
+    let component_limits = limits(
+        file,
+        &prefix,
+        &Limits::default(),
+        section.fuel,
+        section.memory.as_ref(),
+        section.timeout.as_ref(),
+    )?;
+    let mut action_limits = HashMap::new();
+    let mut action_concurrency = HashMap::new();
+    for (key, action) in &section.actions {
+        let action_prefix = format!("{prefix}.actions.{key}");
+        action_limits.insert(
+            key.clone(),
+            limits(
+                file,
+                &action_prefix,
+                &component_limits,
+                action.fuel,
+                action.memory.as_ref(),
+                action.timeout.as_ref(),
+            )?,
+        );
+        if let Some(limit) = positive(
+            file,
+            &format!("{action_prefix}.concurrency"),
+            action.concurrency,
+        )? {
+            action_concurrency.insert(key.clone(), limit);
+        }
+    }
+    let mut dirs = Vec::new();
+    for (position, dir) in section.dirs.iter().enumerate() {
+        let key = format!("{prefix}.dirs[{position}]");
+        if !dir.guest.starts_with('/') {
+            return Err(invalid(
+                file,
+                format!("{key}.guest"),
+                format!("'{}' must be absolute, e.g. /data", dir.guest),
+            ));
+        }
+        let host = base.join(&dir.host);
+        if !host.is_dir() {
+            return Err(invalid(
+                file,
+                format!("{key}.host"),
+                format!("{} is not a directory", host.display()),
+            ));
+        }
+        dirs.push(DirGrant {
+            host,
+            guest: dir.guest.clone(),
+            writable: dir.writable,
+        });
+    }
+    let mut env: Vec<(String, String)> = section
+        .env
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    for name in &section.pass_env {
+        let value = std::env::var(name).map_err(|_| {
+            invalid(
+                file,
+                format!("{prefix}.pass_env"),
+                format!("{name} is not set in this environment"),
+            )
+        })?;
+        env.push((name.clone(), value));
+    }
+    Ok(ComponentSettings {
+        path: base.join(&section.path),
+        policy: SandboxPolicy {
+            limits: component_limits,
+            action_limits,
+            dirs,
+            env,
+        },
+        concurrency: positive(file, &format!("{prefix}.concurrency"), section.concurrency)?,
+        action_concurrency,
+    })
+}
+
+/// The largest memory limit of any action: the pool's slot size.
+pub fn largest_memory(components: &[ComponentSettings]) -> u64 {
+    components
+        .iter()
+        .flat_map(|component| {
+            std::iter::once(component.policy.limits.memory_bytes).chain(
+                component
+                    .policy
+                    .action_limits
+                    .values()
+                    .map(|limits| limits.memory_bytes),
+            )
+        })
+        .max()
+        .unwrap_or(crate::runtime::limits::DEFAULT_MEMORY_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("rekuest-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("data")).expect("dir");
+        let file = dir.join("rekuest-host.toml");
+        std::fs::write(&file, text).expect("write");
+        (dir, file)
+    }
+
+    #[test]
+    fn reads_a_complete_file() {
+        let (dir, file) = write(
+            r#"
+            [server]
+            url = "http://localhost:8090"
+            token = "t"
+            name = "scope"
+
+            [agent]
+            concurrency = 8
+            shutdown_grace = "5s"
+
+            [[component]]
+            path = "math.wasm"
+            memory = "32MiB"
+            timeout = 20
+            fuel = 1000
+            concurrency = 2
+            dirs = [{ host = "data", guest = "/data", writable = true }]
+            env = { MODE = "fast" }
+
+            [component.actions.add]
+            memory = "128MiB"
+            concurrency = 1
+            "#,
+        );
+        let (config, components) = load(&file).expect("valid");
+        assert_eq!(config.server.url.as_deref(), Some("http://localhost:8090"));
+        assert_eq!(config.agent.concurrency, Some(8));
+        assert_eq!(
+            shutdown_grace(&file, &config.agent).expect("valid"),
+            Some(Duration::from_secs(5))
+        );
+        let math = &components[0];
+        assert_eq!(math.path, dir.join("math.wasm"));
+        assert_eq!(math.policy.limits.memory_bytes, 32 << 20);
+        assert_eq!(math.policy.limits.timeout, Duration::from_secs(20));
+        assert_eq!(math.policy.limits.fuel, Some(1000));
+        let add = math.policy.limits_for("add");
+        assert_eq!(add.memory_bytes, 128 << 20);
+        assert_eq!(add.fuel, Some(1000));
+        assert_eq!(math.concurrency, Some(2));
+        assert_eq!(math.action_concurrency.get("add"), Some(&1));
+        assert_eq!(math.policy.dirs[0].host, dir.join("data"));
+        assert!(math.policy.dirs[0].writable);
+        assert_eq!(
+            math.policy.env,
+            vec![("MODE".to_string(), "fast".to_string())]
+        );
+        assert_eq!(largest_memory(&components), 128 << 20);
+    }
+
+    #[test]
+    fn names_the_file_key_and_reason() {
+        let cases = [
+            (
+                "[[component]]\npath = \"m.wasm\"\nmemory = \"lots\"\n",
+                "component[0].memory",
+            ),
+            (
+                "[[component]]\npath = \"m.wasm\"\nconcurrency = 0\n",
+                "component[0].concurrency",
+            ),
+            (
+                "[[component]]\npath = \"m.wasm\"\ndirs = [{ host = \"data\", guest = \"data\" }]\n",
+                "component[0].dirs[0].guest",
+            ),
+            (
+                "[[component]]\npath = \"m.wasm\"\n[component.actions.add]\ntimeout = \"soon\"\n",
+                "component[0].actions.add.timeout",
+            ),
+            ("[server]\nurl = 3\n", "url"),
+            ("[server]\nnmae = \"x\"\n", "nmae"),
+        ];
+        for (text, key) in cases {
+            let (_, file) = write(text);
+            let error = load(&file).expect_err(text).to_string();
+            assert!(error.starts_with(&file.display().to_string()), "{error}");
+            assert!(error.contains(key), "{error} should name {key}");
+        }
+        let missing = load(Path::new("/nonexistent/rekuest-host.toml")).expect_err("missing");
+        assert!(missing.to_string().contains("cannot read"));
+    }
+}
