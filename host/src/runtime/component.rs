@@ -310,6 +310,12 @@ impl ActionComponent {
         if error.downcast_ref::<Stopped>().is_some() {
             return stopped_outcome(control.signal());
         }
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return Outcome::Critical(format!(
+                "the action exited the process with status {}",
+                exit.0
+            ));
+        }
         if let Some(violation) = error.downcast_ref::<ContractViolation>() {
             return Outcome::Critical(violation.0.clone());
         }
