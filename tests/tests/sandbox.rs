@@ -301,3 +301,54 @@ async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
     );
     assert!(growth < 32 << 20, "host RSS grew by {} MiB", growth >> 20);
 }
+
+#[tokio::test]
+async fn broken_self_descriptions_are_refused_while_other_components_keep_working() {
+    let runtime = runtime();
+    let math = runtime
+        .load_file(&component("math"), SandboxPolicy::default())
+        .await
+        .expect("math loads");
+    let cases = [
+        (
+            "malformed",
+            "self-description is not a JSON list of action definitions",
+        ),
+        (
+            "wrong-shape",
+            "self-description is not a JSON list of action definitions",
+        ),
+        ("duplicate", "action key 'noop' is described twice"),
+        ("huge", "at most 1048576 are allowed"),
+        ("panic", "its describe() call did not complete: panicked at"),
+        ("spin", "its describe() call did not complete: fuel budget"),
+    ];
+    for (mode, reason) in cases {
+        let policy = SandboxPolicy {
+            env: vec![("DESCRIBE".into(), mode.into())],
+            ..SandboxPolicy::default()
+        };
+        let error = match runtime
+            .load_file(&component("hostile_describe"), policy)
+            .await
+        {
+            Ok(_) => panic!("{mode}: a broken description was accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.starts_with("hostile_describe was refused: "),
+            "{mode}: {error}"
+        );
+        assert!(error.contains(reason), "{mode}: {error}");
+        assert_eq!(
+            call(&math, "add", json!({"a": 2, "b": 3})).await,
+            (json!(5), Outcome::Completed),
+            "math still works after {mode}"
+        );
+    }
+    let valid = runtime
+        .load_file(&component("hostile_describe"), SandboxPolicy::default())
+        .await
+        .expect("the same component with a valid description loads");
+    assert_eq!(valid.definitions()[0].key, "noop");
+}
