@@ -184,6 +184,11 @@ impl DevServer {
         self.shared.heartbeats()
     }
 
+    /// How many REGISTERs were accepted (connections that got INIT).
+    pub fn registrations(&self) -> u64 {
+        self.shared.registrations()
+    }
+
     /// The close codes the server sent, in order.
     pub fn close_codes(&self) -> Vec<u16> {
         self.shared.closes()

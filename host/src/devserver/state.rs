@@ -171,6 +171,7 @@ struct Db {
     tasks: BTreeMap<u64, TaskRecord>,
     heartbeats_answered: u64,
     closes: Vec<u16>,
+    registrations: u64,
 }
 
 impl Db {
@@ -397,6 +398,7 @@ impl Shared {
         let prior = agent.session_id.clone();
         agent.session_id = session_id.clone();
         agent.live = Some(Live { connection, outbox });
+        db.registrations += 1;
         let in_flight = db.in_flight(&agent_id);
         let fresh_process =
             matches!((&prior, &session_id), (Some(prior), Some(new)) if prior != new);
@@ -710,6 +712,10 @@ impl Shared {
 
     pub(crate) fn heartbeats(&self) -> u64 {
         self.db().heartbeats_answered
+    }
+
+    pub(crate) fn registrations(&self) -> u64 {
+        self.db().registrations
     }
 
     pub(crate) fn closes(&self) -> Vec<u16> {

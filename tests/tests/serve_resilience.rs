@@ -1,0 +1,426 @@
+//! Connection cuts, server restarts, retention and resending of terminal reports,
+//! inquiries, hostile server frames, KICK, BOUNCE, 4004/4005 and clean shutdown.
+
+mod serve_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+use rekuest_host::agent::{ActorPool, Agent, AgentError};
+use rekuest_host::config::ComponentSettings;
+use rekuest_host::devserver::{Control, DevServer};
+use rekuest_host::protocol::ToAgent;
+use rekuest_host::runtime::Limits;
+use serve_support::*;
+
+fn no_duplicate_yields(events: &[rekuest_host::devserver::ServerEvent]) {
+    let numbers: Vec<i64> = yields(events)
+        .iter()
+        .filter_map(|returns| returns["return0"].as_i64())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "yields repeated or out of order: {numbers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_mid_task_reconnects_and_the_task_finishes_once() {
+    let (server, serving) = serve(&["generator"]).await;
+    let task = server
+        .assign("ticks", args(json!({"n": 10, "seconds": 0.05})))
+        .expect("assigns");
+    event(&server, &task, "YIELD").await;
+    assert!(server.cut(TOKEN));
+    until("the cut to be seen", || !server.is_connected(TOKEN)).await;
+    until("the agent to reconnect", || server.is_connected(TOKEN)).await;
+    let events = finish(&server, &task).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    let snapshot = server.task(&task).expect("task");
+    assert_eq!(snapshot.received.get("STARTED"), Some(&1), "ran twice?");
+    assert_eq!(
+        kinds(&events)
+            .iter()
+            .filter(|kind| **kind == "COMPLETED")
+            .count(),
+        1
+    );
+    assert!(!kinds(&events).contains(&"DISCONNECTED"));
+    // The reconnect's inquiry was answered: still running here.
+    assert!(
+        events.iter().any(|event| event.kind == "PROGRESS"
+            && event.fields["message"] == json!("still running on this agent")),
+        "{:?}",
+        kinds(&events)
+    );
+    no_duplicate_yields(&events);
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_mid_task_loses_nothing() {
+    let (server, serving) = serve(&["generator"]).await;
+    let task = server
+        .assign("ticks", args(json!({"n": 8, "seconds": 0.05})))
+        .expect("assigns");
+    event(&server, &task, "YIELD").await;
+    let server = bounded("restart", server.restart(Duration::from_millis(200)))
+        .await
+        .expect("restarts");
+    until("the agent to reconnect", || server.is_connected(TOKEN)).await;
+    let events = finish(&server, &task).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    assert_eq!(
+        server.task(&task).expect("task").received.get("STARTED"),
+        Some(&1)
+    );
+    no_duplicate_yields(&events);
+    let events = run(&server, "count", json!({"n": 2})).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+type Peer = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Plays the server by hand.
+async fn accept(listener: &TcpListener) -> Peer {
+    let (stream, _) = bounded("the agent to connect", listener.accept())
+        .await
+        .expect("accepts");
+    bounded("the handshake", tokio_tungstenite::accept_async(stream))
+        .await
+        .expect("handshake")
+}
+
+async fn receive(peer: &mut Peer) -> Value {
+    loop {
+        let frame = bounded("a frame from the agent", peer.next())
+            .await
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("json");
+        }
+    }
+}
+
+async fn receive_type(peer: &mut Peer, kind: &str) -> Value {
+    loop {
+        let frame = receive(peer).await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+async fn send(peer: &mut Peer, frame: Value) {
+    peer.send(Message::text(frame.to_string()))
+        .await
+        .expect("sends");
+}
+
+/// Frames that arrive within `window` (none expected to be terminal unless asked).
+async fn quiet(peer: &mut Peer, window: Duration) -> Vec<Value> {
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, peer.next()).await {
+        if let Message::Text(text) = frame {
+            frames.push(serde_json::from_str(text.as_str()).expect("json"));
+        }
+    }
+    frames
+}
+
+async fn register(peer: &mut Peer, inquiries: Value) -> Value {
+    let register = receive(peer).await;
+    assert_eq!(register["type"], "REGISTER");
+    send(
+        peer,
+        json!({"id": "i", "type": "INIT", "agent": "1", "inquiries": inquiries}),
+    )
+    .await;
+    register
+}
+
+fn assign(task: &str, interface: &str, task_args: Value) -> Value {
+    json!({"id": format!("a{task}"), "type": "ASSIGN", "interface": interface, "step": null,
+           "task": task, "root": null, "parent": null, "resolution": null, "capture": false,
+           "reference": "ref", "args": task_args, "message": null, "user": "1", "org": "o",
+           "action": "h", "implementation": "1", "token": null})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_reports_are_kept_until_acked_and_inquiries_answered_truthfully() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let pool = ActorPool::new(1).expect("pool");
+    let agent = Arc::new(
+        Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
+    );
+    let session = agent.session_id().to_string();
+    let serving = Serving::serve_only(agent, pool);
+
+    let mut first = accept(&listener).await;
+    let registered = first_register(&mut first, &session).await;
+    assert_eq!(registered["token"], TOKEN);
+    send(&mut first, assign("7", "add", json!({"a": 2, "b": 3}))).await;
+    let mut reports = Vec::new();
+    loop {
+        let frame = receive(&mut first).await;
+        let done = frame["type"] == "COMPLETED";
+        reports.push(frame);
+        if done {
+            break;
+        }
+    }
+    let types: Vec<&str> = reports.iter().filter_map(|r| r["type"].as_str()).collect();
+    assert_eq!(types, ["STARTED", "YIELD", "COMPLETED"]);
+    assert_eq!(reports[1]["returns"], json!({"return0": 5}));
+    let seqs: Vec<u64> = reports.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    let completed = reports[2]["id"].clone();
+    assert!(
+        reports
+            .iter()
+            .all(|r| r["task"] == "7" && r["id"].is_string())
+    );
+
+    // No EVENT_ACK: after a reconnect the COMPLETED comes again, once, same id.
+    drop(first);
+    let mut second = accept(&listener).await;
+    let again = register(&mut second, json!([{"task": "7"}, {"task": "8"}])).await;
+    assert_eq!(
+        again["session_id"],
+        json!(session),
+        "same process, same session"
+    );
+    let frames = quiet(&mut second, Duration::from_millis(400)).await;
+    let completed_again: Vec<&Value> = frames.iter().filter(|f| f["type"] == "COMPLETED").collect();
+    assert_eq!(completed_again.len(), 1, "{frames:?}");
+    assert_eq!(completed_again[0]["id"], completed);
+    assert_eq!(
+        completed_again[0]["seq"],
+        json!(1),
+        "seq restarts per connection"
+    );
+    // The unknown task is reported lost instead of hanging.
+    let lost = frames
+        .iter()
+        .find(|f| f["task"] == "8")
+        .expect("an answer about task 8");
+    assert_eq!(lost["type"], "CRITICAL");
+    assert!(lost["error"].as_str().expect("text").contains("lost"));
+    send(
+        &mut second,
+        json!({"id": "x", "type": "EVENT_ACK", "event": completed, "task": "7", "seq": 1}),
+    )
+    .await;
+    send(&mut second, json!({"id": "h", "type": "HEARTBEAT"})).await;
+    receive_type(&mut second, "HEARTBEAT_ANSWER").await;
+
+    // Acknowledged: not resent. Asked about it again, the finished task answers with its
+    // remembered terminal report; a duplicate ASSIGN does not run it twice.
+    drop(second);
+    let mut third = accept(&listener).await;
+    register(&mut third, json!([{"task": "7"}])).await;
+    send(&mut third, assign("7", "add", json!({"a": 2, "b": 3}))).await;
+    let frames = quiet(&mut third, Duration::from_millis(400)).await;
+    let types: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert!(!types.contains(&"STARTED"), "ran twice: {types:?}");
+    assert!(types.contains(&"COMPLETED"), "{types:?}");
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f["type"] == "COMPLETED")
+            .all(|f| f["id"] != completed)
+    );
+
+    // Hostile frames change nothing.
+    for text in [
+        "{not json",
+        r#"{"type":"WHAT"}"#,
+        r#"{"type":"CANCEL"}"#,
+        "[1]",
+    ] {
+        third.send(Message::text(text)).await.expect("sends");
+    }
+    third
+        .send(Message::binary(vec![0u8, 1, 2]))
+        .await
+        .expect("sends");
+    send(&mut third, assign("9", "add", json!({"a": 1, "b": 1}))).await;
+    let done = receive_type(&mut third, "COMPLETED").await;
+    assert_eq!(done["task"], "9");
+
+    // Shutdown closes the socket cleanly once everything is acknowledged.
+    quiet(&mut third, Duration::from_millis(50)).await;
+    let shutdown = tokio::spawn(serving.shutdown());
+    let frames = quiet(&mut third, Duration::from_millis(300)).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    // Unacknowledged COMPLETED of task 9 keeps the socket open until acked.
+    send(
+        &mut third,
+        json!({"id": "y", "type": "EVENT_ACK", "event": done["id"], "task": "9"}),
+    )
+    .await;
+    let leftover = quiet(&mut third, Duration::from_millis(300)).await;
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert!(bounded("shutdown", shutdown).await.expect("joins").is_ok());
+}
+
+async fn first_register(peer: &mut Peer, session: &str) -> Value {
+    let register = register(peer, json!([])).await;
+    assert_eq!(register["session_id"], json!(session));
+    register
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_from_the_server_are_survived() {
+    let (server, serving) = serve(&["math"]).await;
+    for frame in [
+        Message::binary(vec![0u8; 64]),
+        Message::text("{not json"),
+        Message::text(r#"{"type":"SOMETHING_NEW","x":1}"#),
+        Message::text(r#"{"type":"ASSIGN","task":5}"#),
+        Message::text("[1,2,3]"),
+        Message::text("null"),
+    ] {
+        assert!(server.send_raw(TOKEN, frame));
+    }
+    let events = run(&server, "add", json!({"a": 20, "b": 22})).await;
+    assert_eq!(yields(&events), [return0(json!(42))]);
+    // A frame beyond the size limit ends that session; the agent reconnects.
+    let registrations = server.registrations();
+    let huge = "x".repeat(rekuest_host::agent::MAX_FRAME_BYTES + 1024);
+    assert!(server.send_raw(TOKEN, Message::text(huge)));
+    until("the agent to reconnect", || {
+        server.registrations() > registrations && server.is_connected(TOKEN)
+    })
+    .await;
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(yields(&events), [return0(json!(3))]);
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_stops_the_agent_with_its_reason() {
+    let (server, serving) = serve(&["math"]).await;
+    assert!(server.send(
+        TOKEN,
+        &ToAgent::Kick {
+            id: "k".into(),
+            reason: Some("maintenance window".into()),
+        }
+    ));
+    let error = serving.ended().await.expect_err("kicked");
+    assert!(matches!(error, AgentError::Kicked { .. }));
+    assert!(error.to_string().contains("maintenance window"), "{error}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !server.is_connected(TOKEN),
+        "a kicked agent must not come back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounce_reconnects_after_its_duration() {
+    let (server, serving) = serve(&["math"]).await;
+    assert!(server.send(
+        TOKEN,
+        &ToAgent::Bounce {
+            id: "b".into(),
+            duration: Some(1),
+        }
+    ));
+    until("the bounce", || !server.is_connected(TOKEN)).await;
+    let left = tokio::time::Instant::now();
+    until("the agent to come back", || server.is_connected(TOKEN)).await;
+    assert!(
+        left.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        left.elapsed()
+    );
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_gets_4004_and_force_takes_over_with_4005() {
+    let (server, first) = serve(&["math"]).await;
+    let second = Serving::start(fast_agent(&server.url()), components(&["math"]).await).await;
+    let error = second.ended().await.expect_err("refused");
+    assert!(matches!(error, AgentError::AlreadyConnected), "{error}");
+    assert!(error.to_string().contains("--force"));
+    assert!(server.close_codes().contains(&4004));
+
+    let mut forced = fast_agent(&server.url());
+    forced.force = true;
+    let third = Serving::start(forced, components(&["math"]).await).await;
+    let error = first.ended().await.expect_err("replaced");
+    assert!(matches!(error, AgentError::Replaced), "{error}");
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    third.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_for_an_agent_never_ensured_is_refused_clearly() {
+    let server = DevServer::start(fast_server()).await.expect("server");
+    let pool = ActorPool::new(1).expect("pool");
+    let agent = Arc::new(
+        Agent::new(
+            fast_agent(&server.url()),
+            components(&["math"]).await,
+            pool.handle(),
+        )
+        .expect("agent"),
+    );
+    let error = Serving::serve_only(agent, pool)
+        .ended()
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, AgentError::Refused { .. }), "{error}");
+    assert!(error.to_string().contains("3003"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_tasks_finish_and_cancels_the_rest() {
+    let server = DevServer::start(fast_server()).await.expect("server");
+    let mut hostile = ComponentSettings::plain(example("hostile"));
+    hostile.policy.limits = Limits {
+        timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let mut served = load(vec![hostile]).await;
+    served.extend(components(&["generator"]).await);
+    let mut config = fast_agent(&server.url());
+    config.shutdown_grace = Duration::from_millis(800);
+    let serving = Serving::start(config, served).await;
+    until("connect", || server.is_connected(TOKEN)).await;
+
+    let ticks = server
+        .assign("ticks", args(json!({"n": 4, "seconds": 0.05})))
+        .expect("assigns");
+    let spin = server.assign("spin", args(json!({}))).expect("assigns");
+    event(&server, &spin, "STARTED").await;
+    serving.shutdown().await.expect("clean shutdown");
+    let ticks = server.task(&ticks).expect("task");
+    assert!(ticks.done);
+    assert_eq!(
+        ticks.events.last().map(|e| e.kind.as_str()),
+        Some("COMPLETED")
+    );
+    let spin = server.task(&spin).expect("task");
+    assert_eq!(
+        spin.events.last().map(|e| e.kind.as_str()),
+        Some("CANCELLED")
+    );
+    assert!(!server.is_connected(TOKEN));
+    assert!(server.control("1", Control::Cancel).is_err());
+}
