@@ -76,3 +76,28 @@ pub fn host_binary() -> PathBuf {
     };
     target_dir().join(dir).join("rekuest-host")
 }
+
+/// The Python example component `name` (`math`, `generator`, `text`, `structures`,
+/// `hostile`: `examples/python/<name>/actions.py`), built once per test process with
+/// `guest-sdk/python/build.sh` (componentize-py; a component newer than its sources is kept).
+pub fn python_component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(workspace_root().join("guest-sdk/python/build.sh"))
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(workspace_root())
+            .status()
+            .expect("bash runs");
+        assert!(
+            status.success(),
+            "guest-sdk/python/build.sh failed (componentize-py missing? \
+             python3 -m pip install componentize-py==0.25.1)"
+        );
+    });
+    let path = target_dir()
+        .join("python-components")
+        .join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
