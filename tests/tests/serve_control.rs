@@ -122,6 +122,24 @@ async fn paused_generators_yield_nothing_and_step_runs_one_tick() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_assigned_with_step_parks_until_resumed() {
+    let (server, serving) = serve(&["generator"]).await;
+    let task = server
+        .assign_stepping("ticks", args(json!({"n": 3, "seconds": 0.01})))
+        .expect("assigns");
+    event(&server, &task, "PAUSED").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(yields(&server.task(&task).expect("task").events).is_empty());
+    server
+        .control(&task, Control::Resume(false))
+        .expect("resumes");
+    let events = finish(&server, &task).await;
+    assert_eq!(yields(&events).len(), 3);
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_are_answered_while_every_core_spins() {
     let mut config = fast_server();
     config.heartbeat_interval = Duration::from_millis(50);

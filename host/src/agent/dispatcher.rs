@@ -200,6 +200,11 @@ impl Dispatcher {
         }
         self.outbox
             .push(Report::new(task.clone(), ReportKind::Started));
+        if assign.step == Some(true) && control.signal() == Signal::Pause {
+            // Assigned with `step`: it parks at its first epoch tick until RESUME.
+            self.outbox
+                .push(Report::new(task.clone(), ReportKind::Paused));
+        }
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
         let forward = async {
             while let Some(event) = receiver.recv().await {

@@ -145,6 +145,15 @@ impl DevServer {
         self.shared.assign(action, args, None)
     }
 
+    /// Assigns `action` with `step: true`: it should park before running until RESUME.
+    pub fn assign_stepping(
+        &self,
+        action: &str,
+        args: Map<String, Value>,
+    ) -> Result<String, String> {
+        self.shared.assign(action, args, Some(true))
+    }
+
     /// Sends a control message for `task` to its agent.
     pub fn control(&self, task: &str, control: Control) -> Result<(), String> {
         self.shared.control(task, control)
