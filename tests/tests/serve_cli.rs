@@ -12,7 +12,7 @@ use rekuest_host::devserver::DevServer;
 use serve_support::*;
 
 fn host(args: &[&str]) -> Output {
-    let output = Command::new(rekuest_host_tests::host_binary())
+    Command::new(rekuest_host_tests::host_binary())
         .args(args)
         .env_remove("REKUEST_URL")
         .env_remove("REKUEST_TOKEN")
@@ -22,8 +22,7 @@ fn host(args: &[&str]) -> Output {
         )
         .stdin(Stdio::null())
         .output()
-        .expect("runs");
-    output
+        .expect("runs")
 }
 
 fn text(bytes: &[u8]) -> String {
