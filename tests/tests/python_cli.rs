@@ -3,6 +3,7 @@
 //! for a Rust component, and `dev --assign` serves them through a local rekuest server.
 
 use std::process::{Command, Output};
+use std::sync::{Mutex, PoisonError};
 
 use rekuest_host_tests::{host_binary, python_component, workspace_root};
 use serde_json::{Value, json};
@@ -18,8 +19,18 @@ fn rekuest_host(args: &[&str]) -> Output {
         .expect("rekuest-host runs")
 }
 
+/// The path of the Python example `name`, compiled into the test cache by one process at a time:
+/// a Python component takes ~20 s to compile, and concurrent tests would each compile it.
 fn example(name: &str) -> String {
-    python_component(name).display().to_string()
+    static WARM: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let path = python_component(name).display().to_string();
+    let mut warm = WARM.lock().unwrap_or_else(PoisonError::into_inner);
+    if !warm.contains(&path) {
+        let output = rekuest_host(&["inspect", &path]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        warm.push(path.clone());
+    }
+    path
 }
 
 fn stdout(output: &Output) -> String {
