@@ -13,10 +13,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use rekuest_host::agent::{Agent, AgentConfig};
-use rekuest_host::config::ComponentSettings;
+use rekuest_host::config::{self, ComponentSettings};
 use rekuest_host::definition::Definition;
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig};
 use rekuest_host::protocol::Endpoints;
+use rekuest_host::runtime::limits::parse_duration;
 
 use super::assign::{Shown, args_for, show_event};
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED};
@@ -30,12 +31,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Arguments of `dev`.
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// Components to serve (.wasm).
-    #[arg(required = true)]
+    /// Components to serve (.wasm). Without any (and no --config), only the server runs, for
+    /// agents started elsewhere (any token is accepted).
     pub components: Vec<PathBuf>,
+    /// Take components, limits and grants from this config file (its [server] is ignored).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where the local server listens.
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
+    /// Time between the server's HEARTBEATs.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub heartbeat_interval: Duration,
+    /// How long the server waits for a HEARTBEAT_ANSWER before closing with 3001.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub heartbeat_timeout: Duration,
+    /// How long in-flight tasks of a dropped agent wait for it to come back.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub reconnect_grace: Duration,
     /// Assign ACTION once with KEY=VALUE args, print its events and exit with its outcome.
     #[arg(long, num_args = 1.., value_name = "ACTION [KEY=VALUE]...")]
     pub assign: Option<Vec<String>>,
@@ -46,17 +59,37 @@ pub struct DevArgs {
 
 /// Runs `dev`.
 pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut components = match &args.config {
+        Some(file) => config::load(file)?.1,
+        None => Vec::new(),
+    };
+    components.extend(
+        args.components
+            .iter()
+            .cloned()
+            .map(ComponentSettings::plain),
+    );
     let server = DevServer::start(DevServerConfig {
         listen: args.listen,
-        ..DevServerConfig::default()
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_timeout: args.heartbeat_timeout,
+        reconnect_grace: args.reconnect_grace,
+        tokens: None,
     })
     .await?;
-    let components: Vec<ComponentSettings> = args
-        .components
-        .iter()
-        .cloned()
-        .map(ComponentSettings::plain)
-        .collect();
+    if components.is_empty() {
+        if args.assign.is_some() {
+            bail!("--assign needs components to serve");
+        }
+        eprintln!(
+            "local rekuest server on {} (no components: start agents with --url {} and any \
+             token)\nCtrl-C to stop",
+            server.url(),
+            server.url()
+        );
+        shutdown_signal().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut config = AgentConfig::new(
         Endpoints::from_base(&server.url())?,
         DEV_TOKEN.to_string(),
