@@ -44,7 +44,15 @@ if [[ -n "$output" && ${#targets[@]} -ne 1 ]]; then
     echo "build.sh: -o needs exactly one module" >&2
     exit 2
 fi
-if ! command -v "$componentize" >/dev/null 2>&1; then
+python="${PYTHON:-python3}"
+if command -v "$componentize" >/dev/null 2>&1; then
+    componentize_py() { RUST_BACKTRACE=0 "$componentize" "$@"; }
+elif "$python" -c 'import componentize_py' >/dev/null 2>&1; then
+    # Installed, but its script is not on PATH (e.g. a user install): run it through Python.
+    componentize_py() {
+        RUST_BACKTRACE=0 "$python" -c 'import sys; from componentize_py import script; sys.argv[0] = "componentize-py"; sys.exit(script())' "$@"
+    }
+else
     echo "build.sh: componentize-py not found; install it with: python3 -m pip install componentize-py==0.25.1" >&2
     exit 1
 fi
@@ -90,7 +98,7 @@ EOF
     local started=$SECONDS python_paths=(-p "$work" -p "$dir" -p "$sdk")
     for path in "${paths[@]}"; do python_paths+=(-p "$path"); done
     echo "$name: building $out from $file"
-    if ! "$componentize" -q -d "$root/wit" -w action-component componentize rekuest_component \
+    if ! componentize_py -q -d "$root/wit" -w action-component componentize rekuest_component \
         "${python_paths[@]}" -o "$out.tmp"; then
         rm -rf "$work" "$out.tmp"
         echo "build.sh: building $file failed" >&2
