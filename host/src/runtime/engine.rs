@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances: the granularity of cancel, pause and timeouts.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Native stack a guest may use (deeper recursion traps with a stack overflow).
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
