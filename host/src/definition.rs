@@ -160,7 +160,7 @@ pub struct Definition {
 pub enum DefinitionError {
     /// Not the JSON shape of a list of `DefinitionInput`.
     #[error("self-description is not a JSON list of action definitions: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(serde_json::Error),
     /// Parsed but inconsistent.
     #[error("action '{action}': {reason}")]
     Invalid {
@@ -176,7 +176,8 @@ pub enum DefinitionError {
 
 /// Parses and checks a component's self-description.
 pub fn parse_definitions(json: &str) -> Result<Vec<Definition>, DefinitionError> {
-    let definitions: Vec<Definition> = serde_json::from_str(json)?;
+    let definitions: Vec<Definition> =
+        serde_json::from_str(json).map_err(DefinitionError::Malformed)?;
     if definitions.is_empty() {
         return Err(DefinitionError::Set(
             "the component describes no actions".into(),

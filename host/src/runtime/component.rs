@@ -39,7 +39,7 @@ pub enum DescribeError {
     },
     /// The description is not valid.
     #[error("its self-description is invalid: {0}")]
-    Invalid(#[from] crate::definition::DefinitionError),
+    Invalid(crate::definition::DefinitionError),
 }
 
 /// A component ready to run tasks.
@@ -125,7 +125,7 @@ impl ActionComponent {
         if json.len() > MAX_DESCRIPTION_BYTES {
             return Err(DescribeError::TooLarge { size: json.len() });
         }
-        component.definitions = parse_definitions(&json)?;
+        component.definitions = parse_definitions(&json).map_err(DescribeError::Invalid)?;
         component.by_key = component
             .definitions
             .iter()

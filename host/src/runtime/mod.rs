@@ -65,7 +65,7 @@ pub enum RuntimeError {
     Engine(String),
     /// The epoch ticker thread could not start.
     #[error("could not start the epoch ticker: {0}")]
-    Ticker(#[from] std::io::Error),
+    Ticker(std::io::Error),
 }
 
 /// Why a component could not be loaded.
@@ -114,12 +114,12 @@ pub enum LoadError {
         reason: String,
     },
     /// Its self-description failed or is invalid.
-    #[error("{name} was refused: {source}")]
+    #[error("{name} was refused: {reason}")]
     Describe {
         /// Component name.
         name: String,
         /// What went wrong.
-        source: DescribeError,
+        reason: DescribeError,
     },
 }
 
@@ -146,7 +146,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
-        let ticker = EpochTicker::start(engine.clone())?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -219,7 +219,7 @@ impl Runtime {
         let pre = ActionComponentPre::new(instance_pre).map_err(wrong_world)?;
         ActionComponent::describe(name.clone(), pre, policy)
             .await
-            .map_err(|source| LoadError::Describe { name, source })
+            .map_err(|reason| LoadError::Describe { name, reason })
     }
 
     async fn compile(&self, bytes: Vec<u8>) -> wasmtime::Result<Component> {
