@@ -31,7 +31,16 @@ fn host_profile() -> &'static str {
 
 fn cargo(args: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // The variables cargo sets for this test process (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
+    // would change build-script inputs of the nested build and make it rebuild crates.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let status = command
         .args(args)
         .current_dir(workspace_root())
         .status()
@@ -100,4 +109,90 @@ pub fn python_component(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} was not built", path.display());
     path
+}
+
+/// Running tasks through the runtime library, as the end-to-end tests and benches do.
+pub mod tasks {
+    use rekuest_host::runtime::{
+        ActionComponent, Allocation, LogLevel, Outcome, Runtime, RuntimeConfig, TaskControl,
+        TaskEvent,
+    };
+    use serde_json::Value;
+    use tokio::sync::mpsc;
+
+    /// A pooling runtime with `slots` instance slots, caching compiled components under
+    /// `target/test-component-cache`.
+    pub fn test_runtime(slots: u32) -> Runtime {
+        Runtime::new(RuntimeConfig {
+            allocation: Allocation::Pooling {
+                slots,
+                max_memory_bytes: 64 << 20,
+            },
+            cache_dir: Some(
+                super::workspace_root()
+                    .join("target")
+                    .join("test-component-cache"),
+            ),
+        })
+        .expect("runtime starts")
+    }
+
+    /// What one task reported: its events (logs, progress, yields) and its outcome.
+    pub struct Run {
+        /// Log lines with their levels.
+        pub logs: Vec<(LogLevel, String)>,
+        /// Progress percentages.
+        pub progress: Vec<u8>,
+        /// Each yield's returns object.
+        pub yields: Vec<Value>,
+        /// The terminal outcome.
+        pub outcome: Outcome,
+    }
+
+    impl Run {
+        /// The `return0` of a completed function's single yield.
+        pub fn single_return(&self) -> &Value {
+            assert_eq!(self.outcome, Outcome::Completed, "logs: {:?}", self.logs);
+            assert_eq!(self.yields.len(), 1, "a function yields once");
+            &self.yields[0]["return0"]
+        }
+    }
+
+    /// Runs `action` with `args` (a JSON object) under `control`, collecting everything.
+    pub async fn run_with(
+        component: &ActionComponent,
+        action: &str,
+        args: Value,
+        control: &TaskControl,
+    ) -> Run {
+        let (events, mut receiver) = mpsc::channel(64);
+        let collector = tokio::spawn(async move {
+            let mut run = Run {
+                logs: Vec::new(),
+                progress: Vec::new(),
+                yields: Vec::new(),
+                outcome: Outcome::Completed,
+            };
+            while let Some(event) = receiver.recv().await {
+                match event {
+                    TaskEvent::Log { level, message } => run.logs.push((level, message)),
+                    TaskEvent::Progress { percent, .. } => run.progress.push(percent),
+                    TaskEvent::Yield(raw) => run
+                        .yields
+                        .push(serde_json::from_str(raw.get()).expect("yields are JSON")),
+                }
+            }
+            run
+        });
+        let args = args.as_object().cloned().expect("args are an object");
+        let outcome = component.run(action, args, events, control).await;
+        let mut run = collector.await.expect("collector finishes");
+        run.outcome = outcome;
+        run
+    }
+
+    /// Runs `action` with `args` to its end.
+    pub async fn run(component: &ActionComponent, action: &str, args: Value) -> Run {
+        run_with(component, action, args, &TaskControl::new()).await
+    }
 }

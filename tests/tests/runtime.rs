@@ -4,22 +4,15 @@
 use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, Failure, LimitExceeded, Limits, LogLevel, Outcome, Runtime,
-    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    ActionComponent, Failure, LimitExceeded, Limits, LogLevel, Outcome, Runtime, SandboxPolicy,
+    TaskControl,
 };
-use rekuest_host_tests::{component, workspace_root};
+use rekuest_host_tests::component;
+use rekuest_host_tests::tasks::{Run, run, run_with, test_runtime};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig {
-        allocation: Allocation::Pooling {
-            slots: 64,
-            max_memory_bytes: 64 << 20,
-        },
-        cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
-    })
-    .expect("runtime starts")
+    test_runtime(64)
 }
 
 async fn load(runtime: &Runtime, name: &str, limits: Limits) -> ActionComponent {
@@ -33,54 +26,8 @@ async fn load(runtime: &Runtime, name: &str, limits: Limits) -> ActionComponent 
         .unwrap_or_else(|error| panic!("{name} loads: {error}"))
 }
 
-/// What one task reported: its events (logs, progress, yields) and its outcome.
-struct Run {
-    logs: Vec<(LogLevel, String)>,
-    progress: Vec<u8>,
-    yields: Vec<Value>,
-    outcome: Outcome,
-}
-
-async fn run_with(
-    component: &ActionComponent,
-    action: &str,
-    args: Value,
-    control: &TaskControl,
-) -> Run {
-    let (events, mut receiver) = mpsc::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut run = Run {
-            logs: Vec::new(),
-            progress: Vec::new(),
-            yields: Vec::new(),
-            outcome: Outcome::Completed,
-        };
-        while let Some(event) = receiver.recv().await {
-            match event {
-                TaskEvent::Log { level, message } => run.logs.push((level, message)),
-                TaskEvent::Progress { percent, .. } => run.progress.push(percent),
-                TaskEvent::Yield(raw) => run
-                    .yields
-                    .push(serde_json::from_str(raw.get()).expect("yields are JSON")),
-            }
-        }
-        run
-    });
-    let args = args.as_object().cloned().expect("args are an object");
-    let outcome = component.run(action, args, events, control).await;
-    let mut run = collector.await.expect("collector finishes");
-    run.outcome = outcome;
-    run
-}
-
-async fn run(component: &ActionComponent, action: &str, args: Value) -> Run {
-    run_with(component, action, args, &TaskControl::new()).await
-}
-
 fn single_return(run: &Run) -> &Value {
-    assert_eq!(run.outcome, Outcome::Completed, "logs: {:?}", run.logs);
-    assert_eq!(run.yields.len(), 1, "a function yields once");
-    &run.yields[0]["return0"]
+    run.single_return()
 }
 
 #[tokio::test]

@@ -44,6 +44,8 @@ pub enum DescribeError {
 
 /// A component ready to run tasks.
 pub struct ActionComponent {
+    /// Keeps the engine's epoch ticker alive: without it timeouts, cancel and pause stop.
+    _runtime: super::Runtime,
     name: String,
     pre: ActionComponentPre<TaskState>,
     definitions: Vec<Definition>,
@@ -77,11 +79,13 @@ struct Stopped;
 impl ActionComponent {
     /// Describes a freshly pre-instantiated component and checks its description.
     pub(crate) async fn describe(
+        runtime: super::Runtime,
         name: String,
         pre: ActionComponentPre<TaskState>,
         policy: SandboxPolicy,
     ) -> Result<Self, DescribeError> {
         let mut component = ActionComponent {
+            _runtime: runtime,
             name,
             pre,
             definitions: Vec::new(),

@@ -217,7 +217,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = ActionComponentPre::new(instance_pre).map_err(wrong_world)?;
-        ActionComponent::describe(name.clone(), pre, policy)
+        ActionComponent::describe(self.clone(), name.clone(), pre, policy)
             .await
             .map_err(|reason| LoadError::Describe { name, reason })
     }
