@@ -264,3 +264,28 @@ fn truncated_math(dir: &Path) -> String {
     std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write truncated component");
     path.display().to_string()
 }
+
+#[test]
+fn a_refused_component_is_reported_and_the_others_are_served() {
+    let dir = workspace_root().join("target").join("test-bad-components");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let bad = truncated_math(&dir);
+    let output = rekuest_host(&[
+        "dev",
+        &bad,
+        &example("text"),
+        "--listen",
+        "127.0.0.1:0",
+        "--assign",
+        "greet",
+        "name=Ada",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("truncated could not be compiled"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("serving the other components without it"));
+    assert_eq!(stdout(&output).trim(), r#"{"return0":"Hello, Ada!"}"#);
+}

@@ -116,7 +116,8 @@ pub fn runtime(
     })?)
 }
 
-/// Loads every component under its policy.
+/// Loads every component under its policy. A component that is refused is reported and left
+/// out, and the others are served; it is an error only when none can be loaded.
 pub async fn load(
     runtime: &Runtime,
     components: &[ComponentSettings],
@@ -126,9 +127,16 @@ pub async fn load(
     }
     let mut served = Vec::new();
     for settings in components {
-        let component = runtime
+        let component = match runtime
             .load_file(&settings.path, settings.policy.clone())
-            .await?;
+            .await
+        {
+            Ok(component) => component,
+            Err(error) => {
+                tracing::error!("{error}; serving the other components without it");
+                continue;
+            }
+        };
         for action in settings.action_concurrency.keys() {
             if component.definition(action).is_none() {
                 bail!(
@@ -142,6 +150,9 @@ pub async fn load(
             concurrency: settings.concurrency,
             action_concurrency: settings.action_concurrency.clone(),
         });
+    }
+    if served.is_empty() {
+        bail!("none of the components could be loaded (see the errors above)");
     }
     Ok(served)
 }
