@@ -29,11 +29,6 @@ impl ComponentCache {
             .map(|base| base.join("rekuest-host"))
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path_for(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
         let mut settings = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut settings);

@@ -156,11 +156,6 @@ impl ActionComponent {
             .map(|&index| &self.definitions[index])
     }
 
-    /// The sandbox policy it runs under.
-    pub fn policy(&self) -> &SandboxPolicy {
-        &self.policy
-    }
-
     /// Runs one task of `action` in a fresh sandbox. Logs, progress and yields go to
     /// `events` while it runs; the returned outcome is its one terminal report.
     pub async fn run(

@@ -109,14 +109,9 @@ pub fn format_duration(duration: Duration) -> String {
 /// Parses `64MiB`, `512k`, `1g`, `1048576` into bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (try 64MiB, 512KiB, 1GiB)"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = split_number(text)
+        .ok_or_else(|| format!("'{text}' is not a size (try 64MiB, 512KiB, 1GiB)"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
@@ -133,14 +128,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 /// Parses `10s`, `250ms`, `2m`, `1.5s`, `30` (seconds) into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (try 10s, 250ms, 2m)"))?;
-    let seconds = match unit.trim() {
+    let (number, unit) = split_number(text)
+        .ok_or_else(|| format!("'{text}' is not a duration (try 10s, 250ms, 2m)"))?;
+    let seconds = match unit {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" | "min" => number * 60.0,
@@ -152,6 +142,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
+}
+
+/// Splits `12.5MiB` into the number and its (trimmed) unit; `None` when no number leads.
+fn split_number(text: &str) -> Option<(f64, &str)> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit.trim()))
 }
 
 /// Enforces [`Limits::memory_bytes`] and the table/instance caps for one store.

@@ -119,12 +119,10 @@ impl TaskOutput {
     }
 
     /// Takes guest stdio bytes; complete lines are queued as log lines.
-    /// Returns whether queued lines wait for the caller (the stream then reports no capacity).
-    pub fn write_stdio(&self, stream: Stdio, bytes: &[u8]) -> bool {
+    pub fn write_stdio(&self, stream: Stdio, bytes: &[u8]) {
         let mut state = self.state();
         state.take_stdio(stream, bytes);
         state.drain_into(&self.events);
-        !state.pending.is_empty()
     }
 
     /// Whether stdio lines still wait for the channel.

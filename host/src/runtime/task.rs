@@ -179,11 +179,6 @@ impl TaskControl {
         *self.sender.borrow()
     }
 
-    /// Whether a stop (cancel or interrupt) was asked for.
-    pub fn is_stopping(&self) -> bool {
-        matches!(self.signal(), Signal::Cancel | Signal::Interrupt)
-    }
-
     pub(crate) fn subscribe(&self) -> watch::Receiver<Signal> {
         self.sender.subscribe()
     }
