@@ -30,6 +30,10 @@ fn host_profile() -> &'static str {
 }
 
 fn cargo(args: &[&str]) {
+    cargo_with_env(args, &[]);
+}
+
+fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     // The variables cargo sets for this test process (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
@@ -42,6 +46,7 @@ fn cargo(args: &[&str]) {
     }
     let status = command
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .status()
         .expect("cargo runs");
@@ -73,6 +78,44 @@ pub fn component(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} was not built", path.display());
     path
+}
+
+/// `count` distinct components with distinct action keys (`add_N`, `scale_N`, `words_N`), built
+/// from `examples/fleet` with `FLEET_MEMBER=N` into `target/fleet/fleet_N.wasm`.
+pub fn fleet(count: usize) -> Vec<PathBuf> {
+    let dir = target_dir().join("fleet");
+    std::fs::create_dir_all(&dir).expect("target/fleet can be created");
+    let sources = ["examples/fleet/build.rs", "examples/fleet/src/lib.rs"]
+        .map(|source| std::fs::metadata(workspace_root().join(source)).and_then(|m| m.modified()));
+    (0..count)
+        .map(|member| {
+            let path = dir.join(format!("fleet_{member}.wasm"));
+            let built = std::fs::metadata(&path).and_then(|m| m.modified());
+            let fresh = built.as_ref().is_ok_and(|built| {
+                sources
+                    .iter()
+                    .all(|source| source.as_ref().is_ok_and(|source| source < built))
+            });
+            if !fresh {
+                let member_text = member.to_string();
+                cargo_with_env(
+                    &[
+                        "build",
+                        "--profile",
+                        "wasm",
+                        "--target",
+                        "wasm32-wasip2",
+                        "-p",
+                        "fleet",
+                    ],
+                    &[("FLEET_MEMBER", &member_text)],
+                );
+                let output = target_dir().join("wasm32-wasip2/wasm/fleet.wasm");
+                std::fs::copy(&output, &path).expect("the fleet component was built");
+            }
+            path
+        })
+        .collect()
 }
 
 /// The `rekuest-host` binary.

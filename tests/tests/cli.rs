@@ -51,7 +51,14 @@ fn call_fails(args: &[&str], code: i32, message: &str) -> Output {
 
 #[test]
 fn inspect_json_prints_the_expected_definitions_of_every_example() {
-    for name in ["math", "text", "generator", "structures", "hostile"] {
+    for name in [
+        "math",
+        "text",
+        "generator",
+        "structures",
+        "hostile",
+        "compute",
+    ] {
         let output = rekuest_host(&["inspect", &example(name), "--json"]);
         assert!(output.status.success(), "{name}: {}", stderr(&output));
         let actual: Value = serde_json::from_slice(&output.stdout).expect("inspect --json is JSON");

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -122,7 +122,7 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = socket.split();
-    let mut watching: Option<(String, broadcast::Receiver<ServerEvent>)> = None;
+    let mut watching: Option<(String, mpsc::UnboundedReceiver<ServerEvent>)> = None;
     loop {
         let reply = tokio::select! {
             _ = super::stopped(&mut stop) => break,
@@ -168,27 +168,26 @@ pub(crate) async fn serve<S>(
                 if send(&mut sink, &event_reply(task, &event)).await.is_err() {
                     return;
                 }
+                if event.is_terminal() {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return;
+                }
             }
         }
     }
 }
 
 async fn next_event(
-    watching: &mut Option<(String, broadcast::Receiver<ServerEvent>)>,
+    watching: &mut Option<(String, mpsc::UnboundedReceiver<ServerEvent>)>,
 ) -> Option<(String, ServerEvent)> {
     let Some((task, receiver)) = watching else {
         return std::future::pending().await;
     };
-    loop {
-        match receiver.recv().await {
-            Ok(event) => return Some((task.clone(), event)),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!("dev caller fell behind by {missed} events of task {task}");
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                *watching = None;
-                return None;
-            }
+    match receiver.recv().await {
+        Some(event) => Some((task.clone(), event)),
+        None => {
+            *watching = None;
+            None
         }
     }
 }
@@ -196,7 +195,7 @@ async fn next_event(
 fn answer(
     shared: &Shared,
     request: CallerRequest,
-    watching: &mut Option<(String, broadcast::Receiver<ServerEvent>)>,
+    watching: &mut Option<(String, mpsc::UnboundedReceiver<ServerEvent>)>,
 ) -> CallerReply {
     let controlled = |task: String, control: Control| match shared.control(&task, control) {
         Ok(()) => CallerReply::Controlled { task },

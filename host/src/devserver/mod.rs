@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use caller::{CallerReply, CallerRequest};
@@ -77,21 +77,15 @@ pub struct DevServer {
 /// The events of one task: the ones so far, then the rest as they happen.
 pub struct TaskWatch {
     history: std::collections::VecDeque<ServerEvent>,
-    receiver: broadcast::Receiver<ServerEvent>,
+    receiver: mpsc::UnboundedReceiver<ServerEvent>,
 }
 
 impl TaskWatch {
-    /// The next event (`None` when the server is gone).
+    /// The next event (`None` after the terminal one, or when the server is gone).
     pub async fn next(&mut self) -> Option<ServerEvent> {
-        if let Some(event) = self.history.pop_front() {
-            return Some(event);
-        }
-        loop {
-            match self.receiver.recv().await {
-                Ok(event) => return Some(event),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+        match self.history.pop_front() {
+            Some(event) => Some(event),
+            None => self.receiver.recv().await,
         }
     }
 }

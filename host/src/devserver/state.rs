@@ -9,14 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::DevServerConfig;
 use crate::protocol::{Assign, Inquiry, ToAgent};
-
-/// Events a watcher may fall behind by before it misses some.
-const WATCH_BUFFER: usize = 1024;
 
 /// Something that happened to a task, as a caller sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,12 +114,17 @@ struct TaskRecord {
     events: Vec<ServerEvent>,
     done: bool,
     received: HashMap<String, usize>,
-    watchers: broadcast::Sender<ServerEvent>,
+    /// Followers of the task; dropped after its terminal event (their streams end).
+    watchers: Vec<mpsc::UnboundedSender<ServerEvent>>,
 }
 
 impl TaskRecord {
     fn push(&mut self, event: ServerEvent) {
-        let _ = self.watchers.send(event.clone());
+        self.watchers
+            .retain(|watcher| watcher.send(event.clone()).is_ok());
+        if event.is_terminal() {
+            self.watchers.clear();
+        }
         self.events.push(event);
     }
 }
@@ -561,13 +563,12 @@ impl Shared {
         };
         let id = db.next_id();
         let task = id.to_string();
-        let (watchers, _) = broadcast::channel(WATCH_BUFFER);
         let mut record = TaskRecord {
             agent,
             events: Vec::new(),
             done: false,
             received: HashMap::new(),
-            watchers,
+            watchers: Vec::new(),
         };
         record.push(ServerEvent::new("ASSIGNED"));
         db.tasks.insert(id, record);
@@ -652,14 +653,19 @@ impl Shared {
         Ok(())
     }
 
-    /// The events so far and a receiver for the rest, taken atomically.
+    /// The events so far and a receiver for the rest (it ends after the terminal event),
+    /// taken atomically.
     pub(crate) fn watch(
         &self,
         task: &str,
-    ) -> Option<(Vec<ServerEvent>, broadcast::Receiver<ServerEvent>)> {
-        let db = self.db();
-        let record = db.tasks.get(&task.parse::<u64>().ok()?)?;
-        Some((record.events.clone(), record.watchers.subscribe()))
+    ) -> Option<(Vec<ServerEvent>, mpsc::UnboundedReceiver<ServerEvent>)> {
+        let mut db = self.db();
+        let record = db.tasks.get_mut(&task.parse::<u64>().ok()?)?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        if !record.done {
+            record.watchers.push(sender);
+        }
+        Some((record.events.clone(), receiver))
     }
 
     pub(crate) fn snapshot(&self, task: &str) -> Option<TaskSnapshot> {

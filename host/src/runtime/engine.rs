@@ -36,7 +36,9 @@ pub enum AllocatorInUse {
     OnDemandFallback,
 }
 
-fn base_config() -> Config {
+/// The engine settings every runtime uses (pooling aside): components, epoch interruption,
+/// fuel and the guest stack cap. Public so benchmarks can build the same engine by hand.
+pub fn base_config() -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -49,7 +51,8 @@ fn base_config() -> Config {
 /// Bytes of each linear memory kept mapped between tasks (what a small guest touches).
 const KEEP_RESIDENT_MEMORY: usize = 2 * 1024 * 1024;
 
-fn pooling_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
+/// The pooling allocator settings for `slots` instances of up to `max_memory_bytes` each.
+pub fn pooling_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(8))

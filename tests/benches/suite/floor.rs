@@ -1,0 +1,152 @@
+//! The floor: raw wasmtime with the host's engine settings, no host runtime around it. A
+//! fresh store, instantiate, one `run` call and drop per task; the host imports do nothing
+//! but keep the returns.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
+use rekuest_host::runtime::{EPOCH_TICK, base_config, pooling_config};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "action-component",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+use arkitekt::rekuest::host::{Host, LogLevel};
+
+/// The store data of one raw call.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    returns: Option<String>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Host for CallState {
+    async fn log(&mut self, _level: LogLevel, _message: String) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    async fn progress(&mut self, _percent: u8, _message: Option<String>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    async fn yield_returns(&mut self, returns_json: String) -> wasmtime::Result<()> {
+        self.returns = Some(returns_json);
+        Ok(())
+    }
+
+    async fn is_cancelled(&mut self) -> wasmtime::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Which interruption mechanisms the engine compiles into guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metering {
+    /// Fuel and epoch interruption, as the host runs.
+    FuelAndEpoch,
+    /// Epoch interruption only.
+    Epoch,
+    /// Neither.
+    None,
+}
+
+/// One component on a raw engine with the host's settings but the given metering.
+pub struct RawComponent {
+    pre: ActionComponentPre<CallState>,
+    metering: Metering,
+    ticking: Arc<AtomicBool>,
+}
+
+impl RawComponent {
+    /// Compiles `path` on an engine with the host's settings and `slots` pooling slots.
+    pub fn load(path: &Path, metering: Metering, slots: u32) -> Self {
+        let mut config = base_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+            slots,
+            DEFAULT_MEMORY_BYTES,
+        )));
+        config
+            .consume_fuel(metering == Metering::FuelAndEpoch)
+            .epoch_interruption(metering != Metering::None);
+        let engine = Engine::new(&config).expect("the engine starts");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
+        arkitekt::rekuest::host::add_to_linker::<CallState, HasSelf<CallState>>(
+            &mut linker,
+            |state| state,
+        )
+        .expect("the host API links");
+        let component = Component::from_file(&engine, path).expect("the component compiles");
+        let pre = linker
+            .instantiate_pre(&component)
+            .expect("the component links");
+        let pre = ActionComponentPre::new(pre).expect("the component is an action component");
+        let ticking = Arc::new(AtomicBool::new(metering != Metering::None));
+        if metering != Metering::None {
+            let ticking = ticking.clone();
+            std::thread::spawn(move || {
+                while ticking.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        }
+        RawComponent {
+            pre,
+            metering,
+            ticking,
+        }
+    }
+
+    /// Runs `action` with `args_json` in a fresh store and returns what it yielded.
+    pub async fn call(&self, action: &str, args_json: &str) -> String {
+        let state = CallState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            returns: None,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        if self.metering == Metering::FuelAndEpoch {
+            store.set_fuel(u64::MAX).expect("fuel is on");
+        }
+        if self.metering != Metering::None {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        }
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("the component instantiates");
+        instance
+            .arkitekt_rekuest_actions()
+            .call_run(&mut store, action, args_json)
+            .await
+            .expect("the call does not trap")
+            .expect("the action succeeds");
+        store.into_data().returns.expect("the action yielded")
+    }
+}
+
+impl Drop for RawComponent {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,133 @@
+//! The processes a benchmark talks to: a `rekuest-host run` agent and the Python peer agent,
+//! both serving a local server started in this process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rekuest_host::devserver::{DevServer, ServerEvent};
+use serde_json::{Map, Value};
+
+/// A child process killed when dropped.
+pub struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    /// Starts `rekuest-host run` serving `components` on `server` as the agent of `token`.
+    pub fn host(
+        binary: &Path,
+        server: &DevServer,
+        token: &str,
+        components: &[PathBuf],
+        concurrency: usize,
+        cache_dir: &Path,
+    ) -> Self {
+        let child = Command::new(binary)
+            .arg("run")
+            .args(["--url", &server.url(), "--token", token])
+            .args(["--name", token, "--concurrency", &concurrency.to_string()])
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .args(components)
+            .env("REKUEST_HOST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rekuest-host starts");
+        Agent { child }
+    }
+
+    /// Starts the reference Python agent (`tests/peer/python_agent.py`) with `python`, and
+    /// waits for it to print READY.
+    pub fn python(python: &Path, script: &Path, server: &DevServer, token: &str) -> Self {
+        let endpoints = rekuest_host::protocol::Endpoints::from_base(&server.url())
+            .expect("the local server's URL is valid");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["--graphql", endpoints.graphql.as_str()])
+            .args(["--agent-socket", endpoints.agent_socket.as_str()])
+            .args(["--token", token])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the Python agent starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.trim() == "READY");
+        assert!(ready, "the Python agent exited before it was READY");
+        Agent { child }
+    }
+
+    /// The resident set size, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib * 1024)
+            .expect("VmRSS is listed")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the agent of `token` is connected (polling every 50 µs on this thread, so the
+/// moment is precise); returns when it happened.
+pub fn wait_connected(server: &DevServer, token: &str, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    while !server.is_connected(token) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent '{token}' did not connect within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    Instant::now()
+}
+
+/// What a caller saw of one task.
+pub struct Finished {
+    /// The returns of each YIELD.
+    pub yields: Vec<Value>,
+}
+
+/// Assigns `action` and follows it to its terminal event, which must be COMPLETED.
+pub async fn assign_and_wait(
+    server: &DevServer,
+    action: &str,
+    args: Map<String, Value>,
+) -> Finished {
+    let task = server
+        .assign(action, args)
+        .unwrap_or_else(|error| panic!("{action} cannot be assigned: {error}"));
+    let mut watch = server.watch(&task).expect("the task exists");
+    let mut yields = Vec::new();
+    loop {
+        let event: ServerEvent = watch.next().await.expect("the server is running");
+        if event.kind == "YIELD" {
+            yields.push(event.fields.get("returns").cloned().unwrap_or(Value::Null));
+        }
+        if event.is_terminal() {
+            assert_eq!(event.kind, "COMPLETED", "{action} ended with {event:?}");
+            return Finished { yields };
+        }
+    }
+}
