@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use super::state::{Outgoing, Registration, ReportEffect, Shared};
 use crate::protocol::{FromAgent, MessageError, ToAgent, close_code};
 
-/// How long the peer has to answer our close frame.
+/// How long a close handshake may take: the peer answering our close, or our answer to its.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Frame types the real server accepts that the local one records nowhere.
@@ -46,7 +46,7 @@ pub(crate) async fn serve<S>(
     // Set by the writer when the connection is finished from our side.
     let (ended, mut ended_watch) = watch::channel(None::<bool>);
     let writer_shared = Arc::clone(&shared);
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(outgoing) = queue.recv().await {
             let result = match outgoing {
                 Outgoing::Text(text) => sink.send(Message::text(text)).await,
@@ -59,6 +59,13 @@ pub(crate) async fn serve<S>(
                     };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     let _ = ended.send(Some(true));
+                    return;
+                }
+                Outgoing::CloseReply => {
+                    // The peer's close is queued as received; closing the sink sends
+                    // the echo tungstenite prepared and flushes it.
+                    let _ = sink.close().await;
+                    let _ = ended.send(Some(false));
                     return;
                 }
                 Outgoing::Cut => {
@@ -74,6 +81,7 @@ pub(crate) async fn serve<S>(
     });
 
     let answered = Arc::new(Notify::new());
+    let mut peer_closed = false;
     let mut registered: Option<String> = None;
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     let close = |code: u16, reason: &str| {
@@ -102,7 +110,13 @@ pub(crate) async fn serve<S>(
                 close(close_code::NOT_JSON, "binary frames are not accepted");
                 continue;
             }
-            Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Close(_))) => {
+                // Like the real server: answer the close, so the peer sees a clean close
+                // handshake and not "no close frame received".
+                let _ = outbox.send(Outgoing::CloseReply);
+                peer_closed = true;
+                break;
+            }
             Some(Ok(_)) => continue,
         };
         let message = match FromAgent::parse(text.as_str()) {
@@ -202,6 +216,9 @@ pub(crate) async fn serve<S>(
     if let Some(heartbeat) = heartbeat {
         heartbeat.abort();
     }
+    if peer_closed {
+        let _ = tokio::time::timeout(CLOSE_LINGER, &mut writer).await;
+    }
     writer.abort();
     if let Some(agent) = registered {
         shared.disconnected(&agent, connection);
@@ -232,5 +249,43 @@ async fn heartbeats(
             ));
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devserver::DevServerConfig;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// A client closing first gets the close echoed (the Python agent logs "no close frame
+    /// received" otherwise), and the connection ends.
+    #[tokio::test]
+    async fn answers_a_peers_close() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let shared = Shared::new(DevServerConfig::default());
+        let (_stop, stopped) = watch::channel(false);
+        let server_socket = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let served = tokio::spawn(serve(shared, server_socket, stopped));
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        client
+            .send(Message::Close(Some(frame)))
+            .await
+            .expect("the close goes out");
+        let answer = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .expect("the server answers in time");
+        match answer {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+            other => panic!("expected the close echoed, got {other:?}"),
+        }
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the connection ends")
+            .expect("serve did not panic");
     }
 }

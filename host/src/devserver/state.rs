@@ -59,6 +59,8 @@ pub(crate) enum Outgoing {
     Raw(Message),
     /// A close frame with this code; the connection ends.
     Close(u16, String),
+    /// Answer the peer's close frame (the handshake the peer waits for); the connection ends.
+    CloseReply,
     /// Drop the TCP connection without a close frame.
     Cut,
 }

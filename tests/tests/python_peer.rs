@@ -1,0 +1,211 @@
+//! The reference Python agent (`rekuest-next` 2.3.1, unmodified, driven by
+//! `tests/peer/python_agent.py`) registers and serves `add` on the local server: GraphQL
+//! `ensureAgent`/`implementAgent`, REGISTER, SESSION_INIT, heartbeats, ASSIGN, its reports and
+//! our EVENT_ACKs. Then 200 tasks with 32 in flight, the shape the benchmark uses.
+//!
+//! Needs `REKUEST_PEER_PYTHON`: a Python with `rekuest-next==2.3.1` (plus `aiohttp`, `attrs`,
+//! `certifi`, which it imports without declaring). Without it the test prints a skip line.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::task::JoinSet;
+
+use rekuest_host::devserver::{DevServer, DevServerConfig, ServerEvent};
+use rekuest_host::protocol::Endpoints;
+
+const TOKEN: &str = "python-peer";
+/// The longest one task may take.
+const TASK_WAIT: Duration = Duration::from_secs(30);
+/// The longest the Python agent may take to import, register and connect.
+const READY_WAIT: Duration = Duration::from_secs(120);
+
+/// The Python agent's process; killed when dropped.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Peer {
+    /// Starts the script and waits for its READY line.
+    async fn start(python: &Path, server: &DevServer) -> Peer {
+        let endpoints = Endpoints::from_base(&server.url()).expect("the server's URL is valid");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer/python_agent.py");
+        let mut child = Command::new(python)
+            .arg(&script)
+            .args(["--graphql", endpoints.graphql.as_str()])
+            .args(["--agent-socket", endpoints.agent_socket.as_str()])
+            .args(["--token", TOKEN, "--instance-id", "python-peer-test"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", python.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let peer = Peer(child);
+        let ready = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|line| line.trim() == "READY")
+        });
+        let ready = tokio::time::timeout(READY_WAIT, ready)
+            .await
+            .expect("the Python agent printed READY in time")
+            .expect("the reader thread ran");
+        assert!(ready, "the Python agent exited before it was READY");
+        peer
+    }
+}
+
+fn args(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => panic!("args must be an object"),
+    }
+}
+
+/// Assigns `add` and returns every event of the task up to its terminal one.
+async fn add(server: &DevServer, a: i64, b: i64) -> Vec<ServerEvent> {
+    let task = server
+        .assign("add", args(json!({"a": a, "b": b})))
+        .expect("add is assignable");
+    let mut watch = server.watch(&task).expect("the task exists");
+    tokio::time::timeout(TASK_WAIT, async {
+        let mut events = Vec::new();
+        while let Some(event) = watch.next().await {
+            let terminal = event.is_terminal();
+            events.push(event);
+            if terminal {
+                return events;
+            }
+        }
+        panic!("task {task} ended without a terminal event: {events:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("task {task} did not end within {TASK_WAIT:?}"))
+}
+
+fn kinds(events: &[ServerEvent]) -> Vec<&str> {
+    events.iter().map(|event| event.kind.as_str()).collect()
+}
+
+fn yields(events: &[ServerEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|event| event.kind == "YIELD")
+        .map(|event| event.fields["returns"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_agent_serves_add() {
+    let Some(python) = std::env::var_os("REKUEST_PEER_PYTHON").map(PathBuf::from) else {
+        println!(
+            "skipped: set REKUEST_PEER_PYTHON to a Python with rekuest-next==2.3.1 \
+             (and aiohttp, attrs, certifi) installed"
+        );
+        return;
+    };
+    let server = Arc::new(
+        DevServer::start(DevServerConfig {
+            // Heartbeats during the test, so answering them is part of what is checked.
+            heartbeat_interval: Duration::from_millis(250),
+            heartbeat_timeout: Duration::from_secs(5),
+            ..DevServerConfig::default()
+        })
+        .await
+        .expect("the local server starts"),
+    );
+    let started = Instant::now();
+    let _peer = Peer::start(&python, &server).await;
+    println!("the Python agent was READY after {:?}", started.elapsed());
+
+    // Registered through GraphQL with its own definition, and connected.
+    assert!(server.is_connected(TOKEN));
+    assert_eq!(server.registrations(), 1);
+    let hash = server.agent_hash(TOKEN).expect("ensureAgent ran");
+    assert_eq!(
+        hash.len(),
+        64,
+        "implementAgent stored the agent's hash: {hash:?}"
+    );
+    let actions = server.actions();
+    let offered = actions
+        .iter()
+        .find(|action| action.interface == "add")
+        .expect("the agent offers add");
+    assert!(offered.connected);
+    assert_eq!(offered.definition["key"], "add");
+    assert_eq!(offered.definition["kind"], "FUNCTION");
+    assert_eq!(offered.definition["description"], "Add two numbers.");
+    assert_eq!(offered.definition["returns"][0]["key"], "return0");
+
+    // One task: PROGRESS(0), YIELD {"return0": 5}, COMPLETED.
+    let events = add(&server, 2, 3).await;
+    assert_eq!(yields(&events), vec![json!({"return0": 5})], "{events:?}");
+    assert_eq!(
+        events.last().map(|event| event.kind.as_str()),
+        Some("COMPLETED"),
+        "{events:?}"
+    );
+    println!("events of add(2, 3): {:?}", kinds(&events));
+
+    // 200 tasks, 32 in flight.
+    const TOTAL: i64 = 200;
+    const IN_FLIGHT: usize = 32;
+    let started = Instant::now();
+    let mut running = JoinSet::new();
+    let mut completed = 0;
+    for i in 0..TOTAL {
+        if running.len() >= IN_FLIGHT {
+            completed += check(running.join_next().await);
+        }
+        let server = Arc::clone(&server);
+        running.spawn(async move { (i, add(&server, i, 1000).await) });
+    }
+    while !running.is_empty() {
+        completed += check(running.join_next().await);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(completed, TOTAL);
+    println!(
+        "{TOTAL} tasks, {IN_FLIGHT} in flight: {elapsed:?} ({:.0} tasks/s)",
+        TOTAL as f64 / elapsed.as_secs_f64()
+    );
+
+    // Heartbeats were answered and the server never had to close the socket.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.heartbeats_answered() == 0 {
+        assert!(Instant::now() < deadline, "no HEARTBEAT_ANSWER arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.is_connected(TOKEN));
+    assert_eq!(server.registrations(), 1, "the agent reconnected");
+    assert_eq!(server.close_codes(), Vec::<u16>::new());
+}
+
+/// Checks one finished `add(i, 1000)` task; returns 1.
+fn check(joined: Option<Result<(i64, Vec<ServerEvent>), tokio::task::JoinError>>) -> i64 {
+    let (i, events) = joined
+        .expect("a task runs")
+        .expect("the task did not panic");
+    assert_eq!(
+        yields(&events),
+        vec![json!({"return0": i + 1000})],
+        "task {i}: {events:?}"
+    );
+    assert_eq!(
+        events.last().map(|event| event.kind.as_str()),
+        Some("COMPLETED"),
+        "task {i}: {events:?}"
+    );
+    1
+}
