@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
+/// One thread for the agent socket, the local server and the first slice of every task;
+/// guests that run longer move to the guest workers (`agent::ActorPool`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

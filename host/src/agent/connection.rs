@@ -73,6 +73,7 @@ pub(crate) async fn session(
 ) -> SessionEnd {
     let handshake = async {
         let websocket = WebSocketConfig::default()
+            .read_buffer_size(crate::protocol::SOCKET_READ_BUFFER)
             .max_message_size(Some(MAX_FRAME_BYTES))
             .max_frame_size(Some(MAX_FRAME_BYTES));
         let (mut socket, _) = tokio_tungstenite::connect_async_with_config(

@@ -49,8 +49,9 @@ pub(crate) async fn serve<S>(
     let mut writer = tokio::spawn(async move {
         while let Some(outgoing) = queue.recv().await {
             let result = match outgoing {
-                Outgoing::Text(text) => sink.send(Message::text(text)).await,
-                Outgoing::Raw(message) => sink.send(message).await,
+                // Frames queued together go out in one write.
+                Outgoing::Text(text) => sink.feed(Message::text(text)).await,
+                Outgoing::Raw(message) => sink.feed(message).await,
                 Outgoing::Close(code, reason) => {
                     writer_shared.closed_with(code);
                     let frame = CloseFrame {
@@ -72,6 +73,10 @@ pub(crate) async fn serve<S>(
                     let _ = ended.send(Some(false));
                     return;
                 }
+            };
+            let result = match result {
+                Ok(()) if queue.is_empty() => sink.flush().await,
+                other => other,
             };
             if result.is_err() {
                 let _ = ended.send(Some(false));

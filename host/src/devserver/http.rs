@@ -84,6 +84,7 @@ where
         match upgrading.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(crate::protocol::SOCKET_READ_BUFFER)
                     .max_message_size(Some(MAX_MESSAGE_BYTES))
                     .max_frame_size(Some(MAX_MESSAGE_BYTES));
                 let socket = WebSocketStream::from_raw_socket(
