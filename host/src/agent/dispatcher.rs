@@ -15,7 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use super::outbox::Outbox;
 use crate::protocol::{Assign, Inquiry, Report, ReportKind};
 use crate::runtime::{
-    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Signal, TaskControl, TaskEvent,
+    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskControl, TaskEvent,
 };
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
@@ -44,6 +44,13 @@ struct Table {
     finished_order: VecDeque<String>,
 }
 
+/// What a finished task still holds: its used sandbox and its concurrency permits, released
+/// together once the terminal report had its chance to go out.
+struct UsedSlot {
+    _sandbox: Sandbox,
+    _permits: (Option<OwnedSemaphorePermit>, OwnedSemaphorePermit),
+}
+
 struct Action {
     component: Arc<ActionComponent>,
     permits: Option<Arc<Semaphore>>,
@@ -66,10 +73,10 @@ pub struct Dispatcher {
 /// Short tasks (most calls take tens of microseconds) finish on the socket's thread, with no
 /// cross-thread wakeup on their way in or out; long ones cost the socket at most one epoch
 /// tick before they leave for the guest workers. Errors are panics of the host side.
-async fn run_here_then_offload(
-    task: impl Future<Output = ()> + Send + 'static,
+async fn run_here_then_offload<T: Send + 'static>(
+    task: impl Future<Output = T> + Send + 'static,
     executor: &Handle,
-) -> Result<(), String> {
+) -> Result<T, String> {
     let mut task = Box::pin(std::panic::AssertUnwindSafe(task).catch_unwind());
     let first = std::future::poll_fn(|context| Poll::Ready(task.as_mut().poll(context))).await;
     let finished = match first {
@@ -192,15 +199,24 @@ impl Dispatcher {
         let run = Arc::clone(self).run_task(task.clone(), assign, component, permits, control);
         let executor = self.executor.clone();
         tokio::spawn(async move {
-            if let Err(failure) = run_here_then_offload(run, &executor).await {
-                // A panic in the task is a host bug: the caller still gets a terminal report.
-                tracing::error!(%task, "the task's host side failed: {failure}");
-                dispatcher.finish(
-                    &task,
-                    Outcome::Critical(
-                        "rekuest-host failed while running this task (a host bug)".into(),
-                    ),
-                );
+            match run_here_then_offload(run, &executor).await {
+                Ok(used) => {
+                    // Let the socket send the terminal report before the sandbox is reset;
+                    // the permits (and so the pool slot) stay taken until then.
+                    tokio::task::yield_now().await;
+                    drop(used);
+                }
+                Err(failure) => {
+                    // A panic in the task is a host bug: the caller still gets a terminal
+                    // report.
+                    tracing::error!(%task, "the task's host side failed: {failure}");
+                    dispatcher.finish(
+                        &task,
+                        Outcome::Critical(
+                            "rekuest-host failed while running this task (a host bug)".into(),
+                        ),
+                    );
+                }
             }
         });
     }
@@ -212,14 +228,14 @@ impl Dispatcher {
         component: Arc<ActionComponent>,
         permits: Option<Arc<Semaphore>>,
         control: TaskControl,
-    ) {
-        let Some(_permits) = self.acquire(permits, &control).await else {
+    ) -> Option<UsedSlot> {
+        let Some(permits) = self.acquire(permits, &control).await else {
             let outcome = match control.signal() {
                 Signal::Interrupt => Outcome::Interrupted,
                 _ => Outcome::Cancelled,
             };
             self.finish(&task, outcome);
-            return;
+            return None;
         };
         if let Some(entry) = self.table().running.get_mut(&task) {
             entry.started = true;
@@ -232,14 +248,25 @@ impl Dispatcher {
                 .push(Report::new(task.clone(), ReportKind::Paused));
         }
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
-        let forward = async {
-            while let Some(event) = receiver.recv().await {
-                self.forward(&task, event);
+        let run = component.run_keeping_sandbox(&assign.interface, assign.args, events, &control);
+        tokio::pin!(run);
+        // Events are forwarded as they come; the channel stays open while the sandbox lives,
+        // so the end of the run (not of the channel) ends the loop.
+        let (outcome, sandbox) = loop {
+            tokio::select! {
+                biased;
+                Some(event) = receiver.recv() => self.forward(&task, event),
+                finished = &mut run => break finished,
             }
         };
-        let run = component.run(&assign.interface, assign.args, events, &control);
-        let (outcome, ()) = tokio::join!(run, forward);
+        while let Ok(event) = receiver.try_recv() {
+            self.forward(&task, event);
+        }
         self.finish(&task, outcome);
+        Some(UsedSlot {
+            _sandbox: sandbox,
+            _permits: permits,
+        })
     }
 
     /// Waits for a slot of the action and a global one, in arrival order; `None` if the task

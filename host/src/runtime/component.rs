@@ -53,6 +53,12 @@ pub struct ActionComponent {
     policy: SandboxPolicy,
 }
 
+/// A used sandbox (the task's store and instance); dropping it returns the instance to the
+/// pool, which resets its memory.
+pub struct Sandbox {
+    _store: Option<Store<TaskState>>,
+}
+
 /// What a sandboxed call should do.
 enum Call<'a> {
     Describe,
@@ -106,7 +112,7 @@ impl ActionComponent {
                 }
             }
         });
-        let result = component
+        let (result, _sandbox) = component
             .sandboxed(
                 Call::Describe,
                 &limits,
@@ -165,17 +171,36 @@ impl ActionComponent {
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> Outcome {
+        self.run_keeping_sandbox(action, args, events, control)
+            .await
+            .0
+    }
+
+    /// [`run`](Self::run), handing back the used sandbox: whoever reports the outcome drops
+    /// it afterwards, so resetting the instance's memory does not delay the report. Every
+    /// event is in `events` when this returns, but the channel only closes with the sandbox.
+    pub async fn run_keeping_sandbox(
+        &self,
+        action: &str,
+        args: Map<String, Value>,
+        events: mpsc::Sender<TaskEvent>,
+        control: &TaskControl,
+    ) -> (Outcome, Sandbox) {
         let Some(definition) = self.definition(action) else {
             let known: Vec<&str> = self.definitions.iter().map(|d| d.key.as_str()).collect();
-            return Outcome::Failed(Failure::InvalidArgs(format!(
+            let outcome = Outcome::Failed(Failure::InvalidArgs(format!(
                 "unknown action '{action}'; {} has: {}",
                 self.name,
                 known.join(", ")
             )));
+            return (outcome, Sandbox { _store: None });
         };
         let args = match definition.prepare_args(args) {
             Ok(args) => Value::Object(args).to_string(),
-            Err(error) => return Outcome::Failed(Failure::InvalidArgs(error.to_string())),
+            Err(error) => {
+                let outcome = Outcome::Failed(Failure::InvalidArgs(error.to_string()));
+                return (outcome, Sandbox { _store: None });
+            }
         };
         let limits = *self.policy.limits_for(action);
         let generator = definition.kind == ActionKind::Generator;
@@ -183,10 +208,10 @@ impl ActionComponent {
             key: action,
             args: &args,
         };
-        match self
+        let (result, sandbox) = self
             .sandboxed(call, &limits, generator, TaskOutput::new(events), control)
-            .await
-        {
+            .await;
+        let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
             Ok(Returned::Ran(Err(RunError::Failed(message)))) => {
                 Outcome::Failed(Failure::Action(message))
@@ -194,7 +219,8 @@ impl ActionComponent {
             Ok(Returned::Ran(Err(RunError::Critical(message)))) => Outcome::Critical(message),
             Ok(Returned::Description(_)) => unreachable!("run returns a run result"),
             Err(outcome) => outcome,
-        }
+        };
+        (outcome, sandbox)
     }
 
     /// Runs `call` in a fresh store under `limits`, supervised by `control`.
@@ -205,15 +231,15 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         control: &TaskControl,
-    ) -> Result<Returned, Outcome> {
+    ) -> (Result<Returned, Outcome>, Sandbox) {
         let signal = control.subscribe();
         let mut store = match self.new_store(limits, generator, output.clone(), signal.clone()) {
             Ok(store) => store,
             Err(error) => {
                 tracing::error!(component = %self.name, "could not set up a sandbox: {error:?}");
-                return Err(Outcome::Critical(format!(
-                    "the host could not set up a sandbox: {error}"
-                )));
+                let outcome =
+                    Outcome::Critical(format!("the host could not set up a sandbox: {error}"));
+                return (Err(outcome), Sandbox { _store: None });
             }
         };
         let invocation = async {
@@ -232,16 +258,17 @@ impl ActionComponent {
         };
         let result = supervise(invocation, signal, limits.timeout).await;
         output.finish().await;
-        match result {
+        let result = match result {
             Ok(Ok(returned)) => {
                 let state = store.data();
                 let completed = matches!(returned, Returned::Ran(Ok(())));
                 if completed && !state.generator && state.yields == 0 {
-                    return Err(Outcome::Critical(
+                    Err(Outcome::Critical(
                         "the action completed without yielding its returns".into(),
-                    ));
+                    ))
+                } else {
+                    Ok(returned)
                 }
-                Ok(returned)
             }
             Ok(Err(error)) => Err(self.classify_trap(error, &mut store, limits, &output, control)),
             Err(Interruption::Timeout) => {
@@ -250,7 +277,13 @@ impl ActionComponent {
                 })))
             }
             Err(Interruption::Stop(signal)) => Err(stopped_outcome(signal)),
-        }
+        };
+        (
+            result,
+            Sandbox {
+                _store: Some(store),
+            },
+        )
     }
 
     fn new_store(

@@ -20,7 +20,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use cache::ComponentCache;
-pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES};
+pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
 pub use limits::{LimitExceeded, Limits};
 pub use output::{MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES};
