@@ -155,6 +155,136 @@ pub struct Definition {
     pub collections: Vec<String>,
 }
 
+impl Definition {
+    /// Reads a definition as a rekuest server lists it.
+    ///
+    /// Unlike a guest's self-description ([`parse_definitions`], which refuses unknown fields so
+    /// that a typo is not silently dropped from what gets registered), a definition that comes
+    /// from a server may carry fields this host does not model: other agents (the Python one
+    /// sends `validators`, `effects`, `widget`, `portGroups`, `isTestFor`, `isDev`, ...) and
+    /// newer servers add them. They are ignored, and a null list or flag reads as empty or
+    /// `false`.
+    /// No consistency checks run: the definition is only used to read a caller's args.
+    pub fn from_server(value: Value) -> Result<Definition, serde_json::Error> {
+        serde_json::from_value::<server::Definition>(value).map(Definition::from)
+    }
+}
+
+/// Tolerant twins of [`Definition`], [`Port`] and [`Choice`] for definitions a server lists:
+/// the same fields without `deny_unknown_fields`, converted field by field (so a field added
+/// to the strict types fails to compile here until it is added).
+mod server {
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    use super::{ActionKind, PortKind};
+
+    #[derive(Deserialize)]
+    pub(super) struct Choice {
+        value: Value,
+        label: String,
+        #[serde(default)]
+        description: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Port {
+        key: String,
+        kind: PortKind,
+        #[serde(default)]
+        nullable: Option<bool>,
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        label: Option<String>,
+        #[serde(default)]
+        identifier: Option<String>,
+        #[serde(default)]
+        children: Option<Vec<Port>>,
+        #[serde(default)]
+        default: Option<Value>,
+        #[serde(default)]
+        choices: Option<Vec<Choice>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Definition {
+        key: String,
+        version: String,
+        name: String,
+        #[serde(default)]
+        description: Option<String>,
+        kind: ActionKind,
+        #[serde(default)]
+        args: Option<Vec<Port>>,
+        #[serde(default)]
+        returns: Option<Vec<Port>>,
+        #[serde(default)]
+        stateful: Option<bool>,
+        #[serde(default)]
+        pure: Option<bool>,
+        #[serde(default)]
+        idempotent: Option<bool>,
+        #[serde(default)]
+        collections: Option<Vec<String>>,
+    }
+
+    fn ports(ports: Option<Vec<Port>>) -> Vec<super::Port> {
+        ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(super::Port::from)
+            .collect()
+    }
+
+    impl From<Choice> for super::Choice {
+        fn from(choice: Choice) -> Self {
+            super::Choice {
+                value: choice.value,
+                label: choice.label,
+                description: choice.description,
+            }
+        }
+    }
+
+    impl From<Port> for super::Port {
+        fn from(port: Port) -> Self {
+            super::Port {
+                key: port.key,
+                kind: port.kind,
+                nullable: port.nullable.unwrap_or(false),
+                description: port.description,
+                label: port.label,
+                identifier: port.identifier,
+                children: port.children.map(|children| ports(Some(children))),
+                default: port.default,
+                choices: port
+                    .choices
+                    .map(|choices| choices.into_iter().map(super::Choice::from).collect()),
+            }
+        }
+    }
+
+    impl From<Definition> for super::Definition {
+        fn from(definition: Definition) -> Self {
+            super::Definition {
+                key: definition.key,
+                version: definition.version,
+                name: definition.name,
+                description: definition.description,
+                kind: definition.kind,
+                args: ports(definition.args),
+                returns: ports(definition.returns),
+                stateful: definition.stateful.unwrap_or(false),
+                pure: definition.pure.unwrap_or(false),
+                idempotent: definition.idempotent.unwrap_or(false),
+                collections: definition.collections.unwrap_or_default(),
+            }
+        }
+    }
+}
+
 /// Why a component's self-description was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
@@ -490,6 +620,74 @@ mod tests {
             .prepare_args(args(json!({"case": "TITLE"})))
             .expect_err("not a choice");
         assert!(error.to_string().contains("expected ENUM (UPPER, LOWER)"));
+    }
+
+    /// `add` as the local server lists it after the Python agent (rekuest-next 2.3.1)
+    /// registered it.
+    fn python_agent_add() -> Value {
+        let port = |key: &str, end: &str| {
+            json!({
+                "default": null, "description": null, "effects": [], "key": key, "kind": "INT",
+                "label": null, "nullable": false, end: null, "validators": [], "widget": null
+            })
+        };
+        json!({
+            "args": [port("a", "requires"), port("b", "requires")],
+            "collections": [], "description": "Add two numbers.", "isDev": false,
+            "isTestFor": [], "key": "add", "kind": "FUNCTION", "name": "Add", "portGroups": [],
+            "returns": [port("return0", "provides")], "stateful": false, "version": "1"
+        })
+    }
+
+    #[test]
+    fn definitions_from_a_server_may_carry_fields_this_host_does_not_model() {
+        let add = Definition::from_server(python_agent_add()).expect("tolerated");
+        assert_eq!(add.key, "add");
+        assert_eq!(add.kind, ActionKind::Function);
+        assert_eq!(add.description.as_deref(), Some("Add two numbers."));
+        let keys: Vec<&str> = add.args.iter().map(|port| port.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(add.returns[0].key, "return0");
+        assert!(
+            add.args
+                .iter()
+                .all(|port| port.kind == PortKind::Int && !port.nullable)
+        );
+        assert_eq!(
+            add.prepare_args(args(json!({"a": 2, "b": 3})))
+                .expect("valid"),
+            args(json!({"a": 2, "b": 3}))
+        );
+        let error = add
+            .prepare_args(args(json!({"a": "x", "b": 3})))
+            .expect_err("wrong kind");
+        assert_eq!(error.path, "a");
+
+        // Unknown fields anywhere (choices and children too); null lists and flags.
+        let nested = Definition::from_server(json!({
+            "key": "pick", "version": "1", "name": "Pick", "kind": "GENERATOR",
+            "collections": null, "stateful": null, "somethingNew": {"x": 1},
+            "args": [{"key": "case", "kind": "ENUM", "nullable": null, "assignWidget": null,
+                "choices": [{"value": "UPPER", "label": "Upper", "image": null}]},
+                {"key": "xs", "kind": "LIST", "children": [{"key": "...", "kind": "FLOAT",
+                    "validators": [{"function": "(x) => x > 0"}]}]}],
+            "returns": null
+        }))
+        .expect("tolerated");
+        assert_eq!(nested.kind, ActionKind::Generator);
+        assert!(nested.collections.is_empty() && nested.returns.is_empty());
+        assert!(!nested.args[0].nullable);
+        assert_eq!(expected(&nested.args[0]), "ENUM (UPPER)");
+        assert_eq!(expected(&nested.args[1]), "LIST of FLOAT");
+
+        // What the server needs to route a task is still required.
+        assert!(Definition::from_server(json!({"key": "add", "version": "1"})).is_err());
+        assert!(Definition::from_server(json!("add")).is_err());
+
+        // A guest's own self-description stays strict: an unknown field is refused.
+        let error = parse_definitions(&Value::Array(vec![python_agent_add()]).to_string())
+            .expect_err("strict for guests");
+        assert!(error.to_string().contains("unknown field"), "{error}");
     }
 
     #[test]

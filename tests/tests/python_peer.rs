@@ -1,10 +1,12 @@
 //! The reference Python agent (`rekuest-next` 2.3.1, unmodified, driven by
 //! `tests/peer/python_agent.py`) registers and serves `add` on the local server: GraphQL
 //! `ensureAgent`/`implementAgent`, REGISTER, SESSION_INIT, heartbeats, ASSIGN, its reports and
-//! our EVENT_ACKs. Then 200 tasks with 32 in flight, the shape the benchmark uses.
+//! our EVENT_ACKs. `rekuest-host assign` reaches its action (whose definition carries fields
+//! ours lack). Then 200 tasks with 32 in flight, the shape the benchmark uses.
 //!
 //! Needs `REKUEST_PEER_PYTHON`: a Python with `rekuest-next==2.3.1` (plus `aiohttp`, `attrs`,
-//! `certifi`, which it imports without declaring). Without it the test prints a skip line.
+//! `certifi`, which it imports without declaring). Without it the test prints a skip line, except
+//! under CI (`CI` set, as `.ci/run` runs), where it fails: CI installs that Python itself.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -108,12 +110,17 @@ fn yields(events: &[ServerEvent]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_agent_serves_add() {
     let Some(python) = std::env::var_os("REKUEST_PEER_PYTHON").map(PathBuf::from) else {
-        println!(
-            "skipped: set REKUEST_PEER_PYTHON to a Python with rekuest-next==2.3.1 \
-             (and aiohttp, attrs, certifi) installed"
+        let needed = "REKUEST_PEER_PYTHON naming a Python with rekuest-next==2.3.1 \
+                      (and aiohttp, attrs, certifi) installed";
+        assert!(
+            !on_ci(),
+            "CI must run the Python peer test, but there is no {needed} (.ci/run makes one)"
         );
+        println!("skipped: set {needed}");
         return;
     };
+    // Built before the agent starts, so a build does not count towards its timings.
+    let host = rekuest_host_tests::host_binary();
     let server = Arc::new(
         DevServer::start(DevServerConfig {
             // Heartbeats during the test, so answering them is part of what is checked.
@@ -158,6 +165,26 @@ async fn the_python_agent_serves_add() {
     );
     println!("events of add(2, 3): {:?}", kinds(&events));
 
+    // The CLI reads the definition the server lists for the Python agent's add.
+    let url = server.url();
+    let assigned = tokio::task::spawn_blocking(move || {
+        Command::new(host)
+            .args(["assign", "--url", &url, "add", "a=2", "b=3"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("rekuest-host runs")
+    })
+    .await
+    .expect("joins");
+    let stderr = String::from_utf8_lossy(&assigned.stderr);
+    assert_eq!(assigned.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&assigned.stdout).trim(),
+        r#"{"return0":5}"#,
+        "{stderr}"
+    );
+    assert!(stderr.contains("COMPLETED"), "{stderr}");
+
     // 200 tasks, 32 in flight.
     const TOTAL: i64 = 200;
     const IN_FLIGHT: usize = 32;
@@ -190,6 +217,11 @@ async fn the_python_agent_serves_add() {
     assert!(server.is_connected(TOKEN));
     assert_eq!(server.registrations(), 1, "the agent reconnected");
     assert_eq!(server.close_codes(), Vec::<u16>::new());
+}
+
+/// Whether this runs under CI (`CI` set to anything but empty, `false` or `0`).
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "false" | "0"))
 }
 
 /// Checks one finished `add(i, 1000)` task; returns 1.

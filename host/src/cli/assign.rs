@@ -90,9 +90,19 @@ pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
     }
 }
 
+/// An action a server offers: its key, and its definition or why that cannot be read.
+pub type Offered = (String, Result<Definition, String>);
+
+/// Reads one offered action's definition as the server lists it (tolerating fields this host
+/// does not model, e.g. those of the Python agent).
+pub fn offered(key: String, definition: Value) -> Offered {
+    let definition = Definition::from_server(definition).map_err(|error| error.to_string());
+    (key, definition)
+}
+
 /// Finds `action` among the offered ones and builds its args from the words.
 pub fn args_for(
-    offered: &[(String, Definition)],
+    offered: &[Offered],
     action: &str,
     json: Option<&str>,
     words: &[String],
@@ -109,7 +119,10 @@ pub fn args_for(
             }
         );
     };
-    build_args(definition, json, words)
+    match definition {
+        Ok(definition) => build_args(definition, json, words),
+        Err(reason) => bail!("the server's definition of '{action}' cannot be read: {reason}"),
+    }
 }
 
 type Socket =
@@ -159,12 +172,11 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
         Some(CallerReply::Actions { actions }) => actions
             .into_iter()
             .filter(|action| action["connected"] == Value::Bool(true))
-            .filter_map(|action| {
+            .filter_map(|mut action| {
                 let key = action["interface"].as_str()?.to_string();
-                let definition = serde_json::from_value(action["definition"].clone()).ok()?;
-                Some((key, definition))
+                Some(offered(key, action["definition"].take()))
             })
-            .collect::<Vec<(String, Definition)>>(),
+            .collect::<Vec<Offered>>(),
         other => bail!("the local server answered {other:?} to a request for its actions"),
     };
     let task_args = match args_for(

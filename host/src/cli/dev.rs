@@ -14,12 +14,11 @@ use tokio::sync::oneshot;
 
 use rekuest_host::agent::{Agent, AgentConfig};
 use rekuest_host::config::{self, ComponentSettings};
-use rekuest_host::definition::Definition;
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
 
-use super::assign::{Shown, args_for, show_event};
+use super::assign::{Offered, Shown, args_for, offered, show_event};
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED};
 use super::run::{actor_pool, load, runtime, shutdown_signal};
 
@@ -177,13 +176,10 @@ async fn assign_once(
     let Some((action, words)) = words.split_first() else {
         bail!("--assign needs an action");
     };
-    let offered: Vec<(String, Definition)> = server
+    let offered: Vec<Offered> = server
         .actions()
         .into_iter()
-        .filter_map(|offered| {
-            let definition = serde_json::from_value(offered.definition).ok()?;
-            Some((offered.interface, definition))
-        })
+        .map(|action| offered(action.interface, action.definition))
         .collect();
     let task_args = match args_for(&offered, action, json, words) {
         Ok(task_args) => task_args,
