@@ -74,6 +74,11 @@ pub(crate) async fn serve<S>(
                     return;
                 }
             };
+            if result.is_ok() && queue.is_empty() {
+                // Let the tasks that are ready (a caller about to assign the next task) queue
+                // their frames first, so they share this write.
+                tokio::task::yield_now().await;
+            }
             let result = match result {
                 Ok(()) if queue.is_empty() => sink.flush().await,
                 other => other,

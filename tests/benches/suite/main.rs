@@ -512,7 +512,11 @@ async fn peer(figures: &mut Figures) {
             .expect("the local server starts"),
     );
     let script = workspace_root().join("tests/peer/python_agent.py");
-    let _agent = Agent::python(&python, &script, &server, "peer");
+    let url = server.url();
+    // The server runs on this thread: wait for READY on another.
+    let _agent = tokio::task::spawn_blocking(move || Agent::python(&python, &script, &url, "peer"))
+        .await
+        .expect("the Python agent starts");
     wait_async(&server, "peer").await;
     section("rekuest-next agent, ASSIGN sent → terminal report received");
     for (concurrency, total) in [(1, 500), (32, 4_000)] {

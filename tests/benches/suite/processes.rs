@@ -39,10 +39,10 @@ impl Agent {
         Agent { child }
     }
 
-    /// Starts the reference Python agent (`tests/peer/python_agent.py`) with `python`, and
-    /// waits for it to print READY.
-    pub fn python(python: &Path, script: &Path, server: &DevServer, token: &str) -> Self {
-        let endpoints = rekuest_host::protocol::Endpoints::from_base(&server.url())
+    /// Starts the reference Python agent (`tests/peer/python_agent.py`) with `python` on the
+    /// server at `url`, and waits for it to print READY (blocking: call it off the runtime).
+    pub fn python(python: &Path, script: &Path, url: &str, token: &str) -> Self {
+        let endpoints = rekuest_host::protocol::Endpoints::from_base(url)
             .expect("the local server's URL is valid");
         let mut child = Command::new(python)
             .arg(script)
