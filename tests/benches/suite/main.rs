@@ -16,6 +16,7 @@
 //! picks parts.
 
 mod drive;
+mod echo;
 mod floor;
 mod processes;
 mod stats;
@@ -77,6 +78,7 @@ struct Figures {
 }
 
 fn main() {
+    echo::serve_if_child();
     let components = Components::build();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
@@ -301,6 +303,8 @@ async fn end_to_end(components: &Components, figures: &mut Figures) {
     section(
         "3. end to end: local server in this process, `rekuest-host run` agent, loopback WebSocket",
     );
+    let transport = echo::round_trips(samples(5_000)).await;
+    row(&transport);
     let server = Arc::new(
         DevServer::start(DevServerConfig::default())
             .await
