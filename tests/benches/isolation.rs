@@ -98,6 +98,7 @@ fn main() {
                 max_memory_bytes: 64 << 20,
             },
             cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+            fuel: true,
         })
         .expect("runtime");
         let math = runtime

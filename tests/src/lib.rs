@@ -176,6 +176,7 @@ pub mod tasks {
                     .join("target")
                     .join("test-component-cache"),
             ),
+            fuel: true,
         })
         .expect("runtime starts")
     }

@@ -21,6 +21,7 @@ fn runtime(allocation: Allocation, cached: bool) -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation,
         cache_dir: cached.then(|| workspace_root().join("target").join("test-component-cache")),
+        fuel: true,
     })
     .expect("runtime starts")
 }

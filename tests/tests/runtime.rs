@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::{
-    ActionComponent, Failure, LimitExceeded, Limits, LogLevel, Outcome, Runtime, SandboxPolicy,
-    TaskControl,
+    ActionComponent, Allocation, Failure, LimitExceeded, Limits, LogLevel, Outcome, Runtime,
+    RuntimeConfig, SandboxPolicy, TaskControl,
 };
 use rekuest_host_tests::component;
 use rekuest_host_tests::tasks::{Run, run, run_with, test_runtime};
@@ -245,6 +245,52 @@ async fn fuel_budget_stops_a_spinning_guest_before_its_timeout() {
     assert_eq!(
         spin.outcome.error().as_deref(),
         Some("fuel budget of 50000000 exhausted")
+    );
+}
+
+#[tokio::test]
+async fn without_fuel_metering_timeouts_still_hold_and_fuel_limits_are_refused() {
+    let runtime = Runtime::new(RuntimeConfig {
+        allocation: Allocation::OnDemand,
+        cache_dir: None,
+        fuel: false,
+    })
+    .expect("runtime starts");
+    let limits = Limits {
+        fuel: None,
+        memory_bytes: 32 << 20,
+        timeout: Duration::from_millis(300),
+    };
+    let hostile = load(&runtime, "hostile", limits).await;
+    let started = Instant::now();
+    let spin = run(&hostile, "spin", json!({})).await;
+    assert_limit(&spin, |limit| {
+        matches!(limit, LimitExceeded::Timeout { .. })
+    });
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let math = load(&runtime, "math", Limits::default()).await;
+    assert_eq!(
+        single_return(&run(&math, "add", json!({"a": 2, "b": 3})).await),
+        &json!(5)
+    );
+
+    let fueled = SandboxPolicy {
+        limits: Limits {
+            fuel: Some(1_000),
+            ..Limits::default()
+        },
+        ..SandboxPolicy::default()
+    };
+    let refused = runtime
+        .load_file(&component("math"), fueled)
+        .await
+        .err()
+        .expect("a fuel limit needs fuel metering");
+    assert!(
+        refused
+            .to_string()
+            .contains("has a fuel limit, but the runtime was created without fuel metering"),
+        "{refused}"
     );
 }
 

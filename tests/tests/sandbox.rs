@@ -20,6 +20,7 @@ fn runtime() -> Runtime {
             max_memory_bytes: 64 << 20,
         },
         cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+        fuel: true,
     })
     .expect("runtime starts")
 }

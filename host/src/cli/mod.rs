@@ -153,6 +153,7 @@ impl Cli {
         Ok(Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
             cache_dir,
+            fuel: true,
         })?)
     }
 

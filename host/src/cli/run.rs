@@ -113,6 +113,9 @@ pub fn runtime(
             max_memory_bytes: config::largest_memory(components),
         },
         cache_dir,
+        fuel: components
+            .iter()
+            .any(|component| component.policy.uses_fuel()),
     })?)
 }
 

@@ -305,7 +305,9 @@ impl ActionComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+        if self._runtime.fuel_metering() {
+            store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+        }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|context| {
             let signal = *context.data().signal.borrow();

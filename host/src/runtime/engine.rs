@@ -72,8 +72,17 @@ pub fn pooling_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationCon
     pool
 }
 
-/// Builds the engine; a pooling engine the machine refuses is replaced by an on-demand one.
-pub fn build_engine(allocation: Allocation) -> Result<(Engine, AllocatorInUse), wasmtime::Error> {
+/// Builds the engine (with fuel metering if `fuel`); a pooling engine the machine refuses is
+/// replaced by an on-demand one.
+pub fn build_engine(
+    allocation: Allocation,
+    fuel: bool,
+) -> Result<(Engine, AllocatorInUse), wasmtime::Error> {
+    let base_config = || {
+        let mut config = base_config();
+        config.consume_fuel(fuel);
+        config
+    };
     match allocation {
         Allocation::OnDemand => Ok((Engine::new(&base_config())?, AllocatorInUse::OnDemand)),
         Allocation::Pooling {

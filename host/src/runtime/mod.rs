@@ -43,6 +43,10 @@ pub struct RuntimeConfig {
     pub allocation: Allocation,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Compile fuel metering into guests. Fuel limits need it; without any, leave it off:
+    /// it costs compute-heavy guests a few percent (epoch interruption, which timeouts,
+    /// cancel and pause use, is always on).
+    pub fuel: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -53,6 +57,7 @@ impl Default for RuntimeConfig {
                 max_memory_bytes: limits::DEFAULT_MEMORY_BYTES,
             },
             cache_dir: ComponentCache::default_dir(),
+            fuel: true,
         }
     }
 }
@@ -113,6 +118,15 @@ pub enum LoadError {
         /// What is missing or extra.
         reason: String,
     },
+    /// Its policy sets a fuel limit, but the runtime has no fuel metering.
+    #[error(
+        "{name} has a fuel limit, but the runtime was created without fuel metering \
+         (RuntimeConfig::fuel)"
+    )]
+    FuelDisabled {
+        /// Component name.
+        name: String,
+    },
     /// Its self-description failed or is invalid.
     #[error("{name} was refused: {reason}")]
     Describe {
@@ -134,6 +148,7 @@ struct RuntimeInner {
     linker: Linker<TaskState>,
     cache: Option<ComponentCache>,
     allocator: AllocatorInUse,
+    fuel: bool,
     _ticker: EpochTicker,
 }
 
@@ -141,7 +156,8 @@ impl Runtime {
     /// Creates the engine, the linker with WASI and the host API, and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
-        let (engine, allocator) = build_engine(config.allocation).map_err(engine_error)?;
+        let (engine, allocator) =
+            build_engine(config.allocation, config.fuel).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
@@ -153,6 +169,7 @@ impl Runtime {
                 linker,
                 cache: config.cache_dir.map(ComponentCache::new),
                 allocator,
+                fuel: config.fuel,
                 _ticker: ticker,
             }),
         })
@@ -161,6 +178,11 @@ impl Runtime {
     /// The instance allocator in use.
     pub fn allocator(&self) -> AllocatorInUse {
         self.inner.allocator
+    }
+
+    /// Whether guests are compiled with fuel metering.
+    pub fn fuel_metering(&self) -> bool {
+        self.inner.fuel
     }
 
     /// Loads the component at `path` (its name is the file stem) under `policy`.
@@ -195,6 +217,9 @@ impl Runtime {
                 name,
                 size: bytes.len(),
             });
+        }
+        if !self.inner.fuel && policy.uses_fuel() {
+            return Err(LoadError::FuelDisabled { name });
         }
         check_component_header(&bytes).map_err(|reason| LoadError::NotAComponent {
             name: name.clone(),

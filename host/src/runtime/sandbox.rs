@@ -40,6 +40,11 @@ impl SandboxPolicy {
         self.action_limits.get(action).unwrap_or(&self.limits)
     }
 
+    /// Whether any of its limits is a fuel budget.
+    pub fn uses_fuel(&self) -> bool {
+        self.limits.fuel.is_some() || self.action_limits.values().any(|l| l.fuel.is_some())
+    }
+
     /// A WASI context granting exactly this policy, with stdio feeding `output`.
     pub(crate) fn wasi_ctx(&self, output: &TaskOutput) -> Result<WasiCtx, wasmtime::Error> {
         let mut builder = WasiCtxBuilder::new();

@@ -182,11 +182,8 @@ async fn runtime_task(component: &ActionComponent, action: &str, args_json: &str
 
 async fn in_process(components: &Components, figures: &mut Figures) {
     section("1-2. one task in this process: the raw wasmtime floor and the host runtime path");
-    let raw = Arc::new(RawComponent::load(
-        &components.math,
-        Metering::FuelAndEpoch,
-        SLOTS,
-    ));
+    // The host's defaults: epoch interruption, no fuel (no fuel limit is configured).
+    let raw = Arc::new(RawComponent::load(&components.math, Metering::Epoch, SLOTS));
     assert_eq!(raw.call("add", ADD_ARGS).await, r#"{"return0":3}"#);
     let runtime = Runtime::new(RuntimeConfig {
         allocation: Allocation::Pooling {
@@ -194,6 +191,8 @@ async fn in_process(components: &Components, figures: &mut Figures) {
             max_memory_bytes: DEFAULT_MEMORY_BYTES,
         },
         cache_dir: Some(components.cache_dir("in-process")),
+        // As `rekuest-host run` without fuel limits in its configuration.
+        fuel: false,
     })
     .expect("the runtime starts");
     let math = Arc::new(

@@ -70,6 +70,7 @@ fn runtime() -> &'static Runtime {
         Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
             cache_dir: Some(std::env::temp_dir().join("rekuest-host-serve-tests-cache")),
+            fuel: true,
         })
         .expect("runtime")
     })
