@@ -79,20 +79,15 @@ async fn add(server: &DevServer, a: i64, b: i64) -> Vec<ServerEvent> {
     let task = server
         .assign("add", args(json!({"a": a, "b": b})))
         .expect("add is assignable");
-    let mut watch = server.watch(&task).expect("the task exists");
-    tokio::time::timeout(TASK_WAIT, async {
-        let mut events = Vec::new();
-        while let Some(event) = watch.next().await {
-            let terminal = event.is_terminal();
-            events.push(event);
-            if terminal {
-                return events;
-            }
-        }
-        panic!("task {task} ended without a terminal event: {events:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("task {task} did not end within {TASK_WAIT:?}"))
+    let watch = server.watch(&task).expect("the task exists");
+    let events = tokio::time::timeout(TASK_WAIT, watch.until_end())
+        .await
+        .unwrap_or_else(|_| panic!("task {task} did not end within {TASK_WAIT:?}"));
+    assert!(
+        events.last().is_some_and(ServerEvent::is_terminal),
+        "task {task} ended without a terminal event: {events:?}"
+    );
+    events
 }
 
 fn kinds(events: &[ServerEvent]) -> Vec<&str> {

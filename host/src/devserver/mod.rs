@@ -88,6 +88,20 @@ impl TaskWatch {
             None => self.receiver.recv().await,
         }
     }
+
+    /// Every event up to and including the terminal one (fewer if the server goes away
+    /// first: then the last one is not terminal).
+    pub async fn until_end(mut self) -> Vec<ServerEvent> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            let terminal = event.is_terminal();
+            events.push(event);
+            if terminal {
+                break;
+            }
+        }
+        events
+    }
 }
 
 impl DevServer {

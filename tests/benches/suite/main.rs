@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rekuest_host::devserver::{DevServer, DevServerConfig};
+use rekuest_host::devserver::DevServer;
 use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
 use rekuest_host::runtime::{
     ActionComponent, Allocation, EVENT_BUFFER, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use drive::drive_warm;
 use floor::{Metering, RawComponent};
-use processes::{Agent, assign_and_wait, wait_connected};
+use processes::{Agent, assign_and_wait, start_server, wait_connected};
 use stats::{Measurement, human, row, section};
 
 /// The args every `add` task gets, as they arrive on the wire.
@@ -304,11 +304,7 @@ async fn end_to_end(components: &Components, figures: &mut Figures) {
     );
     let transport = echo::round_trips(samples(5_000)).await;
     row(&transport);
-    let server = Arc::new(
-        DevServer::start(DevServerConfig::default())
-            .await
-            .expect("the local server starts"),
-    );
+    let server = start_server().await;
     let _agent = Agent::host(
         &components.host,
         &server,
@@ -418,9 +414,7 @@ async fn cold_start(components: &Components, figures: &mut Figures) {
 
 /// Starts an agent with the fleet on a fresh server; returns the time to its REGISTER.
 async fn start_once(components: &Components, cache: &Path) -> Duration {
-    let server = DevServer::start(DevServerConfig::default())
-        .await
-        .expect("the local server starts");
+    let server = start_server().await;
     let spawned = Instant::now();
     let _agent = Agent::host(
         &components.host,
@@ -436,11 +430,7 @@ async fn start_once(components: &Components, cache: &Path) -> Duration {
 
 async fn memory(components: &Components) {
     println!("\n## 5. memory: resident set of the `rekuest-host run` process");
-    let server = Arc::new(
-        DevServer::start(DevServerConfig::default())
-            .await
-            .expect("the local server starts"),
-    );
+    let server = start_server().await;
     let agent = Agent::host(
         &components.host,
         &server,
@@ -484,13 +474,13 @@ async fn memory(components: &Components) {
         mib(agent.rss_bytes())
     );
     for task in &tasks {
-        let mut watch = server.watch(task).expect("the task exists");
-        while let Some(event) = watch.next().await {
-            if event.is_terminal() {
-                assert_eq!(event.kind, "COMPLETED");
-                break;
-            }
-        }
+        let events = server
+            .watch(task)
+            .expect("the task exists")
+            .until_end()
+            .await;
+        let last = events.last().map(|event| event.kind.as_str());
+        assert_eq!(last, Some("COMPLETED"), "{events:?}");
     }
     println!(
         "{:<60} {:>10}",
@@ -509,11 +499,7 @@ async fn peer(figures: &mut Figures) {
         println!("skipped: set REKUEST_PEER_PYTHON to a Python with rekuest-next==2.3.1 installed");
         return;
     };
-    let server = Arc::new(
-        DevServer::start(DevServerConfig::default())
-            .await
-            .expect("the local server starts"),
-    );
+    let server = start_server().await;
     let script = workspace_root().join("tests/peer/python_agent.py");
     let url = server.url();
     // The server runs on this thread: wait for READY on another.

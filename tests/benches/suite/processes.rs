@@ -4,10 +4,20 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rekuest_host::devserver::{DevServer, ServerEvent};
+use rekuest_host::devserver::{DevServer, DevServerConfig};
 use serde_json::{Map, Value};
+
+/// A local server on a free loopback port.
+pub async fn start_server() -> Arc<DevServer> {
+    Arc::new(
+        DevServer::start(DevServerConfig::default())
+            .await
+            .expect("the local server starts"),
+    )
+}
 
 /// A child process killed when dropped.
 pub struct Agent {
@@ -118,16 +128,17 @@ pub async fn assign_and_wait(
     let task = server
         .assign(action, args)
         .unwrap_or_else(|error| panic!("{action} cannot be assigned: {error}"));
-    let mut watch = server.watch(&task).expect("the task exists");
-    let mut yields = Vec::new();
-    loop {
-        let event: ServerEvent = watch.next().await.expect("the server is running");
-        if event.kind == "YIELD" {
-            yields.push(event.fields.get("returns").cloned().unwrap_or(Value::Null));
-        }
-        if event.is_terminal() {
-            assert_eq!(event.kind, "COMPLETED", "{action} ended with {event:?}");
-            return Finished { yields };
-        }
-    }
+    let events = server
+        .watch(&task)
+        .expect("the task exists")
+        .until_end()
+        .await;
+    let last = events.last().map(|event| event.kind.as_str());
+    assert_eq!(last, Some("COMPLETED"), "{action}: {events:?}");
+    let yields = events
+        .iter()
+        .filter(|event| event.kind == "YIELD")
+        .map(|event| event.fields.get("returns").cloned().unwrap_or(Value::Null))
+        .collect();
+    Finished { yields }
 }

@@ -188,19 +188,13 @@ pub async fn run(server: &DevServer, action: &str, task_args: Value) -> Vec<Serv
 
 /// Waits for `task`'s terminal event; returns every event.
 pub async fn finish(server: &DevServer, task: &str) -> Vec<ServerEvent> {
-    let mut watch = server.watch(task).expect("task exists");
-    bounded(&format!("task {task} to end"), async {
-        let mut events = Vec::new();
-        while let Some(event) = watch.next().await {
-            let terminal = event.is_terminal();
-            events.push(event);
-            if terminal {
-                return events;
-            }
-        }
-        panic!("the server went away");
-    })
-    .await
+    let watch = server.watch(task).expect("task exists");
+    let events = bounded(&format!("task {task} to end"), watch.until_end()).await;
+    assert!(
+        events.last().is_some_and(ServerEvent::is_terminal),
+        "the server went away before task {task} ended: {events:?}"
+    );
+    events
 }
 
 /// Waits until `task` has an event of `kind`.
