@@ -11,8 +11,8 @@ pub use messages::{
 
 /// Read buffer of a protocol WebSocket. tungstenite zero-fills the free part of its read
 /// buffer before every read; at its 128 KiB default that memset was 15% of an agent's CPU
-/// per task. Larger frames simply take several reads.
-pub const SOCKET_READ_BUFFER: usize = 8 * 1024;
+/// per task. Protocol frames are a few hundred bytes; larger ones simply take several reads.
+pub const SOCKET_READ_BUFFER: usize = 4 * 1024;
 
 /// Close codes of the agent socket, as the server uses them.
 pub mod close_code {
