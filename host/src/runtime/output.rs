@@ -391,23 +391,25 @@ mod tests {
     async fn log_lines_are_rate_limited_with_a_marker() {
         let (sender, mut receiver) = mpsc::channel(4096);
         let output = TaskOutput::new(sender);
-        for index in 0..(MAX_LOG_LINES_PER_SECOND + 500) {
+        let flood = MAX_LOG_LINES_PER_SECOND as usize + 500;
+        let started = Instant::now();
+        for index in 0..flood {
             output.log(LogLevel::Info, format!("line {index}")).await;
         }
+        // The bucket refills while the flood runs (slowly, on a loaded machine): allow for it.
+        let refilled =
+            (started.elapsed().as_secs_f64() * f64::from(MAX_LOG_LINES_PER_SECOND)).ceil() as usize;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         output.log(LogLevel::Info, "after a pause".into()).await;
         let lines = drain(&mut receiver);
-        assert_eq!(
-            lines.len(),
-            MAX_LOG_LINES_PER_SECOND as usize + 2,
-            "{:?}",
-            lines.last()
-        );
+        let burst = MAX_LOG_LINES_PER_SECOND as usize;
         assert!(
-            lines[lines.len() - 2].contains("log lines dropped"),
-            "{}",
-            lines[lines.len() - 2]
+            (burst + 2..=burst + 2 + refilled).contains(&lines.len()),
+            "{} lines for a burst of {burst} and {refilled} refilled",
+            lines.len()
         );
+        let marker = &lines[lines.len() - 2];
+        assert!(marker.contains("log lines dropped"), "{marker}");
         assert_eq!(lines[lines.len() - 1], "after a pause");
     }
 
