@@ -96,8 +96,8 @@ async fn run_here_then_offload<T: Send + 'static>(
 }
 
 impl Dispatcher {
-    /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once, running
-    /// guests on `executor` and reporting into `outbox`.
+    /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once, moving
+    /// guests that outlast their first epoch slice to `executor`, reporting into `outbox`.
     pub fn new(
         actions: HashMap<String, ActionSlot>,
         concurrency: usize,

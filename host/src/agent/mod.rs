@@ -164,7 +164,8 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An agent serving `components`; guests run on `executor`.
+    /// An agent serving `components`; a task runs its first epoch slice where the socket runs
+    /// and, if it needs longer, the rest on `executor`.
     pub fn new(
         config: AgentConfig,
         components: Vec<ServedComponent>,
@@ -362,7 +363,8 @@ impl Agent {
     }
 }
 
-/// A runtime of its own for guest work, so the agent socket never waits behind guests.
+/// A runtime of its own for guest work that outlasts a task's first epoch slice, so the agent
+/// socket never waits behind guests for more than one tick.
 pub struct ActorPool {
     runtime: Option<tokio::runtime::Runtime>,
     handle: Handle,
