@@ -363,8 +363,8 @@ impl Agent {
     }
 }
 
-/// A runtime of its own for guest work that outlasts a task's first epoch slice, so the agent
-/// socket never waits behind guests for more than one tick.
+/// A runtime of its own for guest work that outlasts a task's first epoch slice, so a task
+/// holds the agent socket's thread for at most one epoch tick.
 pub struct ActorPool {
     runtime: Option<tokio::runtime::Runtime>,
     handle: Handle,
