@@ -300,10 +300,19 @@ async fn output_floods_are_truncated_not_buffered() {
     let hostile = load(&runtime, "hostile", Limits::default()).await;
     let shout = run(&hostile, "shout", json!({"megabytes": 8})).await;
     assert_eq!(shout.outcome, Outcome::Completed);
-    let text: usize = shout.logs.iter().map(|(_, line)| line.len()).sum();
+    // The guest's own text is capped; the host's markers ("[… dropped …]", "[… truncated …]")
+    // come on top, one per rate-limit window, so a slow machine sees more of them.
+    let is_marker = |line: &str| line.starts_with('[');
+    let text: usize = shout
+        .logs
+        .iter()
+        .map(|(_, line)| line.as_str())
+        .filter(|line| !is_marker(line))
+        .map(str::len)
+        .sum();
     assert!(
-        text <= rekuest_host::runtime::MAX_LOG_BYTES + 1024,
-        "{text} bytes of logs"
+        text <= rekuest_host::runtime::MAX_LOG_BYTES,
+        "{text} bytes of guest logs"
     );
     assert!(
         shout.logs.len() <= rekuest_host::runtime::MAX_LOG_LINES_PER_SECOND as usize * 3,
