@@ -44,8 +44,9 @@ pub enum DescribeError {
 
 /// A component ready to run tasks.
 pub struct ActionComponent {
-    /// Keeps the engine's epoch ticker alive: without it timeouts, cancel and pause stop.
-    _runtime: super::Runtime,
+    /// Its runtime; holding it also keeps the engine's epoch ticker alive (without it timeouts,
+    /// cancel and pause stop).
+    runtime: super::Runtime,
     name: String,
     pre: ActionComponentPre<TaskState>,
     definitions: Vec<Definition>,
@@ -54,7 +55,8 @@ pub struct ActionComponent {
 }
 
 /// A used sandbox (the task's store and instance); dropping it returns the instance to the
-/// pool, which resets its memory.
+/// pool, which resets its memory. The default one holds nothing (the task never got a store).
+#[derive(Default)]
 pub struct Sandbox {
     _store: Option<Store<TaskState>>,
 }
@@ -91,7 +93,7 @@ impl ActionComponent {
         policy: SandboxPolicy,
     ) -> Result<Self, DescribeError> {
         let mut component = ActionComponent {
-            _runtime: runtime,
+            runtime,
             name,
             pre,
             definitions: Vec::new(),
@@ -193,13 +195,13 @@ impl ActionComponent {
                 self.name,
                 known.join(", ")
             )));
-            return (outcome, Sandbox { _store: None });
+            return (outcome, Sandbox::default());
         };
         let args = match definition.prepare_args(args) {
             Ok(args) => Value::Object(args).to_string(),
             Err(error) => {
                 let outcome = Outcome::Failed(Failure::InvalidArgs(error.to_string()));
-                return (outcome, Sandbox { _store: None });
+                return (outcome, Sandbox::default());
             }
         };
         let limits = *self.policy.limits_for(action);
@@ -239,7 +241,7 @@ impl ActionComponent {
                 tracing::error!(component = %self.name, "could not set up a sandbox: {error:?}");
                 let outcome =
                     Outcome::Critical(format!("the host could not set up a sandbox: {error}"));
-                return (Err(outcome), Sandbox { _store: None });
+                return (Err(outcome), Sandbox::default());
             }
         };
         let invocation = async {
@@ -305,7 +307,7 @@ impl ActionComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        if self._runtime.fuel_metering() {
+        if self.runtime.fuel_metering() {
             store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
         }
         store.set_epoch_deadline(1);

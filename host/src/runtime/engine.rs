@@ -37,13 +37,14 @@ pub enum AllocatorInUse {
 }
 
 /// The engine settings every runtime uses (pooling aside): components, epoch interruption,
-/// fuel and the guest stack cap. Public so benchmarks can build the same engine by hand.
-pub fn base_config() -> Config {
+/// fuel metering if `fuel`, and the guest stack cap. Public so benchmarks can build the same
+/// engine by hand.
+pub fn base_config(fuel: bool) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
-        .consume_fuel(true)
+        .consume_fuel(fuel)
         .max_wasm_stack(MAX_WASM_STACK);
     config
 }
@@ -78,18 +79,13 @@ pub fn build_engine(
     allocation: Allocation,
     fuel: bool,
 ) -> Result<(Engine, AllocatorInUse), wasmtime::Error> {
-    let base_config = || {
-        let mut config = base_config();
-        config.consume_fuel(fuel);
-        config
-    };
     match allocation {
-        Allocation::OnDemand => Ok((Engine::new(&base_config())?, AllocatorInUse::OnDemand)),
+        Allocation::OnDemand => Ok((Engine::new(&base_config(fuel))?, AllocatorInUse::OnDemand)),
         Allocation::Pooling {
             slots,
             max_memory_bytes,
         } => {
-            let mut config = base_config();
+            let mut config = base_config(fuel);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
                 slots,
                 max_memory_bytes,
@@ -103,7 +99,7 @@ pub fn build_engine(
                          falling back to on-demand allocation (slower under concurrency)"
                     );
                     Ok((
-                        Engine::new(&base_config())?,
+                        Engine::new(&base_config(fuel))?,
                         AllocatorInUse::OnDemandFallback,
                     ))
                 }

@@ -77,14 +77,13 @@ pub struct RawComponent {
 impl RawComponent {
     /// Compiles `path` on an engine with the host's settings and `slots` pooling slots.
     pub fn load(path: &Path, metering: Metering, slots: u32) -> Self {
-        let mut config = base_config();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-            slots,
-            DEFAULT_MEMORY_BYTES,
-        )));
+        let mut config = base_config(metering == Metering::FuelAndEpoch);
         config
-            .consume_fuel(metering == Metering::FuelAndEpoch)
-            .epoch_interruption(metering != Metering::None);
+            .epoch_interruption(metering != Metering::None)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                slots,
+                DEFAULT_MEMORY_BYTES,
+            )));
         let engine = Engine::new(&config).expect("the engine starts");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");

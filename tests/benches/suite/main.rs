@@ -341,27 +341,17 @@ async fn end_to_end(components: &Components, figures: &mut Figures) {
     ];
     for (label, action, args, serial, parallel) in scenarios {
         let expected_yields = if action == "enumerate_words" { 100 } else { 1 };
+        let args = args.as_object().cloned().unwrap_or_default();
         for (concurrency, total) in [(1, serial), (32, parallel)] {
-            let task = {
-                let server = server.clone();
-                let args = args.as_object().cloned().unwrap_or_default();
-                move |_| {
-                    let server = server.clone();
-                    let args = args.clone();
-                    async move {
-                        let finished = assign_and_wait(&server, action, args).await;
-                        assert_eq!(finished.yields.len(), expected_yields, "{action}");
-                    }
-                }
+            let assigned = Assigned {
+                action,
+                args: args.clone(),
+                yields: expected_yields,
             };
-            let measured = drive_warm(
-                &format!("{label}, c={concurrency}"),
-                concurrency,
-                samples(total),
-                task,
-            )
-            .await;
-            row(&measured);
+            let label = format!("{label}, c={concurrency}");
+            let measured = assigned
+                .measure(&server, &label, concurrency, samples(total))
+                .await;
             if action == "add" {
                 if concurrency == 1 {
                     figures.e2e_add_c1 = Some(measured);
@@ -370,6 +360,44 @@ async fn end_to_end(components: &Components, figures: &mut Figures) {
                 }
             }
         }
+    }
+}
+
+/// Tasks of one action, each checked to complete with `yields` yields.
+struct Assigned {
+    action: &'static str,
+    args: Map<String, Value>,
+    yields: usize,
+}
+
+impl Assigned {
+    /// Assigns `total` of them on `server`, `concurrency` at a time, prints and returns the row.
+    async fn measure(
+        self,
+        server: &Arc<DevServer>,
+        label: &str,
+        concurrency: usize,
+        total: usize,
+    ) -> Measurement {
+        let assigned = Arc::new(self);
+        let server = server.clone();
+        let task = move |_| {
+            let server = server.clone();
+            let assigned = assigned.clone();
+            async move {
+                let finished =
+                    assign_and_wait(&server, assigned.action, assigned.args.clone()).await;
+                assert_eq!(
+                    finished.yields.len(),
+                    assigned.yields,
+                    "{}",
+                    assigned.action
+                );
+            }
+        };
+        let measured = drive_warm(label, concurrency, total, task).await;
+        row(&measured);
+        measured
     }
 }
 
@@ -506,27 +534,17 @@ async fn peer(figures: &mut Figures) {
     let _agent = tokio::task::spawn_blocking(move || Agent::python(&python, &script, &url, "peer"))
         .await
         .expect("the Python agent starts");
-    wait_async(&server, "peer").await;
     section("rekuest-next agent, ASSIGN sent → terminal report received");
     for (concurrency, total) in [(1, 500), (32, 4_000)] {
-        let task = {
-            let server = server.clone();
-            move |_| {
-                let server = server.clone();
-                async move {
-                    let finished = assign_and_wait(&server, "add", args(ADD_ARGS)).await;
-                    assert_eq!(finished.yields.len(), 1, "add yields once");
-                }
-            }
+        let assigned = Assigned {
+            action: "add",
+            args: args(ADD_ARGS),
+            yields: 1,
         };
-        let measured = drive_warm(
-            &format!("python add, c={concurrency}"),
-            concurrency,
-            samples(total),
-            task,
-        )
-        .await;
-        row(&measured);
+        let label = format!("python add, c={concurrency}");
+        let measured = assigned
+            .measure(&server, &label, concurrency, samples(total))
+            .await;
         if concurrency == 32 {
             figures.peer_c32 = Some(measured);
         }
