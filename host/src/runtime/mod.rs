@@ -181,7 +181,7 @@ impl Runtime {
     }
 
     /// Whether guests are compiled with fuel metering.
-    pub fn fuel_metering(&self) -> bool {
+    pub(crate) fn fuel_metering(&self) -> bool {
         self.inner.fuel
     }
 
