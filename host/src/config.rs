@@ -98,6 +98,9 @@ pub struct ServerSection {
     pub name: Option<String>,
     /// Take the agent over from another live connection.
     pub force: Option<bool>,
+    /// PEM files of certificate authorities to trust besides the system's (relative to the
+    /// config file).
+    pub ca_certs: Option<Vec<PathBuf>>,
 }
 
 /// `[agent]`.
@@ -213,11 +216,16 @@ pub fn load(file: &Path) -> Result<(FileConfig, Vec<ComponentSettings>), ConfigE
         file: file.to_path_buf(),
         source,
     })?;
-    let config: FileConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    let mut config: FileConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
         file: file.to_path_buf(),
         source,
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
+    if let Some(ca_certs) = &mut config.server.ca_certs {
+        for path in ca_certs.iter_mut() {
+            *path = base.join(&*path);
+        }
+    }
     let components = config
         .components
         .iter()

@@ -20,7 +20,8 @@ type Client =
 
 async fn ensure(server: &DevServer, token: &str) {
     let endpoints = Endpoints::from_base(&server.url()).expect("url");
-    GraphqlClient::new(endpoints.graphql, token.to_string())
+    let tls = rekuest_host::tls::ClientTls::new(&[]).expect("trust store");
+    GraphqlClient::new(endpoints.graphql, token.to_string(), &tls)
         .expect("client")
         .register("raw", &[])
         .await

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use super::dispatcher::Dispatcher;
 use super::outbox::Outbox;
 use crate::protocol::messages::frame_type;
+use crate::tls::{ClientTls, explain_certificate_error, server_of};
 use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
 
 /// Largest frame accepted from the server; a larger one ends the session (and reconnects).
@@ -35,6 +36,8 @@ pub struct SocketConfig {
     pub force: bool,
     /// How long connecting plus waiting for INIT may take.
     pub init_timeout: Duration,
+    /// The certificate authorities `wss://` trusts.
+    pub tls: ClientTls,
 }
 
 /// How a session ended.
@@ -76,13 +79,19 @@ pub(crate) async fn session(
             .read_buffer_size(crate::protocol::SOCKET_READ_BUFFER)
             .max_message_size(Some(MAX_FRAME_BYTES))
             .max_frame_size(Some(MAX_FRAME_BYTES));
-        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(
+        let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
             config.url.as_str(),
             Some(websocket),
             true,
+            Some(config.tls.websocket_connector()),
         )
         .await
-        .map_err(|error| SessionEnd::Lost(format!("cannot connect to {}: {error}", config.url)))?;
+        .map_err(|error| {
+            SessionEnd::Lost(match explain_certificate_error(&server_of(&config.url), &error) {
+                Some(explanation) => format!("cannot connect to {}: {explanation}", config.url),
+                None => format!("cannot connect to {}: {error}", config.url),
+            })
+        })?;
         let register = FromAgent::Register(Register {
             id: None,
             token: config.token.clone(),

@@ -14,6 +14,7 @@ pub mod registration;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub use registration::{GraphqlClient, Implementation, Registered, RegistrationEr
 
 use crate::protocol::{Endpoints, close_code};
 use crate::runtime::ActionComponent;
+use crate::tls::{ClientTls, TlsError};
 use connection::SessionEnd;
 
 /// How long cancelled tasks get to report before shutdown moves on.
@@ -54,6 +56,8 @@ pub struct AgentConfig {
     pub backoff: BackoffConfig,
     /// How long connecting and waiting for INIT may take.
     pub init_timeout: Duration,
+    /// PEM files of certificate authorities to trust besides the system's.
+    pub ca_certs: Vec<PathBuf>,
 }
 
 impl AgentConfig {
@@ -68,6 +72,7 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
             init_timeout: Duration::from_secs(30),
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -100,6 +105,9 @@ pub enum AgentError {
     /// No components to serve.
     #[error("no actions to serve: give at least one component")]
     NothingToServe,
+    /// The trusted certificates could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// GraphQL registration failed.
     #[error(transparent)]
     Registration(#[from] RegistrationError),
@@ -171,8 +179,6 @@ impl Agent {
         components: Vec<ServedComponent>,
         executor: Handle,
     ) -> Result<Self, AgentError> {
-        // Idempotent: makes the TLS provider explicit for wss:// and https://.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut slots: HashMap<String, ActionSlot> = HashMap::new();
         let mut owners: HashMap<String, String> = HashMap::new();
         let mut implementations = Vec::new();
@@ -209,13 +215,19 @@ impl Agent {
         }
         let outbox = Arc::new(Outbox::default());
         let dispatcher = Dispatcher::new(slots, config.concurrency, Arc::clone(&outbox), executor);
-        let graphql = GraphqlClient::new(config.endpoints.graphql.clone(), config.token.clone())?;
+        let tls = ClientTls::new(&config.ca_certs)?;
+        let graphql = GraphqlClient::new(
+            config.endpoints.graphql.clone(),
+            config.token.clone(),
+            &tls,
+        )?;
         let socket = SocketConfig {
             url: config.endpoints.agent_socket.clone(),
             token: config.token.clone(),
             session_id: uuid::Uuid::new_v4().to_string(),
             force: config.force,
             init_timeout: config.init_timeout,
+            tls,
         };
         Ok(Agent {
             config,

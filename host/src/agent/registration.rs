@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::definition::Definition;
+use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
 /// How long one GraphQL request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +38,14 @@ pub enum RegistrationError {
         url: String,
         /// The HTTP client's error.
         source: reqwest::Error,
+    },
+    /// The server's TLS certificate was refused (the message says why and how to fix it).
+    #[error("{attempt}: {explanation}")]
+    Tls {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// Which server, why, and the fix.
+        explanation: String,
     },
     /// The server answered with an HTTP error.
     #[error("{attempt}: {url} answered HTTP {status}: {body}")]
@@ -139,9 +148,10 @@ pub struct GraphqlClient {
 }
 
 impl GraphqlClient {
-    /// A client for the endpoint `url`, authorized with `token`.
-    pub fn new(url: Url, token: String) -> Result<Self, RegistrationError> {
+    /// A client for the endpoint `url`, authorized with `token`, trusting what `tls` trusts.
+    pub fn new(url: Url, token: String, tls: &ClientTls) -> Result<Self, RegistrationError> {
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.rustls_config())
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("rekuest-host/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -151,6 +161,21 @@ impl GraphqlClient {
                 source,
             })?;
         Ok(GraphqlClient { http, url, token })
+    }
+
+    /// A request that got no answer; a refused certificate is explained.
+    fn unreachable(&self, attempt: &'static str, source: reqwest::Error) -> RegistrationError {
+        match explain_certificate_error(&server_of(&self.url), &source) {
+            Some(explanation) => RegistrationError::Tls {
+                attempt,
+                explanation,
+            },
+            None => RegistrationError::Unreachable {
+                attempt,
+                url: self.url.to_string(),
+                source,
+            },
+        }
     }
 
     /// Runs `query` with `variables`; returns `data`.
@@ -167,11 +192,7 @@ impl GraphqlClient {
             .json(&json!({"query": query, "variables": variables}))
             .send()
             .await
-            .map_err(|source| RegistrationError::Unreachable {
-                attempt,
-                url: self.url.to_string(),
-                source,
-            })?;
+            .map_err(|source| self.unreachable(attempt, source))?;
         let status = response.status();
         let text = response
             .text()

@@ -1,6 +1,7 @@
 //! `rekuest-host assign`: run one action through a local server (`rekuest-host dev`), printing
 //! the task's events as they happen and its returns on stdout.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use rekuest_host::definition::Definition;
 use rekuest_host::devserver::{CallerReply, CallerRequest};
 use rekuest_host::protocol::Endpoints;
+use rekuest_host::tls::{ClientTls, explain_certificate_error, server_of};
 
 use super::args::build_args;
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_CRITICAL, EXIT_FAILED};
@@ -31,6 +33,9 @@ pub struct AssignArgs {
     /// Base URL of the local server started by `rekuest-host dev`.
     #[arg(long, env = "REKUEST_DEV_URL", default_value = "http://127.0.0.1:8090")]
     pub url: String,
+    /// Also trust the certificate authorities in this PEM file (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
 }
 
 /// What a task's event means for the caller.
@@ -156,17 +161,28 @@ async fn reply(socket: &mut Socket) -> anyhow::Result<Option<CallerReply>> {
 pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
     let endpoints = Endpoints::from_base(&args.url)?;
     let url = endpoints.ws("dev/tasks");
-    let (mut socket, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url.as_str()),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("{url} did not answer within 10s"))?
-    .with_context(|| {
-        format!(
-            "cannot reach a local server at {url}; start one with `rekuest-host dev COMPONENT...`"
-        )
-    })?;
+    let tls = ClientTls::new(&args.ca_certs)?;
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        url.as_str(),
+        None,
+        true,
+        Some(tls.websocket_connector()),
+    );
+    let (mut socket, _) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Err(_) => bail!("{url} did not answer within 10s"),
+        Ok(Ok(connected)) => connected,
+        Ok(Err(error)) => match explain_certificate_error(&server_of(&url), &error) {
+            Some(explanation) => bail!("cannot connect to {url}: {explanation}"),
+            None => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "cannot reach a local server at {url}; start one with \
+                         `rekuest-host dev COMPONENT...`"
+                    )
+                });
+            }
+        },
+    };
     request(&mut socket, &CallerRequest::Actions).await?;
     let offered = match reply(&mut socket).await? {
         Some(CallerReply::Actions { actions }) => actions

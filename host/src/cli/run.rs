@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Take the agent over from another host connected as it.
     #[arg(long)]
     pub force: bool,
+    /// Also trust the certificate authorities in this PEM file (repeatable); the system's
+    /// trust store, or SSL_CERT_FILE, is always trusted.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
     /// Most tasks running at once (more wait in order).
     #[arg(long, env = "REKUEST_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -52,6 +56,7 @@ struct Settings {
     token: String,
     name: String,
     force: bool,
+    ca_certs: Vec<PathBuf>,
     concurrency: Option<usize>,
     shutdown_grace: Option<Duration>,
     max_reconnect_attempts: Option<u32>,
@@ -91,6 +96,13 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             .or(file.server.name)
             .unwrap_or_else(|| "rekuest-host".to_string()),
         force: args.force || file.server.force.unwrap_or(false),
+        ca_certs: file
+            .server
+            .ca_certs
+            .unwrap_or_default()
+            .into_iter()
+            .chain(args.ca_certs.iter().cloned())
+            .collect(),
         concurrency: args.concurrency.or(file.agent.concurrency),
         shutdown_grace: args.shutdown_grace.or(grace_from_file),
         max_reconnect_attempts: file.agent.max_reconnect_attempts,
@@ -195,6 +207,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let endpoints = Endpoints::from_base(&settings.url)?;
     let mut agent_config = AgentConfig::new(endpoints, settings.token, settings.name);
     agent_config.force = settings.force;
+    agent_config.ca_certs = settings.ca_certs;
     if let Some(concurrency) = settings.concurrency {
         agent_config.concurrency = concurrency;
     }
