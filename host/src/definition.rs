@@ -556,9 +556,7 @@ fn fits(port: &Port, value: &Value) -> bool {
             _ => false,
         },
         PortKind::Dict => match (value, children.first()) {
-            (Value::Object(entries), Some(child)) => {
-                entries.values().all(|item| fits(child, item))
-            }
+            (Value::Object(entries), Some(child)) => entries.values().all(|item| fits(child, item)),
             _ => false,
         },
         PortKind::Model => match value {
@@ -751,13 +749,13 @@ mod tests {
     #[test]
     fn bounds_the_cost_of_checking_args_at_load() {
         let leaf = |index: usize| json!({"key": format!("v{index}"), "kind": "INT"});
-        let union = |width: usize| {
-            json!([{"key": "u", "kind": "UNION", "children": (0..width).map(leaf).collect::<Vec<_>>()}])
-        };
+        let union = |width: usize| json!([{"key": "u", "kind": "UNION", "children": (0..width).map(leaf).collect::<Vec<_>>()}]);
         assert!(parse_definitions(&action(union(MAX_UNION_WIDTH))).is_ok());
         let error = parse_definitions(&action(union(MAX_UNION_WIDTH + 1))).expect_err("too wide");
         assert!(
-            error.to_string().contains("UNION port 'u' has 33 variants; at most 32"),
+            error
+                .to_string()
+                .contains("UNION port 'u' has 33 variants; at most 32"),
             "{error}"
         );
         // Many narrow unions still add up to too many ports.
@@ -769,15 +767,24 @@ mod tests {
             .collect();
         let error = parse_definitions(&action(Value::Array(unions))).expect_err("too many ports");
         assert!(
-            error.to_string().contains("it has 660 ports (nested ones included); at most 256"),
+            error
+                .to_string()
+                .contains("it has 660 ports (nested ones included); at most 256"),
             "{error}"
         );
         let choices: Vec<Value> = (0..=MAX_CHOICES)
             .map(|index| json!({"value": index, "label": "x"}))
             .collect();
-        let error = parse_definitions(&action(json!([{"key": "e", "kind": "ENUM", "choices": choices}])))
-            .expect_err("too many choices");
-        assert!(error.to_string().contains("1025 choices in all; at most 1024"), "{error}");
+        let error = parse_definitions(&action(
+            json!([{"key": "e", "kind": "ENUM", "choices": choices}]),
+        ))
+        .expect_err("too many choices");
+        assert!(
+            error
+                .to_string()
+                .contains("1025 choices in all; at most 1024"),
+            "{error}"
+        );
     }
 
     #[test]

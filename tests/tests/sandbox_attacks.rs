@@ -152,7 +152,11 @@ async fn components_with_more_memories_or_instances_than_a_task_may_have_are_ref
     for runtime in runtimes() {
         for spread in [Spread::Memories(15), Spread::Instances(40)] {
             let error = runtime
-                .load_bytes("hog".into(), memory_hog(spread, 1), SandboxPolicy::default())
+                .load_bytes(
+                    "hog".into(),
+                    memory_hog(spread, 1),
+                    SandboxPolicy::default(),
+                )
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("{spread:?} loaded under {:?}", runtime.allocator()));
@@ -180,7 +184,12 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
         assert!((250..=256).contains(&held), "{held} directories held");
         assert_eq!(raw.yields[0]["return1"], "InsufficientMemory");
         // Through Rust's std (wasi-libc): `File::open` returns an error.
-        let std = run(&guest, "hold_files", json!({"path": "/data/hello.txt", "count": 5000})).await;
+        let std = run(
+            &guest,
+            "hold_files",
+            json!({"path": "/data/hello.txt", "count": 5000}),
+        )
+        .await;
         assert_eq!(std.outcome, Outcome::Completed, "{:?}", std.outcome);
         let held = std.yields[0]["return0"].as_u64().unwrap_or_default();
         assert!((250..=256).contains(&held), "{held} files held");
@@ -189,7 +198,10 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
     }
     // Each task's descriptors were closed with it.
     let after = open_descriptors();
-    assert!(after <= before + 8, "{before} host descriptors before, {after} after");
+    assert!(
+        after <= before + 8,
+        "{before} host descriptors before, {after} after"
+    );
 }
 
 #[tokio::test]
@@ -219,9 +231,19 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
     let guest = attacks(&runtime, grants(&root)).await;
 
     // Directly through wasi:filesystem, and through wasi-libc as C or Rust code would.
-    let raw = run(&guest, "symlink", json!({"target": "../../../etc", "link": "escape"})).await;
+    let raw = run(
+        &guest,
+        "symlink",
+        json!({"target": "../../../etc", "link": "escape"}),
+    )
+    .await;
     assert_eq!(action_error(&raw.outcome), "NotPermitted");
-    let inside = run(&guest, "symlink", json!({"target": "hello.txt", "link": "alias"})).await;
+    let inside = run(
+        &guest,
+        "symlink",
+        json!({"target": "hello.txt", "link": "alias"}),
+    )
+    .await;
     assert_eq!(action_error(&inside.outcome), "NotPermitted");
     let libc = run(
         &guest,
@@ -255,8 +277,15 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
             json!({"from_grant": from_grant, "from": from, "to_grant": 0, "to": to}),
         )
         .await;
-        assert_eq!(action_error(&link.outcome), "NotPermitted", "{from} -> {to}");
-        assert!(std::fs::symlink_metadata(root.join("out").join(to)).is_err(), "{to}");
+        assert_eq!(
+            action_error(&link.outcome),
+            "NotPermitted",
+            "{from} -> {to}"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.join("out").join(to)).is_err(),
+            "{to}"
+        );
     }
 }
 
@@ -270,9 +299,15 @@ async fn yields_no_client_can_parse_fail_their_task_cleanly() {
         "]".repeat(MAX_YIELD_DEPTH)
     );
     for (json, reason) in [
-        (r#"{"return0": 1e999999}"#.to_string(), "number out of range"),
+        (
+            r#"{"return0": 1e999999}"#.to_string(),
+            "number out of range",
+        ),
         (r#"{"return0": -1e400}"#.to_string(), "number out of range"),
-        (r#"{"return0": "\ud800"}"#.to_string(), "lone leading surrogate"),
+        (
+            r#"{"return0": "\ud800"}"#.to_string(),
+            "lone leading surrogate",
+        ),
         (r#"{"return0": "x\udfff"}"#.to_string(), "surrogate"),
         (deep, "nesting deeper than the limit of 64 levels"),
         ("[1]".to_string(), "returns must be a JSON object"),
@@ -290,7 +325,12 @@ async fn yields_no_client_can_parse_fail_their_task_cleanly() {
         }
         assert!(ran.yields.is_empty());
     }
-    let fine = run(&guest, "yield_raw", json!({"json": r#"{"return0": [1e300, "\ud83d\ude00"]}"#})).await;
+    let fine = run(
+        &guest,
+        "yield_raw",
+        json!({"json": r#"{"return0": [1e300, "\ud83d\ude00"]}"#}),
+    )
+    .await;
     assert_eq!(fine.single_return(), &json!([1e300, "😀"]));
     let big = format!("{{\"return0\": \"{}\"}}", "x".repeat(MAX_YIELD_BYTES));
     let ran = run(&guest, "yield_raw", json!({ "json": big })).await;
@@ -309,7 +349,11 @@ async fn error_texts_are_cut_at_the_source() {
     let error = action_error(&ran.outcome);
     assert!(error.len() <= MAX_ERROR_BYTES + 64, "{} bytes", error.len());
     let cut = (20 << 20) - MAX_ERROR_BYTES;
-    assert!(error.ends_with(&format!("E… [{cut} bytes cut]")), "{}", &error[error.len() - 40..]);
+    assert!(
+        error.ends_with(&format!("E… [{cut} bytes cut]")),
+        "{}",
+        &error[error.len() - 40..]
+    );
     let short = run(&guest, "fail_with", json!({"bytes": 10})).await;
     assert_eq!(action_error(&short.outcome), "EEEEEEEEEE");
 }
@@ -329,7 +373,11 @@ mod served {
         let mut served = components(&["math", "sandbox-attacks"]).await;
         let runtime = super::runtime(Allocation::OnDemand);
         let hog = runtime
-            .load_bytes("hog".into(), memory_hog(Spread::Instances(3), 400), with_memory(64 * MIB))
+            .load_bytes(
+                "hog".into(),
+                memory_hog(Spread::Instances(3), 400),
+                with_memory(64 * MIB),
+            )
             .await
             .expect("hog loads");
         served.push(rekuest_host::agent::ServedComponent {
@@ -345,13 +393,20 @@ mod served {
         // Checking 200,000 items against a UNION of 32 ENUMs takes a while: off the socket.
         let items = vec![json!("c31_30"); 200_000];
         let heartbeats = server.heartbeats_answered();
-        let wide = server.assign("wide_check", args(json!({ "xs": items }))).expect("assigns");
+        let wide = server
+            .assign("wide_check", args(json!({ "xs": items })))
+            .expect("assigns");
         for _ in 0..3 {
             let events = run(&server, "add", json!({"a": 2, "b": 3})).await;
             assert_eq!(yields(&events), [return0(json!(5))]);
         }
         let events = finish(&server, &wide).await;
-        assert_eq!(yields(&events), [return0(json!(200_000))], "{:?}", kinds(&events));
+        assert_eq!(
+            yields(&events),
+            [return0(json!(200_000))],
+            "{:?}",
+            kinds(&events)
+        );
         let bad_item = server
             .assign("wide_check", args(json!({ "xs": [ "c0_0", "nope" ] })))
             .expect("assigns");
@@ -360,10 +415,26 @@ mod served {
         assert!(error(terminal(&events)).starts_with("argument 'xs[1]': expected UNION"));
 
         let cases = [
-            ("grow", json!({}), "memory limit of 64 MiB exceeded (the task's linear memories would total 75.1 MiB)"),
-            ("yield_raw", json!({"json": r#"{"return0": 1e999999}"#}), "the action's returns were refused: number out of range"),
-            ("yield_raw", json!({"json": r#"{"return0": "\ud800"}"#}), "the action's returns were refused: lone leading surrogate"),
-            ("hold_streams", json!({"count": 100_000}), "host resource limit of 1024 exceeded"),
+            (
+                "grow",
+                json!({}),
+                "memory limit of 64 MiB exceeded (the task's linear memories would total 75.1 MiB)",
+            ),
+            (
+                "yield_raw",
+                json!({"json": r#"{"return0": 1e999999}"#}),
+                "the action's returns were refused: number out of range",
+            ),
+            (
+                "yield_raw",
+                json!({"json": r#"{"return0": "\ud800"}"#}),
+                "the action's returns were refused: lone leading surrogate",
+            ),
+            (
+                "hold_streams",
+                json!({"count": 100_000}),
+                "host resource limit of 1024 exceeded",
+            ),
         ];
         for (action, task_args, expected) in cases {
             let events = run(&server, action, task_args).await;
@@ -381,11 +452,18 @@ mod served {
             server.heartbeats_answered() > heartbeats,
             "heartbeats were answered while the attacks ran"
         );
-        assert!(server.close_codes().is_empty(), "{:?}", server.close_codes());
+        assert!(
+            server.close_codes().is_empty(),
+            "{:?}",
+            server.close_codes()
+        );
         assert_eq!(server.registrations(), 1);
         assert!(server.is_connected(TOKEN));
         let fds = open_descriptors();
-        assert!(fds <= baseline_fds + 16, "{baseline_fds} descriptors before, {fds} after");
+        assert!(
+            fds <= baseline_fds + 16,
+            "{baseline_fds} descriptors before, {fds} after"
+        );
         let rss = resident_kib();
         assert!(
             rss <= baseline_rss + 256 * 1024,

@@ -53,14 +53,31 @@ impl Guest for Attacks {
         json!([
             action("yield_raw", vec![string("json")], vec![]),
             action("fail_with", vec![int("bytes")], vec![]),
-            action("symlink", vec![string("target"), string("link")], vec![string("return0")]),
-            action("libc_symlink", vec![string("target"), string("link")], vec![string("return0")]),
             action(
-                "hard_link",
-                vec![int("from_grant"), string("from"), int("to_grant"), string("to")],
+                "symlink",
+                vec![string("target"), string("link")],
                 vec![string("return0")]
             ),
-            action("open_raw", vec![int("count")], vec![int("return0"), string("return1")]),
+            action(
+                "libc_symlink",
+                vec![string("target"), string("link")],
+                vec![string("return0")]
+            ),
+            action(
+                "hard_link",
+                vec![
+                    int("from_grant"),
+                    string("from"),
+                    int("to_grant"),
+                    string("to")
+                ],
+                vec![string("return0")]
+            ),
+            action(
+                "open_raw",
+                vec![int("count")],
+                vec![int("return0"), string("return1")]
+            ),
             action(
                 "hold_files",
                 vec![string("path"), int("count")],

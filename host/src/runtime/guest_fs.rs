@@ -4,9 +4,9 @@
 //!
 //! - `symlink-at` always fails with `not-permitted`: a symlink left in a writable grant would
 //!   be followed out of it by the next host tool that reads the output directory.
-//! - `link-at` (hard links) stays as wasmtime-wasi has it: both directories must be writable
-//!   grants with the same permissions, paths cannot leave their grant and symlinks are not
-//!   followed, so only a file already inside a writable grant can be linked.
+//! - `link-at` (hard links) always fails with `not-permitted` too: wasmtime-wasi keeps both
+//!   paths inside writable grants, but a hard link to a symlink the host left in a grant
+//!   (`sub/up -> ../x`, harmless where it is) moves where that symlink points.
 //! - `open-at` fails with `insufficient-memory` once the task holds
 //!   [`MAX_OPEN_FILES`](super::limits::MAX_OPEN_FILES) open files and directories (WASI 0.2
 //!   has no "too many open files" code).
@@ -24,7 +24,7 @@ use super::limits::MAX_OPEN_FILES;
 /// importing any 0.2.x version resolve to it).
 const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
-/// Replaces `symlink-at` and `open-at` in `linker` (which already holds wasmtime-wasi).
+/// Replaces `symlink-at`, `link-at` and `open-at` in `linker` (which already holds wasmtime-wasi).
 pub(crate) fn shadow_filesystem(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let result = define_shadows(linker);
@@ -39,6 +39,17 @@ fn define_shadows(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
         |_store, _params: (Resource<Descriptor>, String, String)| {
             Ok((Err::<(), _>(ErrorCode::NotPermitted),))
         },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.link-at",
+        |_store,
+         _params: (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            Resource<Descriptor>,
+            String,
+        )| Ok((Err::<(), _>(ErrorCode::NotPermitted),)),
     )?;
     types.func_wrap_async(
         "[method]descriptor.open-at",
@@ -56,9 +67,15 @@ fn define_shadows(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
                     return Ok((Err(ErrorCode::InsufficientMemory),));
                 }
                 let mut filesystem = state.filesystem();
-                let opened =
-                    HostDescriptor::open_at(&mut filesystem, dir, path_flags, path, open_flags, flags)
-                        .await;
+                let opened = HostDescriptor::open_at(
+                    &mut filesystem,
+                    dir,
+                    path_flags,
+                    path,
+                    open_flags,
+                    flags,
+                )
+                .await;
                 match opened {
                     Ok(descriptor) => Ok((Ok(descriptor),)),
                     Err(error) => Ok((Err(error.downcast()?),)),

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Deepest nesting of arrays and objects a yield may have (the top object is level 1).
 pub const MAX_YIELD_DEPTH: usize = 64;
@@ -97,13 +97,13 @@ impl<'de> Visitor<'de> for Checked {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Kind, A::Error> {
-        let item = self.nested()?;
+        let item = self.nested::<A::Error>()?;
         while items.next_element_seed(item)?.is_some() {}
         Ok(Kind::Other)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Kind, A::Error> {
-        let value = self.nested()?;
+        let value = self.nested::<A::Error>()?;
         while entries.next_key_seed(Checked { depth: 0 })?.is_some() {
             entries.next_value_seed(value)?;
         }

@@ -24,9 +24,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use cache::ComponentCache;
 pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
-pub use limits::{LimitExceeded, Limits, STORE_SHAPE, StoreShape};
 pub use json_check::MAX_YIELD_DEPTH;
-pub use output::{MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES};
+pub use limits::{LimitExceeded, Limits, STORE_SHAPE, StoreShape};
+pub use output::{
+    MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES,
+};
 pub use sandbox::{DirGrant, SandboxPolicy};
 pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 

@@ -439,11 +439,15 @@ mod tests {
             Err(YieldError::Unreadable(_))
         ));
         assert!(matches!(
-            output.yield_returns(r#"{"return0": 1e999999}"#.into()).await,
+            output
+                .yield_returns(r#"{"return0": 1e999999}"#.into())
+                .await,
             Err(YieldError::Unreadable(_))
         ));
         assert!(matches!(
-            output.yield_returns(r#"{"return0": "\ud800"}"#.into()).await,
+            output
+                .yield_returns(r#"{"return0": "\ud800"}"#.into())
+                .await,
             Err(YieldError::Unreadable(_))
         ));
         assert!(matches!(

@@ -38,7 +38,8 @@ pub fn memory_hog(spread: Spread, pages: u32) -> Vec<u8> {
         }
         Spread::Instances(count) => {
             for index in 0..count {
-                imports += &format!("(import \"hog{index}\" \"grow\" (func $hog{index} (result i32)))\n");
+                imports +=
+                    &format!("(import \"hog{index}\" \"grow\" (func $hog{index} (result i32)))\n");
                 grows += &format!(
                     "(if (i32.eq (call $hog{index}) (i32.const -1)) (then unreachable))\n"
                 );
