@@ -4,8 +4,9 @@
 //! host allows. The host's tests prove that each ends as the README's security model says.
 
 wit_bindgen::generate!({
-    path: ["../../wit", "wit/wasi.wit", "wit/attacks.wit"],
+    path: ["../../wit", "wit"],
     world: "rekuest-host:attacks/attacks",
+    generate_all,
 });
 
 use arkitekt::rekuest::host::yield_returns;
