@@ -16,7 +16,7 @@ use rekuest_host::runtime::{
 };
 use rekuest_host_tests::tasks::run;
 use rekuest_host_tests::{component, workspace_root};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MIB: u64 = 1 << 20;
 
@@ -52,9 +52,9 @@ fn with_memory(memory_bytes: u64) -> SandboxPolicy {
 
 async fn attacks(runtime: &Runtime, policy: SandboxPolicy) -> ActionComponent {
     runtime
-        .load_file(&component("sandbox-attacks"), policy)
+        .load_file(&component("sandbox_attacks"), policy)
         .await
-        .expect("sandbox-attacks loads")
+        .expect("sandbox_attacks loads")
 }
 
 fn action_error(outcome: &Outcome) -> &str {
@@ -184,16 +184,25 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
         assert!((250..=256).contains(&held), "{held} directories held");
         assert_eq!(raw.yields[0]["return1"], "InsufficientMemory");
         // Through Rust's std (wasi-libc): `File::open` returns an error.
-        let std = run(
+        let through_std = run(
             &guest,
             "hold_files",
             json!({"path": "/data/hello.txt", "count": 5000}),
         )
         .await;
-        assert_eq!(std.outcome, Outcome::Completed, "{:?}", std.outcome);
-        let held = std.yields[0]["return0"].as_u64().unwrap_or_default();
+        assert_eq!(
+            through_std.outcome,
+            Outcome::Completed,
+            "{:?}",
+            through_std.outcome
+        );
+        let held = through_std.yields[0]["return0"]
+            .as_u64()
+            .unwrap_or_default();
         assert!((250..=256).contains(&held), "{held} files held");
-        let error = std.yields[0]["return1"].as_str().unwrap_or_default();
+        let error = through_std.yields[0]["return1"]
+            .as_str()
+            .unwrap_or_default();
         assert!(error.contains("memory"), "{error}");
     }
     // Each task's descriptors were closed with it.
@@ -359,7 +368,12 @@ async fn error_texts_are_cut_at_the_source() {
 }
 
 mod served {
-    use super::*;
+    use serde_json::json;
+
+    use super::{
+        Allocation, MAX_ERROR_BYTES, MIB, Spread, memory_hog, open_descriptors, resident_kib,
+        with_memory,
+    };
     use crate::serve_support::*;
 
     /// Every attack above through a served agent, next to a normal action that keeps
@@ -370,7 +384,7 @@ mod served {
         let server = rekuest_host::devserver::DevServer::start(fast_server())
             .await
             .expect("server");
-        let mut served = components(&["math", "sandbox-attacks"]).await;
+        let mut served = components(&["math", "sandbox_attacks"]).await;
         let runtime = super::runtime(Allocation::OnDemand);
         let hog = runtime
             .load_bytes(
