@@ -182,7 +182,8 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
         assert_eq!(raw.outcome, Outcome::Completed, "{:?}", raw.outcome);
         let held = raw.yields[0]["return0"].as_u64().unwrap_or_default();
         assert!((250..=256).contains(&held), "{held} directories held");
-        assert_eq!(raw.yields[0]["return1"], "InsufficientMemory");
+        let code = raw.yields[0]["return1"].as_str().unwrap_or_default();
+        assert!(code.contains("InsufficientMemory"), "{code}");
         // Through Rust's std (wasi-libc): `File::open` returns an error.
         let through_std = run(
             &guest,
@@ -246,14 +247,14 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
         json!({"target": "../../../etc", "link": "escape"}),
     )
     .await;
-    assert_eq!(action_error(&raw.outcome), "NotPermitted");
+    assert!(action_error(&raw.outcome).contains("NotPermitted"));
     let inside = run(
         &guest,
         "symlink",
         json!({"target": "hello.txt", "link": "alias"}),
     )
     .await;
-    assert_eq!(action_error(&inside.outcome), "NotPermitted");
+    assert!(action_error(&inside.outcome).contains("NotPermitted"));
     let libc = run(
         &guest,
         "libc_symlink",
@@ -286,10 +287,10 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
             json!({"from_grant": from_grant, "from": from, "to_grant": 0, "to": to}),
         )
         .await;
-        assert_eq!(
-            action_error(&link.outcome),
-            "NotPermitted",
-            "{from} -> {to}"
+        assert!(
+            action_error(&link.outcome).contains("NotPermitted"),
+            "{from} -> {to}: {:?}",
+            link.outcome
         );
         assert!(
             std::fs::symlink_metadata(root.join("out").join(to)).is_err(),
