@@ -15,11 +15,28 @@ pub fn check_yield_json(json: &str) -> Result<(), String> {
     // serde_json's own recursion limit (128) is above ours, so ours is the one that speaks.
     let top = Checked { depth: 0 }
         .deserialize(&mut deserializer)
-        .map_err(|error| error.to_string())?;
+        .map_err(describe)?;
     deserializer.end().map_err(|error| error.to_string())?;
     match top {
         Kind::Object => Ok(()),
         Kind::Other => Err("returns must be a JSON object".into()),
+    }
+}
+
+/// The reason a client could not parse the text. serde_json names a lone surrogate by how it
+/// noticed it ("unexpected end of hex escape"); any hex escape error here is one, since the
+/// text already parsed as JSON with its escapes unchecked.
+fn describe(error: serde_json::Error) -> String {
+    let text = error.to_string();
+    if text.contains("hex escape") {
+        format!(
+            "a string holds a lone surrogate escape (\\ud800 to \\udfff without its pair) \
+             at line {} column {}",
+            error.line(),
+            error.column()
+        )
+    } else {
+        text
     }
 }
 
