@@ -307,6 +307,55 @@ mod tests {
     }
 
     #[test]
+    fn the_limiter_holds_the_sum_of_all_memories_and_tables() {
+        use wasmtime::ResourceLimiter;
+        let mut limiter = TaskLimiter::new(&Limits {
+            memory_bytes: 100,
+            ..Limits::default()
+        });
+        let grows = |limiter: &mut TaskLimiter, current, desired| {
+            limiter
+                .memory_growing(current, desired, None)
+                .map_err(|error| error.downcast_ref::<LimitExceeded>().cloned())
+        };
+        assert_eq!(grows(&mut limiter, 0, 60), Ok(true));
+        assert_eq!(grows(&mut limiter, 0, 30), Ok(true));
+        // wasmtime could not grow after all: the growth does not count.
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("the system refused"))
+            .expect("reported");
+        assert_eq!(grows(&mut limiter, 0, 40), Ok(true));
+        assert_eq!(
+            grows(&mut limiter, 40, 41),
+            Err(Some(LimitExceeded::Memory {
+                limit: 100,
+                total: 101
+            }))
+        );
+        // Past a memory's own declared maximum wasmtime refuses; nothing is counted.
+        assert_eq!(
+            limiter.memory_growing(0, 10, Some(5)).map_err(|_| ()),
+            Ok(false)
+        );
+
+        let elements = STORE_SHAPE.table_elements;
+        assert!(matches!(
+            limiter.table_growing(0, elements - 1, None),
+            Ok(true)
+        ));
+        let error = limiter
+            .table_growing(0, 2, None)
+            .expect_err("over the sum of elements");
+        assert_eq!(
+            error.downcast_ref::<LimitExceeded>(),
+            Some(&LimitExceeded::Table {
+                limit: elements,
+                total: elements + 1
+            })
+        );
+    }
+
+    #[test]
     fn parses_and_formats_durations() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
