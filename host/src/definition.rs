@@ -10,6 +10,14 @@ use serde_json::Value;
 pub const MAX_ACTIONS: usize = 1_000;
 /// Deepest port nesting accepted in a definition (LIST of MODEL of ...).
 pub const MAX_PORT_DEPTH: usize = 16;
+/// Most ports one action may describe, args and returns, nested ones included. With
+/// [`MAX_CHOICES`] this bounds the cost of checking one arg value: at most this many ports
+/// (and that many choices) per value, however the ports nest.
+pub const MAX_PORTS: usize = 256;
+/// Most variants one UNION port may have.
+pub const MAX_UNION_WIDTH: usize = 32;
+/// Most ENUM choices one action may describe, over all its ENUM ports.
+pub const MAX_CHOICES: usize = 1_024;
 
 /// Whether an action returns once or yields many times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,7 +355,41 @@ fn check_definition(definition: &Definition) -> Result<(), String> {
     for port in definition.args.iter().chain(&definition.returns) {
         check_port(port, 1)?;
     }
+    let mut size = DescriptionSize::default();
+    for port in definition.args.iter().chain(&definition.returns) {
+        size.add(port);
+    }
+    if size.ports > MAX_PORTS {
+        return Err(format!(
+            "it has {} ports (nested ones included); at most {MAX_PORTS} are allowed",
+            size.ports
+        ));
+    }
+    if size.choices > MAX_CHOICES {
+        return Err(format!(
+            "its ENUM ports have {} choices in all; at most {MAX_CHOICES} are allowed",
+            size.choices
+        ));
+    }
     Ok(())
+}
+
+/// Ports and ENUM choices of an action, counted over every nesting level.
+#[derive(Default)]
+struct DescriptionSize {
+    ports: usize,
+    choices: usize,
+}
+
+impl DescriptionSize {
+    /// Counts `port` and everything below it (depth is already bounded by `check_port`).
+    fn add(&mut self, port: &Port) {
+        self.ports += 1;
+        self.choices += port.choices.as_deref().map_or(0, <[Choice]>::len);
+        for child in port.children() {
+            self.add(child);
+        }
+    }
 }
 
 fn check_port_keys(ports: &[Port], what: &str) -> Result<(), String> {
@@ -383,6 +425,13 @@ fn check_port(port: &Port, depth: usize) -> Result<(), String> {
         PortKind::Union | PortKind::Model if children.is_empty() => {
             return Err(format!("{} port '{}' has no children", port.kind, port.key));
         }
+        PortKind::Union if children.len() > MAX_UNION_WIDTH => {
+            return Err(format!(
+                "UNION port '{}' has {} variants; at most {MAX_UNION_WIDTH} are allowed",
+                port.key,
+                children.len()
+            ));
+        }
         PortKind::Structure if port.identifier.as_deref().is_none_or(str::is_empty) => {
             return Err(format!("STRUCTURE port '{}' has no identifier", port.key));
         }
@@ -411,6 +460,9 @@ pub struct ArgError {
 
 impl Definition {
     /// Checks `args` against the arg ports and fills in defaults of missing or null args.
+    ///
+    /// Costs O(value nodes × ports of the action) and allocates only to report a mismatch;
+    /// see [`MAX_PORTS`].
     pub fn prepare_args(
         &self,
         mut args: serde_json::Map<String, Value>,
@@ -418,7 +470,8 @@ impl Definition {
         for port in &self.args {
             let value = args.get(&port.key).filter(|value| !value.is_null());
             match (value, &port.default) {
-                (Some(value), _) => check_value(port, value, &port.key)?,
+                (Some(value), _) if fits(port, value) => {}
+                (Some(value), _) => return Err(explain(port, value, port.key.clone())),
                 (None, Some(default)) => {
                     args.insert(port.key.clone(), default.clone());
                 }
@@ -481,78 +534,75 @@ fn describe_value(value: &Value) -> String {
     }
 }
 
-fn check_value(port: &Port, value: &Value, path: &str) -> Result<(), ArgError> {
-    let mismatch = || ArgError {
-        path: path.to_string(),
-        problem: format!("expected {}, got {}", expected(port), describe_value(value)),
-    };
+/// Whether `value` fits `port` (the fast check; [`explain`] says why not).
+fn fits(port: &Port, value: &Value) -> bool {
     if value.is_null() {
-        return if port.nullable {
-            Ok(())
-        } else {
-            Err(mismatch())
-        };
+        return port.nullable;
     }
     let children = port.children();
     match port.kind {
-        PortKind::Int if value.is_i64() || value.is_u64() => Ok(()),
-        PortKind::Float if value.is_number() => Ok(()),
-        PortKind::String | PortKind::Date if value.is_string() => Ok(()),
-        PortKind::Bool if value.is_boolean() => Ok(()),
-        PortKind::Structure | PortKind::MemoryStructure
-            if value.is_string() || value.is_number() =>
-        {
-            Ok(())
-        }
-        PortKind::Enum => {
-            let known = port
-                .choices
-                .iter()
-                .flatten()
-                .any(|choice| &choice.value == value);
-            if known { Ok(()) } else { Err(mismatch()) }
-        }
+        PortKind::Int => value.is_i64() || value.is_u64(),
+        PortKind::Float => value.is_number(),
+        PortKind::String | PortKind::Date => value.is_string(),
+        PortKind::Bool => value.is_boolean(),
+        PortKind::Structure | PortKind::MemoryStructure => value.is_string() || value.is_number(),
+        PortKind::Enum => port
+            .choices
+            .iter()
+            .flatten()
+            .any(|choice| &choice.value == value),
         PortKind::List => match (value, children.first()) {
-            (Value::Array(items), Some(child)) => {
-                items.iter().enumerate().try_for_each(|(index, item)| {
-                    check_value(child, item, &format!("{path}[{index}]"))
-                })
-            }
-            _ => Err(mismatch()),
+            (Value::Array(items), Some(child)) => items.iter().all(|item| fits(child, item)),
+            _ => false,
         },
         PortKind::Dict => match (value, children.first()) {
-            (Value::Object(entries), Some(child)) => entries
-                .iter()
-                .try_for_each(|(key, item)| check_value(child, item, &format!("{path}[{key:?}]"))),
-            _ => Err(mismatch()),
+            (Value::Object(entries), Some(child)) => entries.values().all(|item| fits(child, item)),
+            _ => false,
         },
         PortKind::Model => match value {
-            Value::Object(fields) => children.iter().try_for_each(|field| {
-                let field_path = format!("{path}.{}", field.key);
+            Value::Object(fields) => children.iter().all(|field| {
                 match fields.get(&field.key).filter(|value| !value.is_null()) {
-                    Some(item) => check_value(field, item, &field_path),
-                    None if field.nullable || field.default.is_some() => Ok(()),
-                    None => Err(ArgError {
-                        path: field_path,
-                        problem: format!("missing; expected {}", expected(field)),
-                    }),
+                    Some(item) => fits(field, item),
+                    None => field.nullable || field.default.is_some(),
                 }
             }),
-            _ => Err(mismatch()),
+            _ => false,
         },
-        PortKind::Union => {
-            if children
-                .iter()
-                .any(|child| check_value(child, value, path).is_ok())
-            {
-                Ok(())
-            } else {
-                Err(mismatch())
-            }
-        }
-        PortKind::Interface | PortKind::Quantity => Ok(()),
-        _ => Err(mismatch()),
+        PortKind::Union => children.iter().any(|child| fits(child, value)),
+        PortKind::Interface | PortKind::Quantity => true,
     }
+}
+
+/// Why `value` (at `path`) does not fit `port`: the innermost item that does not fit.
+fn explain(port: &Port, value: &Value, path: String) -> ArgError {
+    let children = port.children();
+    let inner = match (port.kind, value, children.first()) {
+        (PortKind::List, Value::Array(items), Some(child)) => items
+            .iter()
+            .enumerate()
+            .find(|(_, item)| !fits(child, item))
+            .map(|(index, item)| explain(child, item, format!("{path}[{index}]"))),
+        (PortKind::Dict, Value::Object(entries), Some(child)) => entries
+            .iter()
+            .find(|(_, item)| !fits(child, item))
+            .map(|(key, item)| explain(child, item, format!("{path}[{key:?}]"))),
+        (PortKind::Model, Value::Object(fields), _) => children.iter().find_map(|field| {
+            let field_path = format!("{path}.{}", field.key);
+            match fields.get(&field.key).filter(|value| !value.is_null()) {
+                Some(item) if !fits(field, item) => Some(explain(field, item, field_path)),
+                None if !field.nullable && field.default.is_none() => Some(ArgError {
+                    path: field_path,
+                    problem: format!("missing; expected {}", expected(field)),
+                }),
+                _ => None,
+            }
+        }),
+        _ => None,
+    };
+    inner.unwrap_or_else(|| ArgError {
+        problem: format!("expected {}, got {}", expected(port), describe_value(value)),
+        path,
+    })
 }
 
 #[cfg(test)]
@@ -688,6 +738,68 @@ mod tests {
         let error = parse_definitions(&Value::Array(vec![python_agent_add()]).to_string())
             .expect_err("strict for guests");
         assert!(error.to_string().contains("unknown field"), "{error}");
+    }
+
+    fn action(args: Value) -> String {
+        json!([{"key": "f", "version": "1", "name": "F", "kind": "FUNCTION",
+            "args": args, "returns": []}])
+        .to_string()
+    }
+
+    #[test]
+    fn bounds_the_cost_of_checking_args_at_load() {
+        let leaf = |index: usize| json!({"key": format!("v{index}"), "kind": "INT"});
+        let union = |width: usize| json!([{"key": "u", "kind": "UNION", "children": (0..width).map(leaf).collect::<Vec<_>>()}]);
+        assert!(parse_definitions(&action(union(MAX_UNION_WIDTH))).is_ok());
+        let error = parse_definitions(&action(union(MAX_UNION_WIDTH + 1))).expect_err("too wide");
+        assert!(
+            error
+                .to_string()
+                .contains("UNION port 'u' has 33 variants; at most 32"),
+            "{error}"
+        );
+        // Many narrow unions still add up to too many ports.
+        let unions: Vec<Value> = (0..20)
+            .map(|index| {
+                json!({"key": format!("u{index}"), "kind": "UNION",
+                    "children": (0..MAX_UNION_WIDTH).map(leaf).collect::<Vec<_>>()})
+            })
+            .collect();
+        let error = parse_definitions(&action(Value::Array(unions))).expect_err("too many ports");
+        assert!(
+            error
+                .to_string()
+                .contains("it has 660 ports (nested ones included); at most 256"),
+            "{error}"
+        );
+        let choices: Vec<Value> = (0..=MAX_CHOICES)
+            .map(|index| json!({"value": index, "label": "x"}))
+            .collect();
+        let error = parse_definitions(&action(
+            json!([{"key": "e", "kind": "ENUM", "choices": choices}]),
+        ))
+        .expect_err("too many choices");
+        assert!(
+            error
+                .to_string()
+                .contains("1025 choices in all; at most 1024"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn explains_the_innermost_mismatch_of_big_args() {
+        let def = definition(json!([{"key": "xs", "kind": "LIST", "children": [
+            {"key": "...", "kind": "UNION", "children": [
+                {"key": "a", "kind": "INT"}, {"key": "b", "kind": "STRING"}]}]}]));
+        let mut items: Vec<Value> = (0..100_000).map(|index| json!(index)).collect();
+        assert!(def.prepare_args(args(json!({"xs": items.clone()}))).is_ok());
+        items[77_777] = json!(true);
+        let error = def
+            .prepare_args(args(json!({"xs": items})))
+            .expect_err("one bad item");
+        assert_eq!(error.path, "xs[77777]");
+        assert_eq!(error.problem, "expected UNION, got boolean true");
     }
 
     #[test]

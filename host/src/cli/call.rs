@@ -56,7 +56,7 @@ fn report(outcome: &Outcome, returns: Option<String>) -> ExitCode {
     }
     let (label, code) = match outcome {
         Outcome::Completed => return ExitCode::SUCCESS,
-        Outcome::Failed(Failure::Action(_)) => ("failed", EXIT_FAILED),
+        Outcome::Failed(Failure::Action(_) | Failure::RefusedOutput(_)) => ("failed", EXIT_FAILED),
         Outcome::Failed(Failure::InvalidArgs(_)) => ("invalid arguments", EXIT_BAD_ARGS),
         Outcome::Failed(Failure::Limit(_)) => ("limit exceeded", EXIT_LIMIT),
         Outcome::Critical(_) => ("crashed", EXIT_CRITICAL),

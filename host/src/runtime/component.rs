@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ActionComponentPre, RunError};
 use super::host_api::{ContractViolation, TaskState};
-use super::limits::{LimitExceeded, Limits, TaskLimiter};
-use super::output::{TaskOutput, YieldError};
+use super::limits::{LimitExceeded, Limits, MAX_HOST_RESOURCES, TaskLimiter};
+use super::output::{TaskOutput, YieldError, cut_error};
 use super::sandbox::SandboxPolicy;
 use super::task::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
 use crate::definition::{ActionKind, Definition, parse_definitions};
@@ -197,12 +197,22 @@ impl ActionComponent {
             )));
             return (outcome, Sandbox::default());
         };
-        let args = match definition.prepare_args(args) {
-            Ok(args) => Value::Object(args).to_string(),
-            Err(error) => {
-                let outcome = Outcome::Failed(Failure::InvalidArgs(error.to_string()));
-                return (outcome, Sandbox::default());
-            }
+        let prepared = if costs_more_than(&args, INLINE_ARG_COST) {
+            // Big args leave the caller's thread (for served tasks the socket's) first.
+            let definition = definition.clone();
+            tokio::task::spawn_blocking(move || encode_args(&definition, args))
+                .await
+                .unwrap_or_else(|join_error| {
+                    Err(Outcome::Critical(format!(
+                        "the host failed while checking the args: {join_error}"
+                    )))
+                })
+        } else {
+            encode_args(definition, args)
+        };
+        let args = match prepared {
+            Ok(args) => args,
+            Err(outcome) => return (outcome, Sandbox::default()),
         };
         let limits = *self.policy.limits_for(action);
         let generator = definition.kind == ActionKind::Generator;
@@ -216,9 +226,11 @@ impl ActionComponent {
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
             Ok(Returned::Ran(Err(RunError::Failed(message)))) => {
-                Outcome::Failed(Failure::Action(message))
+                Outcome::Failed(Failure::Action(cut_error(message)))
             }
-            Ok(Returned::Ran(Err(RunError::Critical(message)))) => Outcome::Critical(message),
+            Ok(Returned::Ran(Err(RunError::Critical(message)))) => {
+                Outcome::Critical(cut_error(message))
+            }
             Ok(Returned::Description(_)) => unreachable!("run returns a run result"),
             Err(outcome) => outcome,
         };
@@ -295,9 +307,11 @@ impl ActionComponent {
         output: TaskOutput,
         signal: watch::Receiver<Signal>,
     ) -> Result<Store<TaskState>, wasmtime::Error> {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         let state = TaskState {
             wasi: self.policy.wasi_ctx(&output)?,
-            table: ResourceTable::new(),
+            table,
             limiter: TaskLimiter::new(limits),
             output,
             signal,
@@ -343,6 +357,11 @@ impl ActionComponent {
         if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
             return Outcome::Failed(Failure::Limit(limit.clone()));
         }
+        if let Some(ResourceTableError::Full) = error.downcast_ref::<ResourceTableError>() {
+            return Outcome::Failed(Failure::Limit(LimitExceeded::HostResources {
+                limit: MAX_HOST_RESOURCES,
+            }));
+        }
         if error.downcast_ref::<Stopped>().is_some() {
             return stopped_outcome(control.signal());
         }
@@ -359,6 +378,9 @@ impl ActionComponent {
             Some(YieldError::TooLarge(limit)) => return Outcome::Failed(Failure::Limit(limit)),
             Some(malformed @ YieldError::Malformed(_)) => {
                 return Outcome::Critical(malformed.to_string());
+            }
+            Some(unreadable @ YieldError::Unreadable(_)) => {
+                return Outcome::Failed(Failure::RefusedOutput(unreadable.to_string()));
             }
             None => {}
         }
@@ -392,6 +414,41 @@ impl ActionComponent {
         }
         outcome
     }
+}
+
+/// Args costing more than this (one unit per JSON value and per KiB of string) are checked
+/// and encoded on a blocking thread rather than where the task starts; smaller ones take
+/// microseconds.
+const INLINE_ARG_COST: usize = 1_000;
+
+/// Checks `args` against `definition` and encodes them for the guest.
+fn encode_args(definition: &Definition, args: Map<String, Value>) -> Result<String, Outcome> {
+    match definition.prepare_args(args) {
+        Ok(args) => Ok(Value::Object(args).to_string()),
+        Err(error) => Err(Outcome::Failed(Failure::InvalidArgs(error.to_string()))),
+    }
+}
+
+/// Whether checking `args` costs more than `limit` (see [`INLINE_ARG_COST`]); stops counting
+/// at the limit.
+fn costs_more_than(args: &Map<String, Value>, limit: usize) -> bool {
+    fn count(value: &Value, budget: &mut usize) -> bool {
+        let cost = match value {
+            Value::String(text) => 1 + text.len() / 1024,
+            _ => 1,
+        };
+        if *budget < cost {
+            return true;
+        }
+        *budget -= cost;
+        match value {
+            Value::Array(items) => items.iter().any(|item| count(item, budget)),
+            Value::Object(entries) => entries.values().any(|item| count(item, budget)),
+            _ => false,
+        }
+    }
+    let mut budget = limit;
+    args.values().any(|value| count(value, &mut budget))
 }
 
 fn stopped_outcome(signal: Signal) -> Outcome {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::limits::STORE_SHAPE;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances: the granularity of cancel, pause and timeouts.
@@ -52,17 +53,22 @@ pub fn base_config(fuel: bool) -> Config {
 /// Bytes of each linear memory kept mapped between tasks (what a small guest touches).
 const KEEP_RESIDENT_MEMORY: usize = 2 * 1024 * 1024;
 
-/// The pooling allocator settings for `slots` instances of up to `max_memory_bytes` each.
+/// The pooling allocator settings for `slots` instances of up to `max_memory_bytes` each
+/// (the highest per-task memory limit). Per-component caps are [`STORE_SHAPE`], the numbers
+/// the store limiter enforces; the totals assume a typical task uses a few of them.
 pub fn pooling_config(slots: u32, max_memory_bytes: u64) -> PoolingAllocationConfig {
+    let shape = STORE_SHAPE;
+    let per_component = |cap: usize| u32::try_from(cap).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(8))
         .total_memories(slots.saturating_mul(2))
         .total_tables(slots.saturating_mul(4))
         .total_stacks(slots)
-        .max_core_instances_per_component(32)
-        .max_memories_per_component(4)
-        .max_tables_per_component(8)
+        .max_core_instances_per_component(per_component(shape.core_instances))
+        .max_memories_per_component(per_component(shape.memories))
+        .max_tables_per_component(per_component(shape.tables))
+        .table_elements(shape.table_elements)
         .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
         .table_keep_resident(64 * 1024)

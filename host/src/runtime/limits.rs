@@ -2,14 +2,38 @@
 
 use std::time::Duration;
 
-/// Default linear-memory cap per task.
+/// Default cap on the sum of a task's linear memories.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// Default wall-clock cap per task.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most table elements a task may grow a table to.
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-/// Most instances, tables and memories a component may create (per kind).
-pub const MAX_INSTANCES: usize = 64;
+/// Files and directories a task may hold open at once; `open` fails beyond it.
+pub const MAX_OPEN_FILES: usize = 256;
+/// Host resources (open files and directories, streams, pollables, ...) a task may hold at
+/// once; a task that asks for more fails.
+pub const MAX_HOST_RESOURCES: usize = 1024;
+
+/// The shape every task's store is held to, whatever the allocator: the pooling allocator's
+/// slots are sized from it ([`pooling_config`](super::pooling_config)) and [`TaskLimiter`]
+/// enforces the same numbers, so `call`, `dev` and `run` apply one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreShape {
+    /// Core module instances per task.
+    pub core_instances: usize,
+    /// Linear memories per task (all of them together hold to [`Limits::memory_bytes`]).
+    pub memories: usize,
+    /// Tables per task.
+    pub tables: usize,
+    /// Table elements per task, summed over all its tables.
+    pub table_elements: usize,
+}
+
+/// The one [`StoreShape`] of this host.
+pub const STORE_SHAPE: StoreShape = StoreShape {
+    core_instances: 32,
+    memories: 4,
+    tables: 8,
+    table_elements: 100_000,
+};
 
 /// The limits one task runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +65,17 @@ pub enum LimitExceeded {
         /// The budget.
         budget: u64,
     },
-    /// The guest tried to grow memory past the cap.
-    #[error("memory limit of {} exceeded (the guest asked for {})", format_bytes(*limit), format_bytes(*requested))]
+    /// The guest tried to grow its memories past the cap.
+    #[error(
+        "memory limit of {} exceeded (the task's linear memories would total {})",
+        format_bytes(*limit),
+        format_bytes(*total)
+    )]
     Memory {
         /// The cap in bytes.
         limit: u64,
-        /// The size the guest asked for.
-        requested: u64,
+        /// What all the task's linear memories would have summed to.
+        total: u64,
     },
     /// The task ran longer than its timeout.
     #[error("timeout of {} exceeded", format_duration(*timeout))]
@@ -55,9 +83,20 @@ pub enum LimitExceeded {
         /// The timeout.
         timeout: Duration,
     },
-    /// A table grew past [`MAX_TABLE_ELEMENTS`].
-    #[error("table limit of {limit} elements exceeded")]
+    /// The task's tables grew past [`StoreShape::table_elements`] in total.
+    #[error("table limit of {limit} elements exceeded (the task's tables would total {total})")]
     Table {
+        /// The cap.
+        limit: usize,
+        /// What all the task's tables would have summed to.
+        total: usize,
+    },
+    /// The task held [`MAX_HOST_RESOURCES`] host resources and asked for another.
+    #[error(
+        "host resource limit of {limit} exceeded (open files, directories, streams and \
+         pollables held at once)"
+    )]
+    HostResources {
         /// The cap.
         limit: usize,
     },
@@ -153,19 +192,30 @@ fn split_number(text: &str) -> Option<(f64, &str)> {
     Some((number.parse().ok()?, unit.trim()))
 }
 
-/// Enforces [`Limits::memory_bytes`] and the table/instance caps for one store.
+/// Enforces [`Limits::memory_bytes`] on the sum of a store's linear memories and the
+/// [`STORE_SHAPE`] caps on its instances and tables.
 ///
 /// Growing past a cap traps with a [`LimitExceeded`] the runtime reports to the caller, rather
 /// than letting the guest see a failed `memory.grow` and abort with an opaque trap.
 pub struct TaskLimiter {
-    memory_bytes: u64,
+    memory_limit: u64,
+    /// Bytes of all the store's linear memories (creation counts as growth from 0).
+    memory_total: u64,
+    /// The last growth allowed, taken back if wasmtime then fails to grow.
+    memory_pending: u64,
+    table_total: usize,
+    table_pending: usize,
 }
 
 impl TaskLimiter {
     /// A limiter for `limits`.
     pub fn new(limits: &Limits) -> Self {
         TaskLimiter {
-            memory_bytes: limits.memory_bytes,
+            memory_limit: limits.memory_bytes,
+            memory_total: 0,
+            memory_pending: 0,
+            table_total: 0,
+            table_pending: 0,
         }
     }
 }
@@ -173,43 +223,69 @@ impl TaskLimiter {
 impl wasmtime::ResourceLimiter for TaskLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            // wasmtime refuses this growth itself (the memory's declared maximum).
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current) as u64;
+        let total = self.memory_total.saturating_add(growth);
+        if total > self.memory_limit {
             return Err(wasmtime::Error::new(LimitExceeded::Memory {
-                limit: self.memory_bytes,
-                requested: desired as u64,
+                limit: self.memory_limit,
+                total,
             }));
         }
+        self.memory_total = total;
+        self.memory_pending = growth;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_total -= std::mem::take(&mut self.memory_pending);
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > MAX_TABLE_ELEMENTS {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current);
+        let total = self.table_total.saturating_add(growth);
+        if total > STORE_SHAPE.table_elements {
             return Err(wasmtime::Error::new(LimitExceeded::Table {
-                limit: MAX_TABLE_ELEMENTS,
+                limit: STORE_SHAPE.table_elements,
+                total,
             }));
         }
+        self.table_total = total;
+        self.table_pending = growth;
         Ok(true)
     }
 
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.table_total -= std::mem::take(&mut self.table_pending);
+        Ok(())
+    }
+
     fn instances(&self) -> usize {
-        MAX_INSTANCES
+        STORE_SHAPE.core_instances
     }
 
     fn tables(&self) -> usize {
-        MAX_INSTANCES
+        STORE_SHAPE.tables
     }
 
     fn memories(&self) -> usize {
-        MAX_INSTANCES
+        STORE_SHAPE.memories
     }
 }
 
@@ -228,6 +304,55 @@ mod tests {
         assert_eq!(format_bytes(64 << 20), "64 MiB");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(12), "12 B");
+    }
+
+    #[test]
+    fn the_limiter_holds_the_sum_of_all_memories_and_tables() {
+        use wasmtime::ResourceLimiter;
+        let mut limiter = TaskLimiter::new(&Limits {
+            memory_bytes: 100,
+            ..Limits::default()
+        });
+        let grows = |limiter: &mut TaskLimiter, current, desired| {
+            limiter
+                .memory_growing(current, desired, None)
+                .map_err(|error| error.downcast_ref::<LimitExceeded>().cloned())
+        };
+        assert_eq!(grows(&mut limiter, 0, 60), Ok(true));
+        assert_eq!(grows(&mut limiter, 0, 30), Ok(true));
+        // wasmtime could not grow after all: the growth does not count.
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("the system refused"))
+            .expect("reported");
+        assert_eq!(grows(&mut limiter, 0, 40), Ok(true));
+        assert_eq!(
+            grows(&mut limiter, 40, 41),
+            Err(Some(LimitExceeded::Memory {
+                limit: 100,
+                total: 101
+            }))
+        );
+        // Past a memory's own declared maximum wasmtime refuses; nothing is counted.
+        assert_eq!(
+            limiter.memory_growing(0, 10, Some(5)).map_err(|_| ()),
+            Ok(false)
+        );
+
+        let elements = STORE_SHAPE.table_elements;
+        assert!(matches!(
+            limiter.table_growing(0, elements - 1, None),
+            Ok(true)
+        ));
+        let error = limiter
+            .table_growing(0, 2, None)
+            .expect_err("over the sum of elements");
+        assert_eq!(
+            error.downcast_ref::<LimitExceeded>(),
+            Some(&LimitExceeded::Table {
+                limit: elements,
+                total: elements + 1
+            })
+        );
     }
 
     #[test]

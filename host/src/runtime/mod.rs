@@ -6,7 +6,9 @@ mod bindings;
 mod cache;
 mod component;
 mod engine;
+mod guest_fs;
 mod host_api;
+mod json_check;
 pub mod limits;
 mod output;
 mod sandbox;
@@ -22,8 +24,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use cache::ComponentCache;
 pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
-pub use limits::{LimitExceeded, Limits};
-pub use output::{MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES};
+pub use json_check::MAX_YIELD_DEPTH;
+pub use limits::{LimitExceeded, Limits, STORE_SHAPE, StoreShape};
+pub use output::{
+    MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES,
+};
 pub use sandbox::{DirGrant, SandboxPolicy};
 pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 
@@ -160,6 +165,7 @@ impl Runtime {
             build_engine(config.allocation, config.fuel).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        guest_fs::shadow_filesystem(&mut linker).map_err(engine_error)?;
         host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;

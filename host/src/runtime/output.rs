@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use super::json_check::check_yield_json;
 use super::limits::{LimitExceeded, format_bytes};
 use super::task::{LogLevel, TaskEvent};
 
@@ -20,8 +21,12 @@ use super::task::{LogLevel, TaskEvent};
 pub const MAX_LOG_LINE: usize = 16 * 1024;
 /// Log text (all sources) forwarded per task; the rest is dropped after a marker.
 pub const MAX_LOG_BYTES: usize = 1024 * 1024;
-/// Largest single yield (its JSON text).
-pub const MAX_YIELD_BYTES: usize = 4 * 1024 * 1024;
+/// Largest single yield (its JSON text). The official Python client cannot take a frame of
+/// about 1 MiB, so large data goes by reference (a file, a URL), not in a yield.
+pub const MAX_YIELD_BYTES: usize = 512 * 1024;
+/// Longest FAILED / CRITICAL error text a guest can send; longer texts are cut with a marker
+/// (the server stores at most 30,000 characters of a message).
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
 /// Log lines and progress updates per second a task may send (and burst).
 pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
 /// Longest progress message.
@@ -97,7 +102,8 @@ impl TaskOutput {
         }
     }
 
-    /// Checks and sends one yield; `Err` when it is too large or not a JSON object.
+    /// Checks and sends one yield; `Err` when it is too large, not a JSON object, or JSON a
+    /// client cannot parse ([`check_yield_json`]).
     pub async fn yield_returns(&self, json: String) -> Result<(), YieldError> {
         if json.len() > MAX_YIELD_BYTES {
             return Err(YieldError::TooLarge(LimitExceeded::Output {
@@ -108,11 +114,7 @@ impl TaskOutput {
         }
         let raw = RawValue::from_string(json)
             .map_err(|error| YieldError::Malformed(error.to_string()))?;
-        if !raw.get().trim_start().starts_with('{') {
-            return Err(YieldError::Malformed(
-                "returns must be a JSON object".into(),
-            ));
-        }
+        check_yield_json(raw.get()).map_err(YieldError::Unreadable)?;
         self.flush_pending().await;
         self.send(TaskEvent::Yield(raw)).await;
         Ok(())
@@ -185,9 +187,13 @@ pub enum YieldError {
     /// Larger than [`MAX_YIELD_BYTES`].
     #[error(transparent)]
     TooLarge(LimitExceeded),
-    /// Not a JSON object.
+    /// Not JSON at all.
     #[error("the action yielded malformed returns: {0}")]
     Malformed(String),
+    /// JSON the server or a client cannot take (not an object, a number out of range, a lone
+    /// surrogate, too deep).
+    #[error("the action's returns were refused: {0}")]
+    Unreadable(String),
 }
 
 impl OutputState {
@@ -331,6 +337,11 @@ impl LineRate {
     }
 }
 
+/// Cuts a guest's error text to [`MAX_ERROR_BYTES`], marking the cut.
+pub(crate) fn cut_error(text: String) -> String {
+    cut(text, MAX_ERROR_BYTES)
+}
+
 /// Cuts `text` to at most `limit` bytes (on a char boundary), marking the cut.
 fn cut(mut text: String, limit: usize) -> String {
     if text.len() <= limit {
@@ -425,7 +436,19 @@ mod tests {
         );
         assert!(matches!(
             output.yield_returns("[1]".into()).await,
-            Err(YieldError::Malformed(_))
+            Err(YieldError::Unreadable(_))
+        ));
+        assert!(matches!(
+            output
+                .yield_returns(r#"{"return0": 1e999999}"#.into())
+                .await,
+            Err(YieldError::Unreadable(_))
+        ));
+        assert!(matches!(
+            output
+                .yield_returns(r#"{"return0": "\ud800"}"#.into())
+                .await,
+            Err(YieldError::Unreadable(_))
         ));
         assert!(matches!(
             output.yield_returns("{".into()).await,
@@ -436,6 +459,15 @@ mod tests {
             output.yield_returns(huge).await,
             Err(YieldError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn error_text_is_cut_with_a_marker() {
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let cut = cut_error(long.clone());
+        assert!(cut.len() < MAX_ERROR_BYTES + 64, "{}", cut.len());
+        assert!(cut.ends_with(&format!("… [{} bytes cut]", long.len() - MAX_ERROR_BYTES)));
+        assert_eq!(cut_error("short".into()), "short");
     }
 
     #[tokio::test]

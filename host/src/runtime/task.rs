@@ -69,6 +69,9 @@ pub enum Failure {
     /// A resource limit was hit.
     #[error("{0}")]
     Limit(#[from] LimitExceeded),
+    /// An output of the action was refused: JSON the server or a client cannot parse.
+    #[error("{0}")]
+    RefusedOutput(String),
 }
 
 /// How a task ended: exactly one per task.
