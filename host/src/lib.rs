@@ -6,6 +6,7 @@
 //! - [`agent`]: registration and the agent socket: serving actions to a rekuest server.
 //! - [`config`]: the `rekuest-host.toml` file.
 //! - [`devserver`]: a local rekuest-compatible server for development and tests.
+//! - [`text`]: guest and server text made safe for a terminal.
 #![warn(missing_docs)]
 
 pub mod agent;
@@ -14,3 +15,4 @@ pub mod definition;
 pub mod devserver;
 pub mod protocol;
 pub mod runtime;
+pub mod text;
