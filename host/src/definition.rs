@@ -481,7 +481,10 @@ fn check_prose(what: &str, text: &str, limit: Option<usize>) -> Result<(), Strin
     if let Some(limit) = limit {
         check_length(what, text, limit)?;
     }
-    match text.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+    match text
+        .chars()
+        .find(|&c| c.is_control() && c != '\n' && c != '\t')
+    {
         Some(c) => Err(format!(
             "{what} contains the control character {c:?} (only newline and tab are allowed)"
         )),
@@ -872,19 +875,37 @@ mod tests {
             (json!({"key": "two words"}), "is not an identifier"),
             (json!({"key": "1st"}), "is not an identifier"),
             (json!({"key": ""}), "is not an identifier"),
-            (json!({"key": "\u{1b}]0;pwned\u{7}"}), "is not an identifier"),
+            (
+                json!({"key": "\u{1b}]0;pwned\u{7}"}),
+                "is not an identifier",
+            ),
             (json!({"key": "schlüssel"}), "is not an identifier"),
-            (json!({"key": "k".repeat(MAX_ACTION_KEY + 1)}), "at most 2000"),
-            (json!({"args": port("a-b")}), "the port key \"a-b\" is not an identifier"),
+            (
+                json!({"key": "k".repeat(MAX_ACTION_KEY + 1)}),
+                "at most 2000",
+            ),
+            (
+                json!({"args": port("a-b")}),
+                "the port key \"a-b\" is not an identifier",
+            ),
             (json!({"args": port("...")}), "is not an identifier"),
-            (json!({"returns": port(&"r".repeat(MAX_PORT_KEY + 1))}), "at most 255"),
-            (json!({"name": "\u{1b}[2J\u{1b}[HCleared"}), "control character"),
+            (
+                json!({"returns": port(&"r".repeat(MAX_PORT_KEY + 1))}),
+                "at most 255",
+            ),
+            (
+                json!({"name": "\u{1b}[2J\u{1b}[HCleared"}),
+                "control character",
+            ),
             (json!({"name": "line\rcarriage"}), "control character"),
             (json!({"name": "n".repeat(MAX_NAME + 1)}), "at most 1000"),
             (json!({"description": "bell\u{7}"}), "only newline and tab"),
             (json!({"description": "c1 \u{9b}31m"}), "control character"),
             (json!({"version": "1\n2"}), "control character"),
-            (json!({"version": "v".repeat(MAX_VERSION + 1)}), "at most 100"),
+            (
+                json!({"version": "v".repeat(MAX_VERSION + 1)}),
+                "at most 100",
+            ),
             (json!({"collections": ["a\u{1b}b"]}), "control character"),
             (
                 json!({"args": [{"key": "s", "kind": "STRUCTURE", "nullable": false,

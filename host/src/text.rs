@@ -163,19 +163,28 @@ mod tests {
             shown,
             "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{1b}]52;c;ZWNobyBoaQ==\\u{7}\\rfake\\u{9b}31m\\u{202e}txt\\n[INFO] forged"
         );
-        assert_eq!(OneLine("plain text, ünïcödé, 漢字").to_string(), "plain text, ünïcödé, 漢字");
+        assert_eq!(
+            OneLine("plain text, ünïcödé, 漢字").to_string(),
+            "plain text, ünïcödé, 漢字"
+        );
     }
 
     #[test]
     fn lines_indent_continuations_and_keep_tabs() {
         let shown = Lines("first\n[INFO] forged\tcolumn\x1b[1A").to_string();
         assert_eq!(shown, "first\n  | [INFO] forged\tcolumn\\u{1b}[1A");
-        assert!(shown.lines().skip(1).all(|line| line.starts_with(CONTINUATION)));
+        assert!(
+            shown
+                .lines()
+                .skip(1)
+                .all(|line| line.starts_with(CONTINUATION))
+        );
     }
 
     #[test]
     fn json_keeps_its_value() {
-        let value = serde_json::json!({"a": "\u{1b}[2J\u{9b}\u{202e}\u{7f}", "b\u{2028}": [1, "\"\\"]});
+        let value =
+            serde_json::json!({"a": "\u{1b}[2J\u{9b}\u{202e}\u{7f}", "b\u{2028}": [1, "\"\\"]});
         let text = value.to_string();
         let shown = json(&text);
         assert!(!shown.contains(is_unsafe), "{shown}");

@@ -9,10 +9,10 @@ use serde_json::Value;
 
 /// What `escape_codes` sends (examples/hostile): title, clear screen, clipboard, bell, an
 /// 8-bit CSI and a bidi override.
-const ESCAPES: &str = "\u{1b}]0;pwned-title\u{7}\u{1b}[2J\u{1b}[H\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{202e}desrever";
+const ESCAPES: &str =
+    "\u{1b}]0;pwned-title\u{7}\u{1b}[2J\u{1b}[H\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{202e}desrever";
 /// The same, as the terminal shows it.
-const SHOWN: &str =
-    "\\u{1b}]0;pwned-title\\u{7}\\u{1b}[2J\\u{1b}[H\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{9b}31m\\u{202e}desrever";
+const SHOWN: &str = "\\u{1b}]0;pwned-title\\u{7}\\u{1b}[2J\\u{1b}[H\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{9b}31m\\u{202e}desrever";
 
 fn rekuest_host(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(host_binary())
@@ -120,7 +120,9 @@ fn the_hosts_own_log_does_not_echo_raw_guest_text() {
     assert!(stderr.contains("task crashed"), "{stderr}");
     assert!(stderr.contains(SHOWN), "{stderr}");
     assert!(
-        !stderr.lines().any(|line| line.starts_with("[ERROR] forged")),
+        !stderr
+            .lines()
+            .any(|line| line.starts_with("[ERROR] forged")),
         "{stderr}"
     );
 }
@@ -146,7 +148,10 @@ fn dev_assign_shows_guest_text_escaped_and_the_wire_keeps_it() {
         assert_inert("stderr", &stderr);
         assert!(stderr.contains(&format!("log {SHOWN}")), "{stderr}");
         if fail == "true" {
-            assert!(stderr.contains(&format!("FAILED: error {SHOWN}")), "{stderr}");
+            assert!(
+                stderr.contains(&format!("FAILED: error {SHOWN}")),
+                "{stderr}"
+            );
         } else {
             // The yield went through the local server unchanged.
             let returns: Value = serde_json::from_str(stdout.trim()).expect("stdout is JSON");
@@ -172,17 +177,32 @@ fn describe_as(how: &str) -> Output {
 #[test]
 fn self_descriptions_with_bad_keys_or_control_characters_are_refused_at_load() {
     let cases = [
-        ("escape-key", "the action key \"\\u{1b}]0;pwned\\u{7}\" is not an identifier"),
-        ("port-key", "the port key \"two words\" is not an identifier"),
-        ("long-key", "the action key is 2001 characters long; at most 2000 are allowed"),
-        ("escape-name", "the name contains the control character '\\u{1b}'"),
+        (
+            "escape-key",
+            "the action key \"\\u{1b}]0;pwned\\u{7}\" is not an identifier",
+        ),
+        (
+            "port-key",
+            "the port key \"two words\" is not an identifier",
+        ),
+        (
+            "long-key",
+            "the action key is 2001 characters long; at most 2000 are allowed",
+        ),
+        (
+            "escape-name",
+            "the name contains the control character '\\u{1b}'",
+        ),
     ];
     for (how, reason) in cases {
         let output = describe_as(how);
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{how}: {stderr}");
         assert_inert(how, &stderr);
-        assert!(stderr.contains("hostile-describe was refused"), "{how}: {stderr}");
+        assert!(
+            stderr.contains("hostile-describe was refused"),
+            "{how}: {stderr}"
+        );
         assert!(stderr.contains(reason), "{how}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{how}: said once: {stderr}");
     }

@@ -96,11 +96,19 @@ fn memory_flags_take_binary_units_within_what_a_guest_can_address() {
         let output = call(memory);
         let text = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "--memory {memory}: {text}");
-        assert_eq!(text.matches(message).count(), 1, "--memory {memory}: {text}");
+        assert_eq!(
+            text.matches(message).count(),
+            1,
+            "--memory {memory}: {text}"
+        );
     }
     for memory in ["64MiB", "4GiB", "1048576"] {
         let output = call(memory);
-        assert!(output.status.success(), "--memory {memory}: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "--memory {memory}: {}",
+            stderr(&output)
+        );
     }
 }
 
@@ -108,11 +116,8 @@ fn memory_flags_take_binary_units_within_what_a_guest_can_address() {
 fn config(name: &str, extra: &str) -> String {
     let file = scratch(name).join("rekuest-host.toml");
     let math = component("math").display().to_string();
-    std::fs::write(
-        &file,
-        format!("[[component]]\npath = {math:?}\n{extra}\n"),
-    )
-    .expect("write config");
+    std::fs::write(&file, format!("[[component]]\npath = {math:?}\n{extra}\n"))
+        .expect("write config");
     file.display().to_string()
 }
 
@@ -168,7 +173,10 @@ fn config_values_that_cannot_work_are_refused_at_start() {
         assert_eq!(text.matches(message).count(), 1, "{name}: {text}");
     }
     // A known action's limits are fine.
-    let output = dev_with(&config("known", "[component.actions.add]\ntimeout = \"5s\""));
+    let output = dev_with(&config(
+        "known",
+        "[component.actions.add]\ntimeout = \"5s\"",
+    ));
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
@@ -178,7 +186,11 @@ fn config_errors_are_said_once() {
     let output = rekuest_host(&["dev", "--config", &missing.display().to_string()]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
     assert_eq!(text.matches("cannot read it").count(), 1, "{text}");
 
     let broken = config("broken", "memory = ");

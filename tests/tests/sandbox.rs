@@ -248,8 +248,7 @@ async fn an_exiting_guest_is_reported_not_obeyed() {
         assert_eq!(
             outcome,
             Outcome::Critical(
-                "the action called exit() with a failure status (WASI carries no exit code)"
-                    .into()
+                "the action called exit() with a failure status (WASI carries no exit code)".into()
             ),
             "exit({code})"
         );

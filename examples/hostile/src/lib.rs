@@ -183,7 +183,8 @@ fn big_yield(megabytes: u32) -> String {
 
 /// Terminal escape sequences that set the window title, clear the screen, write the clipboard
 /// (OSC 52), ring the bell, switch to 8-bit controls and reverse text (bidi override).
-const ESCAPES: &str = "\u{1b}]0;pwned-title\u{7}\u{1b}[2J\u{1b}[H\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{202e}desrever";
+const ESCAPES: &str =
+    "\u{1b}]0;pwned-title\u{7}\u{1b}[2J\u{1b}[H\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{202e}desrever";
 
 /// Send terminal escape codes through every channel.
 ///

@@ -15,10 +15,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use rekuest_host::runtime::limits::{parse_duration, parse_memory_limit};
-use rekuest_host::text::{Lines, OneLine};
 use rekuest_host::runtime::{
     Allocation, ComponentCache, DirGrant, Limits, Runtime, RuntimeConfig, SandboxPolicy,
 };
+use rekuest_host::text::{Lines, OneLine};
 
 /// Runs Arkitekt rekuest actions as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]

@@ -293,10 +293,7 @@ mod tests {
 
     #[test]
     fn sizes_over_a_limit_never_look_equal_to_it() {
-        assert_eq!(
-            format_bytes((4 << 20) + 1),
-            "4,194,305 bytes (~4.0 MiB)"
-        );
+        assert_eq!(format_bytes((4 << 20) + 1), "4,194,305 bytes (~4.0 MiB)");
         assert_eq!(format_bytes(1025), "1,025 bytes (~1.0 KiB)");
         let over = LimitExceeded::Output {
             what: "a yield",
@@ -332,7 +329,10 @@ mod tests {
         assert_eq!(parse_memory_limit("4GiB"), Ok(4 << 30));
         assert_eq!(parse_memory_limit("64KiB"), Ok(64 << 10));
         let error = parse_memory_limit("5GiB").expect_err("too large");
-        assert!(error.contains("more than a 32-bit guest can address"), "{error}");
+        assert!(
+            error.contains("more than a 32-bit guest can address"),
+            "{error}"
+        );
         let error = parse_memory_limit("64").expect_err("64 bytes");
         assert!(error.contains("a bare number counts bytes"), "{error}");
         assert!(check_memory_limit((4 << 30) + 1).is_err());

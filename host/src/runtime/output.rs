@@ -423,7 +423,10 @@ mod tests {
         output.finish().await;
         let lines = drain(&mut receiver);
         let burst = MAX_LOG_LINES_PER_SECOND as usize;
-        let guest_lines = lines.iter().filter(|line| line.starts_with("line ")).count();
+        let guest_lines = lines
+            .iter()
+            .filter(|line| line.starts_with("line "))
+            .count();
         assert!(
             (burst..=burst + refilled).contains(&guest_lines),
             "{guest_lines} lines for a burst of {burst} and {refilled} refilled"
@@ -433,7 +436,10 @@ mod tests {
             guest_lines as u64 + dropped,
             flood as u64,
             "every line is either shown or counted as dropped: {:?}",
-            lines.iter().filter(|line| !line.starts_with("line ")).collect::<Vec<_>>()
+            lines
+                .iter()
+                .filter(|line| !line.starts_with("line "))
+                .collect::<Vec<_>>()
         );
         assert!(lines.last().and_then(|line| dropped_count(line)).is_some());
     }
@@ -470,7 +476,10 @@ mod tests {
         drop(output);
         let (markers, dropped, shown) = counter.await.expect("counter");
         assert_eq!(shown + dropped, sent, "every line is shown or counted");
-        assert!(dropped > 0, "the flood of {sent} lines was not rate-limited");
+        assert!(
+            dropped > 0,
+            "the flood of {sent} lines was not rate-limited"
+        );
         // One marker per interval, the first at once, and the last at the end.
         let allowed = elapsed.as_secs_f64() / DROPPED_MARKER_INTERVAL.as_secs_f64() + 2.0;
         assert!(
