@@ -165,7 +165,7 @@ fn describe_as(how: &str) -> Output {
     rekuest_host(
         &[
             "call",
-            &example("hostile-describe"),
+            &example("hostile_describe"),
             "noop",
             "--env",
             &format!("DESCRIBE={how}"),
@@ -200,7 +200,7 @@ fn self_descriptions_with_bad_keys_or_control_characters_are_refused_at_load() {
         assert_eq!(output.status.code(), Some(1), "{how}: {stderr}");
         assert_inert(how, &stderr);
         assert!(
-            stderr.contains("hostile-describe was refused"),
+            stderr.contains("hostile_describe was refused"),
             "{how}: {stderr}"
         );
         assert!(stderr.contains(reason), "{how}: {stderr}");
