@@ -91,9 +91,9 @@ pub fn format_bytes(bytes: u64) -> String {
         unit = next;
     }
     let value = bytes as f64 / scale as f64;
-    if bytes % scale == 0 {
+    if bytes.is_multiple_of(scale) {
         format!("{value:.0} {unit}")
-    } else if (u128::from(bytes) * 10) % u128::from(scale) == 0 {
+    } else if (u128::from(bytes) * 10).is_multiple_of(u128::from(scale)) {
         format!("{value:.1} {unit}")
     } else {
         format!("{} bytes (~{value:.1} {unit})", group_digits(bytes))
@@ -105,7 +105,7 @@ fn group_digits(number: u64) -> String {
     let digits = number.to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
