@@ -102,7 +102,7 @@ fn memory_flags_take_binary_units_within_what_a_guest_can_address() {
             "--memory {memory}: {text}"
         );
     }
-    for memory in ["64MiB", "4GiB", "1048576"] {
+    for memory in ["64MiB", "4GiB", "67108864"] {
         let output = call(memory);
         assert!(
             output.status.success(),
