@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::runtime::limits::{parse_bytes, parse_duration};
+use crate::runtime::limits::{check_memory_limit, parse_bytes, parse_duration};
 use crate::runtime::{DirGrant, Limits, SandboxPolicy};
 
 /// Why the configuration is unusable: which file, which key, why.
@@ -66,7 +66,7 @@ pub enum ConfigError {
     },
 }
 
-/// A size: bytes, or text like `64MiB`.
+/// A size: bytes, or text in binary units like `64MiB` (`64MB` is refused as ambiguous).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Size {
@@ -268,14 +268,7 @@ fn size_value(file: &Path, key: &str, size: &Size) -> Result<u64, ConfigError> {
             parse_bytes(text).map_err(|reason| invalid(file, key.into(), reason))?
         }
     };
-    if bytes < 64 * 1024 {
-        return Err(invalid(
-            file,
-            key.into(),
-            "at least 64KiB (one WebAssembly page) is needed",
-        ));
-    }
-    Ok(bytes)
+    check_memory_limit(bytes).map_err(|reason| invalid(file, key.into(), reason))
 }
 
 fn positive(file: &Path, key: &str, value: Option<usize>) -> Result<Option<usize>, ConfigError> {

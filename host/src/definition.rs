@@ -18,6 +18,22 @@ pub const MAX_PORTS: usize = 256;
 pub const MAX_UNION_WIDTH: usize = 32;
 /// Most ENUM choices one action may describe, over all its ENUM ports.
 pub const MAX_CHOICES: usize = 1_024;
+/// Longest action key, in characters (as the server stores it).
+pub const MAX_ACTION_KEY: usize = 2_000;
+/// Longest port key, in characters.
+pub const MAX_PORT_KEY: usize = 255;
+/// Longest dotted path of port keys (`points.....x`), in characters.
+pub const MAX_PORT_PATH: usize = 500;
+/// Longest version, in characters.
+pub const MAX_VERSION: usize = 100;
+/// Longest action name, in characters.
+pub const MAX_NAME: usize = 1_000;
+/// Longest structure/model identifier, in characters.
+pub const MAX_IDENTIFIER: usize = 255;
+/// The key of the element port of a LIST or DICT (the SDKs' convention); such element ports,
+/// and the variants of a UNION, may also be keyed by a decimal index (`0`, `1`). Any other port
+/// key is an identifier (see [`is_identifier`]).
+pub const ELEMENT_PORT_KEY: &str = "...";
 
 /// Whether an action returns once or yields many times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,21 +348,159 @@ pub fn parse_definitions(json: &str) -> Result<Vec<Definition>, DefinitionError>
         if !seen.insert(definition.key.as_str()) {
             return Err(DefinitionError::Set(format!(
                 "action key '{}' is described twice",
-                definition.key
+                cut(&definition.key)
             )));
         }
-        check_definition(definition).map_err(|reason| DefinitionError::Invalid {
-            action: definition.key.clone(),
-            reason,
-        })?;
+        check_definition(definition)
+            .and_then(|()| check_texts(definition))
+            .map_err(|reason| DefinitionError::Invalid {
+                action: cut(&definition.key),
+                reason,
+            })?;
     }
     Ok(definitions)
 }
 
-fn check_definition(definition: &Definition) -> Result<(), String> {
-    if definition.key.is_empty() || definition.key.len() > 256 {
-        return Err("the key must be 1 to 256 characters".into());
+/// Whether `key` is an identifier: an ASCII letter or `_`, then ASCII letters, digits and `_`
+/// (what callers use as argument names, e.g. Python keyword arguments).
+pub fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// At most 40 characters of guest text for an error message, control characters escaped.
+fn cut(text: &str) -> String {
+    if text.chars().count() > 40 {
+        let start: String = text.chars().take(40).collect();
+        format!("{}…", crate::text::OneLine(&start))
+    } else {
+        crate::text::OneLine(text).to_string()
     }
+}
+
+/// [`cut`], quoted.
+fn excerpt(text: &str) -> String {
+    format!("\"{}\"", cut(text))
+}
+
+/// Checks the texts of a definition: keys are identifiers of bounded length, names, versions
+/// and identifiers fit the server's columns, and no text carries control characters (only
+/// names, labels and descriptions may hold newlines and tabs).
+fn check_texts(definition: &Definition) -> Result<(), String> {
+    if !is_identifier(&definition.key) {
+        return Err(format!(
+            "the action key {} is not an identifier (an ASCII letter or '_', then letters, \
+             digits and '_')",
+            excerpt(&definition.key)
+        ));
+    }
+    check_length("the action key", &definition.key, MAX_ACTION_KEY)?;
+    check_line("the version", &definition.version, MAX_VERSION)?;
+    check_prose("the name", &definition.name, Some(MAX_NAME))?;
+    if let Some(description) = &definition.description {
+        check_prose("the description", description, None)?;
+    }
+    for collection in &definition.collections {
+        check_line("a collection", collection, MAX_NAME)?;
+    }
+    for port in definition.args.iter().chain(&definition.returns) {
+        check_port_texts(port, &port.key, false)?;
+    }
+    Ok(())
+}
+
+/// Checks one port's texts and its children's; `path` is its dotted key path, `element`
+/// whether it is the element port of a LIST, DICT or UNION (which may be keyed `...`).
+fn check_port_texts(port: &Port, path: &str, element: bool) -> Result<(), String> {
+    let element_key = || {
+        port.key == ELEMENT_PORT_KEY
+            || !port.key.is_empty() && port.key.bytes().all(|byte| byte.is_ascii_digit())
+    };
+    if !(is_identifier(&port.key) || element && element_key()) {
+        return Err(format!(
+            "the port key {} is not an identifier (an ASCII letter or '_', then letters, \
+             digits and '_'{})",
+            excerpt(&port.key),
+            if element {
+                "; or '...' or an index for an element port"
+            } else {
+                ""
+            }
+        ));
+    }
+    check_length("a port key", &port.key, MAX_PORT_KEY)?;
+    check_length("a port's dotted key path", path, MAX_PORT_PATH)?;
+    let what = |field: &str| format!("the {field} of port '{path}'");
+    if let Some(description) = &port.description {
+        check_prose(&what("description"), description, None)?;
+    }
+    if let Some(label) = &port.label {
+        check_prose(&what("label"), label, Some(MAX_NAME))?;
+    }
+    if let Some(identifier) = &port.identifier {
+        check_line(&what("identifier"), identifier, MAX_IDENTIFIER)?;
+    }
+    for choice in port.choices.iter().flatten() {
+        check_prose(&what("choice label"), &choice.label, Some(MAX_NAME))?;
+        if let Some(description) = &choice.description {
+            check_prose(&what("choice description"), description, None)?;
+        }
+    }
+    let element = matches!(port.kind, PortKind::List | PortKind::Dict | PortKind::Union);
+    for child in port.children() {
+        // The path is only built while it can still be within its cap.
+        let child_path = if path.len() <= MAX_PORT_PATH {
+            format!("{path}.{}", child.key)
+        } else {
+            path.to_string()
+        };
+        check_port_texts(child, &child_path, element)?;
+    }
+    Ok(())
+}
+
+fn check_length(what: &str, text: &str, limit: usize) -> Result<(), String> {
+    let length = text.chars().count();
+    if length > limit {
+        return Err(format!(
+            "{what} is {length} characters long; at most {limit} are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// A one-line text (version, identifier): bounded, no control characters at all.
+fn check_line(what: &str, text: &str, limit: usize) -> Result<(), String> {
+    check_length(what, text, limit)?;
+    match text.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{what} {} contains the control character {c:?}",
+            excerpt(text)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Prose (name, label, description): no control characters other than newline and tab.
+fn check_prose(what: &str, text: &str, limit: Option<usize>) -> Result<(), String> {
+    if let Some(limit) = limit {
+        check_length(what, text, limit)?;
+    }
+    match text
+        .chars()
+        .find(|&c| c.is_control() && c != '\n' && c != '\t')
+    {
+        Some(c) => Err(format!(
+            "{what} contains the control character {c:?} (only newline and tab are allowed)"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_definition(definition: &Definition) -> Result<(), String> {
     if definition.name.is_empty() {
         return Err("the name is empty".into());
     }
@@ -800,6 +954,115 @@ mod tests {
             .expect_err("one bad item");
         assert_eq!(error.path, "xs[77777]");
         assert_eq!(error.problem, "expected UNION, got boolean true");
+    /// A description of one action `f` with `changes` merged in, as JSON text.
+    fn described(changes: Value) -> String {
+        let mut action = json!({"key": "f", "version": "1", "name": "F", "kind": "FUNCTION",
+            "args": [{"key": "xs", "kind": "LIST", "nullable": false,
+                "children": [{"key": "...", "kind": "MODEL", "nullable": false,
+                    "identifier": "@lab/point",
+                    "children": [{"key": "x_1", "kind": "FLOAT", "nullable": false}]}]}],
+            "returns": [{"key": "return0", "kind": "INT", "nullable": false}]});
+        if let (Some(action), Some(changes)) = (action.as_object_mut(), changes.as_object()) {
+            action.extend(changes.clone());
+        }
+        Value::Array(vec![action]).to_string()
+    }
+
+    fn port(key: &str) -> Value {
+        json!([{"key": key, "kind": "INT", "nullable": false}])
+    }
+
+    #[test]
+    fn keys_are_identifiers_and_texts_carry_no_control_characters() {
+        let sane = parse_definitions(&described(json!({
+            "name": "Two\nlines\tand tabs",
+            "description": "Tabs\tand\nnewlines are fine; ünïcödé too: ⟨ok⟩",
+        })))
+        .expect("a sane description");
+        assert_eq!(sane[0].args[0].children()[0].children()[0].key, "x_1");
+
+        let refused = [
+            (json!({"key": "two words"}), "is not an identifier"),
+            (json!({"key": "1st"}), "is not an identifier"),
+            (json!({"key": ""}), "is not an identifier"),
+            (
+                json!({"key": "\u{1b}]0;pwned\u{7}"}),
+                "is not an identifier",
+            ),
+            (json!({"key": "schlüssel"}), "is not an identifier"),
+            (
+                json!({"key": "k".repeat(MAX_ACTION_KEY + 1)}),
+                "at most 2000",
+            ),
+            (
+                json!({"args": port("a-b")}),
+                "the port key \"a-b\" is not an identifier",
+            ),
+            (json!({"args": port("...")}), "is not an identifier"),
+            (
+                json!({"returns": port(&"r".repeat(MAX_PORT_KEY + 1))}),
+                "at most 255",
+            ),
+            (
+                json!({"name": "\u{1b}[2J\u{1b}[HCleared"}),
+                "control character",
+            ),
+            (json!({"name": "line\rcarriage"}), "control character"),
+            (json!({"name": "n".repeat(MAX_NAME + 1)}), "at most 1000"),
+            (json!({"description": "bell\u{7}"}), "only newline and tab"),
+            (json!({"description": "c1 \u{9b}31m"}), "control character"),
+            (json!({"version": "1\n2"}), "control character"),
+            (
+                json!({"version": "v".repeat(MAX_VERSION + 1)}),
+                "at most 100",
+            ),
+            (json!({"collections": ["a\u{1b}b"]}), "control character"),
+            (
+                json!({"args": [{"key": "s", "kind": "STRUCTURE", "nullable": false,
+                    "identifier": "@x/\u{1b}[1m"}]}),
+                "identifier",
+            ),
+            (
+                json!({"args": [{"key": "m", "kind": "MODEL", "nullable": false,
+                    "children": [{"key": "bad key", "kind": "INT", "nullable": false}]}]}),
+                "\"bad key\" is not an identifier",
+            ),
+            (
+                json!({"args": [{"key": "e", "kind": "ENUM", "nullable": false,
+                    "choices": [{"value": 1, "label": "one\u{1b}]52;c;eA==\u{7}"}]}]}),
+                "choice label",
+            ),
+            (
+                json!({"args": [{"key": "a", "kind": "INT", "nullable": false,
+                    "label": "\u{8}\u{8}"}]}),
+                "label",
+            ),
+        ];
+        for (changes, reason) in refused {
+            let error = parse_definitions(&described(changes.clone()))
+                .expect_err(&changes.to_string())
+                .to_string();
+            assert!(error.contains(reason), "{changes}: {error}");
+            assert!(
+                !error.contains(|c: char| c.is_control()),
+                "the reason quotes guest text escaped: {error:?}"
+            );
+            assert!(error.len() < 400, "the reason is short: {error}");
+        }
+    }
+
+    #[test]
+    fn dotted_key_paths_are_bounded() {
+        // Nested models whose keys are each within bounds, but whose path is not.
+        let mut port = json!({"key": "leaf", "kind": "INT", "nullable": false});
+        for _ in 0..3 {
+            port = json!({"key": "k".repeat(200), "kind": "MODEL", "nullable": false,
+                "children": [port]});
+        }
+        let error = parse_definitions(&described(json!({"args": [port]})))
+            .expect_err("a long path")
+            .to_string();
+        assert!(error.contains("dotted key path"), "{error}");
     }
 
     #[test]

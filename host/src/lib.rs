@@ -7,6 +7,7 @@
 //! - [`config`]: the `rekuest-host.toml` file.
 //! - [`devserver`]: a local rekuest-compatible server for development and tests.
 //! - [`tls`]: the certificate authorities outbound connections trust.
+//! - [`text`]: guest and server text made safe for a terminal.
 #![warn(missing_docs)]
 
 pub mod agent;
@@ -16,3 +17,4 @@ pub mod devserver;
 pub mod protocol;
 pub mod runtime;
 pub mod tls;
+pub mod text;

@@ -5,6 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rekuest_host::text::{Lines, TerminalWriter};
 use tracing_subscriber::EnvFilter;
 
 /// One thread for the agent socket, the local server and the first slice of every task;
@@ -15,13 +16,32 @@ async fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_env("REKUEST_HOST_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        // Records quote server and guest text: escaped on the way out, so no colours either.
+        .with_ansi(false)
+        .with_writer(|| TerminalWriter::new(std::io::stderr()))
         .init();
     match cli::Cli::parse().run().await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", Lines(&error_text(&error)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text its parent already quotes
+/// (e.g. an I/O or TOML error inside a config error) is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }

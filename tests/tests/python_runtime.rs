@@ -295,7 +295,7 @@ async fn hostile_python_guests_end_in_clear_errors_while_a_normal_task_succeeds(
         connect.outcome
     );
     assert!(
-        matches!(&exit.outcome, Outcome::Critical(message) if message.contains("exited")),
+        matches!(&exit.outcome, Outcome::Critical(message) if message.contains("exit()")),
         "{:?}",
         exit.outcome
     );

@@ -241,11 +241,28 @@ async fn guests_cannot_open_sockets() {
 async fn an_exiting_guest_is_reported_not_obeyed() {
     let runtime = runtime();
     let guest = hostile(&runtime, SandboxPolicy::default()).await;
-    let (_, outcome) = call(&guest, "exit", json!({"code": 3})).await;
-    // WASI preview 2 only tells success from failure: any non-zero status arrives as 1.
+    // WASI preview 2 only tells success from failure: any non-zero status arrives as 1, so
+    // the report names no status it cannot know.
+    for code in [3, 1, -1, 255] {
+        let (_, outcome) = call(&guest, "exit", json!({ "code": code })).await;
+        assert_eq!(
+            outcome,
+            Outcome::Critical(
+                "the action called exit() with a failure status (WASI carries no exit code)".into()
+            ),
+            "exit({code})"
+        );
+    }
+    // A successful exit still skips the results the action owes: a broken contract.
+    let (returns, outcome) = call(&guest, "exit", json!({"code": 0})).await;
+    assert_eq!(returns, Value::Null);
     assert_eq!(
         outcome,
-        Outcome::Critical("the action exited the process with status 1".into())
+        Outcome::Critical(
+            "the action exited before returning its results (it called exit() with a success \
+             status instead of returning)"
+                .into()
+        )
     );
 }
 

@@ -4,7 +4,10 @@
 //! It is written against the raw WIT bindings (no SDK) so that `describe` can misbehave. The
 //! environment variable `DESCRIBE` picks how: `malformed` (not JSON), `wrong-shape` (JSON, not
 //! definitions), `duplicate` (two actions with one key), `huge` (2 MiB of definitions),
-//! `panic`, `spin`, or anything else for a valid description of one action, `noop`.
+//! `panic`, `spin`, `escape-key` (an action key that is a terminal escape sequence),
+//! `port-key` (a port key with a space), `long-key` (an action key of 2,001 characters),
+//! `escape-name` (a name that clears the screen), or anything else for a valid description
+//! of one action, `noop`.
 
 wit_bindgen::generate!({ path: "../../wit", world: "action-component" });
 
@@ -28,12 +31,22 @@ impl Guest for HostileDescribe {
                 )
             }
             "panic" => panic!("describe gave up"),
-            "spin" => {
-                let mut counter = 0u64;
-                loop {
-                    counter = std::hint::black_box(counter.wrapping_add(1));
-                }
-            }
+            "escape-key" => format!(
+                "[{}]",
+                NOOP.replace(r#""key":"noop""#, r#""key":"\u001b]0;pwned\u0007""#)
+            ),
+            "port-key" => format!(
+                "[{}]",
+                NOOP.replace(
+                    r#""args":[]"#,
+                    r#""args":[{"key":"two words","kind":"INT","nullable":false}]"#,
+                )
+            ),
+            "long-key" => format!("[{}]", NOOP.replace("noop", &"k".repeat(2001))),
+            "escape-name" => format!(
+                "[{}]",
+                NOOP.replace(r#""name":"Noop""#, r#""name":"\u001b[2J\u001b[HNoop""#)
+            ),
             _ => format!("[{NOOP}]"),
         }
     }

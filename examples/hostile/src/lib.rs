@@ -181,6 +181,40 @@ fn big_yield(megabytes: u32) -> String {
     )
 }
 
+/// Terminal escape sequences that set the window title, clear the screen, write the clipboard
+/// (OSC 52), ring the bell, switch to 8-bit controls and reverse text (bidi override).
+const ESCAPES: &str =
+    "\u{1b}]0;pwned-title\u{7}\u{1b}[2J\u{1b}[H\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{202e}desrever";
+
+/// Send terminal escape codes through every channel.
+///
+/// Logs them, prints them to stdout and stderr, puts them in a progress message, and then
+/// returns them, or fails with them when `fail` is set.
+///
+/// * `fail` - fail with the escapes instead of returning them
+#[register]
+fn escape_codes(fail: bool, ctx: &Context) -> Result<String, String> {
+    ctx.info(format!("log {ESCAPES}"));
+    println!("stdout {ESCAPES}");
+    eprintln!("stderr {ESCAPES}");
+    ctx.progress(50, format!("progress {ESCAPES}"));
+    if fail {
+        Err(format!("error {ESCAPES}"))
+    } else {
+        Ok(format!("returned {ESCAPES}"))
+    }
+}
+
+/// Forge log lines of the host.
+///
+/// Logs one message with a newline in it, and prints a line that returns the cursor to
+/// overwrite itself, each pretending to be a line of its own.
+#[register]
+fn forge_log_line(ctx: &Context) {
+    ctx.info("an honest line\n[ERROR] forged by the guest");
+    println!("printed\r[CRITICAL] overwritten by the guest");
+}
+
 /// Open a TCP connection.
 ///
 /// Fails with the operating system's error when the connection cannot be made.
@@ -211,5 +245,7 @@ rekuest_guest::export_actions!(
     sleep,
     log_flood,
     big_yield,
+    escape_codes,
+    forge_log_line,
     connect,
 );

@@ -15,6 +15,7 @@ use rekuest_host::definition::Definition;
 use rekuest_host::devserver::{CallerReply, CallerRequest};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::tls::{ClientTls, explain_certificate_error, server_of};
+use rekuest_host::text::{self, Lines, OneLine};
 
 use super::args::build_args;
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_CRITICAL, EXIT_FAILED};
@@ -52,11 +53,11 @@ pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
     match kind {
         "YIELD" => {
             let returns = fields.get("returns").cloned().unwrap_or(Value::Null);
-            println!("{returns}");
+            println!("{}", text::json(&returns.to_string()));
             Shown::Continue
         }
         "LOG" => {
-            eprintln!("[{}] {}", text("level"), text("message"));
+            eprintln!("[{}] {}", OneLine(text("level")), Lines(text("message")));
             Shown::Continue
         }
         "PROGRESS" => {
@@ -65,7 +66,7 @@ pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
                 .and_then(Value::as_i64)
                 .map(|progress| format!("{progress}% "))
                 .unwrap_or_default();
-            eprintln!("progress {progress}{}", text("message"));
+            eprintln!("progress {progress}{}", OneLine(text("message")));
             Shown::Continue
         }
         "COMPLETED" => {
@@ -73,11 +74,11 @@ pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
             Shown::Done(ExitCode::SUCCESS)
         }
         "FAILED" => {
-            eprintln!("FAILED: {}", text("error"));
+            eprintln!("FAILED: {}", Lines(text("error")));
             Shown::Done(ExitCode::from(EXIT_FAILED))
         }
         "CRITICAL" => {
-            eprintln!("CRITICAL: {}", text("error"));
+            eprintln!("CRITICAL: {}", Lines(text("error")));
             Shown::Done(ExitCode::from(EXIT_CRITICAL))
         }
         "CANCELLED" | "INTERRUPTED" => {
@@ -89,7 +90,7 @@ pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
             Shown::Done(ExitCode::from(EXIT_CRITICAL))
         }
         other => {
-            eprintln!("{other}");
+            eprintln!("{}", OneLine(other));
             Shown::Continue
         }
     }
@@ -203,7 +204,7 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
     ) {
         Ok(task_args) => task_args,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", Lines(&format!("{error:#}")));
             return Ok(ExitCode::from(EXIT_BAD_ARGS));
         }
     };
@@ -236,7 +237,7 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
         match next {
             None => bail!("the local server closed the connection before the task ended"),
             Some(CallerReply::Assigned { task: id }) => {
-                eprintln!("task {id} assigned");
+                eprintln!("task {} assigned", OneLine(&id));
                 task = Some(id);
             }
             Some(CallerReply::Event { event, .. }) => {

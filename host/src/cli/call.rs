@@ -11,6 +11,7 @@ use rekuest_host::definition::ActionKind;
 use rekuest_host::runtime::{
     ActionComponent, EVENT_BUFFER, Failure, Outcome, TaskControl, TaskEvent,
 };
+use rekuest_host::text::{self, Lines, OneLine};
 
 /// Exit code of a task that failed with an action error.
 pub const EXIT_FAILED: u8 = 1;
@@ -63,7 +64,7 @@ fn report(outcome: &Outcome, returns: Option<String>) -> ExitCode {
         Outcome::Cancelled | Outcome::Interrupted => ("cancelled", EXIT_CANCELLED),
     };
     match outcome.error() {
-        Some(error) => eprintln!("error: {label}: {error}"),
+        Some(error) => eprintln!("error: {label}: {}", Lines(&error)),
         None => eprintln!("error: {label}"),
     }
     ExitCode::from(code)
@@ -96,14 +97,14 @@ impl Display {
     fn show(&mut self, event: TaskEvent) {
         match event {
             TaskEvent::Log { level, message } => {
-                let line = format!("[{}] {message}", level.as_str());
+                let line = format!("[{}] {}", level.as_str(), Lines(&message));
                 match &self.bar {
                     Some(bar) => bar.println(line),
                     None => eprintln!("{line}"),
                 }
             }
             TaskEvent::Progress { percent, message } => {
-                let message = message.unwrap_or_default();
+                let message = OneLine(message.as_deref().unwrap_or_default()).to_string();
                 match &self.bar {
                     Some(bar) => {
                         bar.set_position(u64::from(percent));
@@ -115,10 +116,10 @@ impl Display {
             TaskEvent::Yield(returns) => {
                 if self.generator {
                     let mut stdout = std::io::stdout().lock();
-                    let _ = writeln!(stdout, "{}", returns.get());
+                    let _ = writeln!(stdout, "{}", text::json(returns.get()));
                     let _ = stdout.flush();
                 } else {
-                    self.last_returns = Some(returns.get().to_string());
+                    self.last_returns = Some(text::json(returns.get()).into_owned());
                 }
             }
         }

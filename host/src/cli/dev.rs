@@ -17,6 +17,7 @@ use rekuest_host::config::{self, ComponentSettings};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
+use rekuest_host::text::{Lines, OneLine};
 
 use super::assign::{Offered, Shown, args_for, offered, show_event};
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED};
@@ -135,8 +136,8 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                     "local rekuest server on {} serving: {}\nassign from another terminal, e.g.: \
                      rekuest-host assign {} KEY=VALUE...\nCtrl-C to stop",
                     server.url(),
-                    keys.join(", "),
-                    keys.first().copied().unwrap_or("ACTION"),
+                    OneLine(&keys.join(", ")),
+                    OneLine(keys.first().copied().unwrap_or("ACTION")),
                 );
                 std::future::pending().await
             }
@@ -184,7 +185,7 @@ async fn assign_once(
     let task_args = match args_for(&offered, action, json, words) {
         Ok(task_args) => task_args,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", Lines(&format!("{error:#}")));
             return Ok(ExitCode::from(EXIT_BAD_ARGS));
         }
     };

@@ -1,13 +1,17 @@
 //! `rekuest-host inspect`: what a component offers, as a table or as registration JSON.
+//!
+//! Everything shown comes from the guest: it is escaped for the terminal ([`text`]).
 
 use std::fmt::Write;
 
 use rekuest_host::definition::{Definition, Port, expected};
 use rekuest_host::runtime::ActionComponent;
+use rekuest_host::text::{self, OneLine};
 
 /// The exact `DefinitionInput` list that would be registered, pretty-printed.
 pub fn render_json(component: &ActionComponent) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(component.definitions())?)
+    let json = serde_json::to_string_pretty(component.definitions())?;
+    Ok(text::json(&json).into_owned())
 }
 
 /// A readable overview of every action, its ports and docs.
@@ -17,7 +21,7 @@ pub fn render_table(component: &ActionComponent) -> String {
     let _ = writeln!(
         out,
         "{}: {} action{}",
-        component.name(),
+        OneLine(component.name()),
         definitions.len(),
         if definitions.len() == 1 { "" } else { "s" }
     );
@@ -36,11 +40,13 @@ fn render_definition(out: &mut String, definition: &Definition) {
     let _ = writeln!(
         out,
         "{}  ({kind}, version {}): {}",
-        definition.key, definition.version, definition.name
+        OneLine(&definition.key),
+        OneLine(&definition.version),
+        OneLine(&definition.name)
     );
     if let Some(description) = &definition.description {
         for line in description.lines() {
-            let _ = writeln!(out, "    {line}");
+            let _ = writeln!(out, "    {}", OneLine(line));
         }
     }
     for (title, ports) in [("args", &definition.args), ("returns", &definition.returns)] {
@@ -64,16 +70,16 @@ fn render_definition(out: &mut String, definition: &Definition) {
 }
 
 fn port_row(port: &Port) -> (String, String, String) {
-    let mut kind = expected(port);
+    let mut kind = OneLine(&expected(port)).to_string();
     if port.nullable {
         kind.push_str(" (optional)");
     }
-    let mut note = port.description.clone().unwrap_or_default();
+    let mut note = OneLine(port.description.as_deref().unwrap_or_default()).to_string();
     if let Some(default) = &port.default {
         if !note.is_empty() {
             note.push(' ');
         }
-        note.push_str(&format!("[default: {default}]"));
+        note.push_str(&format!("[default: {}]", text::json(&default.to_string())));
     }
-    (port.key.clone(), kind, note)
+    (OneLine(&port.key).to_string(), kind, note)
 }

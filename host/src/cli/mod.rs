@@ -14,10 +14,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rekuest_host::runtime::limits::{parse_bytes, parse_duration};
+use rekuest_host::runtime::limits::{parse_duration, parse_memory_limit};
 use rekuest_host::runtime::{
     Allocation, ComponentCache, DirGrant, Limits, Runtime, RuntimeConfig, SandboxPolicy,
 };
+use rekuest_host::text::{Lines, OneLine};
 
 /// Runs Arkitekt rekuest actions as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -79,10 +80,10 @@ struct SandboxArgs {
     /// Fuel budget (about one unit per wasm instruction); unmetered if not given.
     #[arg(long)]
     fuel: Option<u64>,
-    /// Memory limit, e.g. 64MiB, 512KiB, 1GiB.
-    #[arg(long, value_parser = parse_bytes, default_value = "64MiB")]
+    /// Memory limit in binary units (64MiB, 512KiB, 1GiB) or bytes; 64KiB to 4GiB.
+    #[arg(long, value_parser = parse_memory_limit, default_value = "64MiB")]
     memory: u64,
-    /// Wall-clock limit, e.g. 10s, 250ms, 2m.
+    /// Wall-clock limit, e.g. 10s, 250ms, 2m; a bare number is seconds.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     timeout: Duration,
     /// Grant a host directory: HOST:GUEST for read-only, HOST:GUEST:rw for read-write.
@@ -189,16 +190,17 @@ impl Cli {
                         .map(|d| d.key.as_str())
                         .collect();
                     eprintln!(
-                        "error: {} has no action '{action}'; it has: {}",
-                        component.name(),
-                        known.join(", ")
+                        "error: {} has no action '{}'; it has: {}",
+                        OneLine(component.name()),
+                        OneLine(action),
+                        OneLine(&known.join(", "))
                     );
                     return Ok(ExitCode::from(call::EXIT_BAD_ARGS));
                 };
                 let args = match args::build_args(definition, args_json.as_deref(), args) {
                     Ok(args) => args,
                     Err(error) => {
-                        eprintln!("error: {error:#}");
+                        eprintln!("error: {}", Lines(&format!("{error:#}")));
                         return Ok(ExitCode::from(call::EXIT_BAD_ARGS));
                     }
                 };

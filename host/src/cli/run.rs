@@ -14,6 +14,7 @@ use rekuest_host::config::{self, ComponentSettings, FileConfig};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
+use rekuest_host::text::OneLine;
 
 /// Pool slots beyond the task cap (for describing components at load).
 const SPARE_SLOTS: u32 = 16;
@@ -152,11 +153,24 @@ pub async fn load(
                 continue;
             }
         };
-        for action in settings.action_concurrency.keys() {
+        // Limits for an action the component does not have would silently not apply.
+        let configured = settings
+            .policy
+            .action_limits
+            .keys()
+            .chain(settings.action_concurrency.keys());
+        for action in configured {
             if component.definition(action).is_none() {
+                let known: Vec<&str> = component
+                    .definitions()
+                    .iter()
+                    .map(|definition| definition.key.as_str())
+                    .collect();
                 bail!(
-                    "{} has no action '{action}' (configured under component.actions)",
-                    settings.path.display()
+                    "{} has no action '{action}' (configured under [component.actions.{action}]); \
+                     it has: {}",
+                    settings.path.display(),
+                    known.join(", ")
                 );
             }
         }
@@ -222,7 +236,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let registered = agent.register().await?;
     eprintln!(
         "agent {} ready with {} action(s){}; serving until Ctrl-C",
-        registered.agent_id,
+        OneLine(&registered.agent_id),
         agent.implementations().len(),
         if registered.implemented {
             " (registered)"

@@ -366,10 +366,7 @@ impl ActionComponent {
             return stopped_outcome(control.signal());
         }
         if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            return Outcome::Critical(format!(
-                "the action exited the process with status {}",
-                exit.0
-            ));
+            return Outcome::Critical(exit_message(exit.0).into());
         }
         if let Some(violation) = error.downcast_ref::<ContractViolation>() {
             return Outcome::Critical(violation.0.clone());
@@ -449,6 +446,18 @@ fn costs_more_than(args: &Map<String, Value>, limit: usize) -> bool {
     }
     let mut budget = limit;
     args.values().any(|value| count(value, &mut budget))
+}
+
+/// What an `exit()` of the guest means for its caller. WASI's `exit` carries only success or
+/// failure (any failing code, e.g. `exit(3)`, arrives as 1), and a successful exit still
+/// skips returning the results the action owes.
+fn exit_message(status: i32) -> &'static str {
+    if status == 0 {
+        "the action exited before returning its results (it called exit() with a success \
+         status instead of returning)"
+    } else {
+        "the action called exit() with a failure status (WASI carries no exit code)"
+    }
 }
 
 fn stopped_outcome(signal: Signal) -> Outcome {

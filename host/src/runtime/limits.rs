@@ -112,26 +112,44 @@ pub enum LimitExceeded {
     },
 }
 
-/// Formats a byte count for people (`64 MiB`, `1.5 KiB`, `12 B`).
+/// Formats a byte count for people, exactly: `64 MiB`, `1.5 KiB`, `12 B` when the unit shows
+/// the exact size, else the bytes with an approximation (`4,194,305 bytes (~4.0 MiB)`), so
+/// that a size just over a limit never looks equal to it.
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64;
+    let mut scale: u64 = 1;
     let mut unit = "B";
     for next in UNITS {
-        if value < 1024.0 {
+        if bytes / scale < 1024 {
             break;
         }
-        value /= 1024.0;
+        scale *= 1024;
         unit = next;
     }
-    if value.fract() == 0.0 {
+    let value = bytes as f64 / scale as f64;
+    if bytes.is_multiple_of(scale) {
         format!("{value:.0} {unit}")
-    } else {
+    } else if (u128::from(bytes) * 10).is_multiple_of(u128::from(scale)) {
         format!("{value:.1} {unit}")
+    } else {
+        format!("{} bytes (~{value:.1} {unit})", group_digits(bytes))
     }
+}
+
+/// `4194305` as `4,194,305`.
+fn group_digits(number: u64) -> String {
+    let digits = number.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
 }
 
 /// Formats a duration for people (`10s`, `1.5s`, `250ms`).
@@ -145,16 +163,33 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
-/// Parses `64MiB`, `512k`, `1g`, `1048576` into bytes.
+/// Smallest memory limit: one WebAssembly page.
+pub const MIN_MEMORY_LIMIT: u64 = 64 * 1024;
+/// Largest memory limit: all a 32-bit guest can address.
+pub const MAX_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Parses a size in binary units, `64MiB`, `512KiB`, `1.5GiB`, or bytes (`1048576`, `4096B`).
+///
+/// Units that could be read as decimal or binary (`64MB`, `512k`, `1g`) are refused with the
+/// binary spelling to use, rather than guessed.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = split_number(text)
         .ok_or_else(|| format!("'{text}' is not a size (try 64MiB, 512KiB, 1GiB)"))?;
     let scale: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        ambiguous @ ("k" | "kb" | "m" | "mb" | "g" | "gb") => {
+            let binary = format!("{}iB", ambiguous[..1].to_ascii_uppercase());
+            let number = &text[..text.len() - unit.len()];
+            return Err(format!(
+                "'{text}' is ambiguous (decimal or binary?): did you mean {}{binary}? \
+                 Sizes take binary units (KiB, MiB, GiB) or a number of bytes",
+                number.trim()
+            ));
+        }
         other => {
             return Err(format!(
                 "unknown size unit '{other}' in '{text}' (use B, KiB, MiB, GiB)"
@@ -162,6 +197,30 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         }
     };
     Ok((number * scale as f64) as u64)
+}
+
+/// Checks a memory limit: from one WebAssembly page ([`MIN_MEMORY_LIMIT`]) to what a 32-bit
+/// guest can address ([`MAX_MEMORY_LIMIT`]).
+pub fn check_memory_limit(bytes: u64) -> Result<u64, String> {
+    if bytes < MIN_MEMORY_LIMIT {
+        return Err(format!(
+            "a memory limit of {} is too small: at least 64KiB (one WebAssembly page) is needed \
+             (a bare number counts bytes)",
+            format_bytes(bytes)
+        ));
+    }
+    if bytes > MAX_MEMORY_LIMIT {
+        return Err(format!(
+            "a memory limit of {} is more than a 32-bit guest can address: at most 4GiB",
+            format_bytes(bytes)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parses a memory limit ([`parse_bytes`], then [`check_memory_limit`]).
+pub fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    parse_bytes(text).and_then(check_memory_limit)
 }
 
 /// Parses `10s`, `250ms`, `2m`, `1.5s`, `30` (seconds) into a duration.
@@ -296,14 +355,63 @@ mod tests {
     #[test]
     fn parses_and_formats_sizes() {
         assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
+        assert_eq!(parse_bytes("512kib"), Ok(512 << 10));
         assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
         assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("4096B"), Ok(4096));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("3 parsecs").is_err());
         assert_eq!(format_bytes(64 << 20), "64 MiB");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(12), "12 B");
+        assert_eq!(format_bytes(4 << 30), "4 GiB");
+    }
+
+    #[test]
+    fn sizes_over_a_limit_never_look_equal_to_it() {
+        assert_eq!(format_bytes((4 << 20) + 1), "4,194,305 bytes (~4.0 MiB)");
+        assert_eq!(format_bytes(1025), "1,025 bytes (~1.0 KiB)");
+        let over = LimitExceeded::Output {
+            what: "a yield",
+            size: (4 << 20) + 1,
+            limit: 4 << 20,
+        };
+        assert_eq!(
+            over.to_string(),
+            "a yield of 4,194,305 bytes (~4.0 MiB) exceeds the limit of 4 MiB"
+        );
+        for (size, limit) in [((64 << 20) + 65536, 64 << 20), ((1 << 30) + 1, 1 << 30)] {
+            assert_ne!(format_bytes(size), format_bytes(limit));
+        }
+    }
+
+    #[test]
+    fn ambiguous_units_are_refused_with_the_binary_spelling() {
+        for (text, suggestion) in [
+            ("64MB", "did you mean 64MiB?"),
+            ("64mb", "did you mean 64MiB?"),
+            ("512k", "did you mean 512KiB?"),
+            ("1.5 G", "did you mean 1.5GiB?"),
+            ("2gb", "did you mean 2GiB?"),
+        ] {
+            let error = parse_bytes(text).expect_err(text);
+            assert!(error.contains(suggestion), "{text}: {error}");
+            assert!(parse_memory_limit(text).is_err());
+        }
+    }
+
+    #[test]
+    fn memory_limits_fit_a_32_bit_guest() {
+        assert_eq!(parse_memory_limit("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_memory_limit("64KiB"), Ok(64 << 10));
+        let error = parse_memory_limit("5GiB").expect_err("too large");
+        assert!(
+            error.contains("more than a 32-bit guest can address"),
+            "{error}"
+        );
+        let error = parse_memory_limit("64").expect_err("64 bytes");
+        assert!(error.contains("a bare number counts bytes"), "{error}");
+        assert!(check_memory_limit((4 << 30) + 1).is_err());
     }
 
     #[test]

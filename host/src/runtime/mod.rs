@@ -82,12 +82,21 @@ pub enum RuntimeError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The IO error.
         source: std::io::Error,
+    },
+    /// Not a regular file (a directory, a device such as `/dev/zero`, a pipe): refused before
+    /// anything is read from it.
+    #[error("{path} is not a regular file (it is {what})")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
     },
     /// Larger than [`MAX_COMPONENT_BYTES`].
     #[error(
@@ -201,12 +210,7 @@ impl Runtime {
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let bytes = read_component_file(path, &name).await?;
         self.load_bytes(name, bytes, policy).await
     }
 
@@ -267,6 +271,47 @@ impl Runtime {
             )),
         }
     }
+}
+
+/// Reads a component file, bounded: the path must be a regular file of at most
+/// [`MAX_COMPONENT_BYTES`] (checked before reading), and no more than that is read even if the
+/// file grows meanwhile.
+async fn read_component_file(path: &Path, name: &str) -> Result<Vec<u8>, LoadError> {
+    use tokio::io::AsyncReadExt;
+
+    let read_error = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = |size: u64| LoadError::TooLarge {
+        name: name.to_string(),
+        size: usize::try_from(size).unwrap_or(usize::MAX),
+    };
+    let metadata = tokio::fs::metadata(path).await.map_err(read_error)?;
+    if !metadata.is_file() {
+        let what = if metadata.is_dir() {
+            "a directory"
+        } else {
+            "a device, pipe or socket"
+        };
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    if metadata.len() > MAX_COMPONENT_BYTES as u64 {
+        return Err(too_large(metadata.len()));
+    }
+    let file = tokio::fs::File::open(path).await.map_err(read_error)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(MAX_COMPONENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(read_error)?;
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Checks the preamble: `\0asm`, then the component-model layer rather than a core module.

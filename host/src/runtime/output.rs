@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -31,6 +31,8 @@ pub const MAX_ERROR_BYTES: usize = 16 * 1024;
 pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
 /// Longest progress message.
 pub const MAX_PROGRESS_MESSAGE: usize = 1024;
+/// Least time between two "log lines dropped" markers of one task (the last comes at its end).
+pub const DROPPED_MARKER_INTERVAL: Duration = Duration::from_secs(1);
 /// How Rust panic messages start (std's hook and the guest SDK's alike).
 const PANIC_PREFIX: &str = "panicked at ";
 /// How much of the guest's stderr is kept to explain a crash (e.g. a panic message).
@@ -49,6 +51,7 @@ struct OutputState {
     truncated: bool,
     rate: LineRate,
     dropped_lines: u64,
+    last_dropped_marker: Option<Instant>,
     /// Complete lines from stdout/stderr not yet handed to the channel.
     pending: VecDeque<TaskEvent>,
     stdout_partial: Vec<u8>,
@@ -154,7 +157,7 @@ impl TaskOutput {
                     state.queue_line(stream, &rest);
                 }
             }
-            state.report_dropped_lines();
+            state.report_dropped_lines(true);
         }
         self.flush_pending().await;
     }
@@ -209,7 +212,7 @@ impl OutputState {
             self.dropped_lines += 1;
             return;
         }
-        self.report_dropped_lines();
+        self.report_dropped_lines(false);
         let message = cut(message, MAX_LOG_LINE);
         if self.log_bytes + message.len() > MAX_LOG_BYTES {
             self.truncated = true;
@@ -226,9 +229,16 @@ impl OutputState {
         self.pending.push_back(TaskEvent::Log { level, message });
     }
 
-    /// Queues one marker for the lines dropped by the rate limit since the last one.
-    fn report_dropped_lines(&mut self) {
-        if self.dropped_lines > 0 {
+    /// Queues one marker for the lines dropped by the rate limit since the last one: at most
+    /// one per [`DROPPED_MARKER_INTERVAL`] (the markers must not become a flood of their own),
+    /// or now when `finally` (at the task's end).
+    fn report_dropped_lines(&mut self, finally: bool) {
+        let due = finally
+            || self
+                .last_dropped_marker
+                .is_none_or(|last| last.elapsed() >= DROPPED_MARKER_INTERVAL);
+        if self.dropped_lines > 0 && due {
+            self.last_dropped_marker = Some(Instant::now());
             let dropped = std::mem::take(&mut self.dropped_lines);
             self.pending.push_back(TaskEvent::Log {
                 level: LogLevel::Warn,
@@ -361,6 +371,8 @@ fn cut(mut text: String, limit: usize) -> String {
 mod tests {
     use super::*;
 
+    const EVENT_BUFFER_FOR_TESTS: usize = 256;
+
     fn drain(receiver: &mut mpsc::Receiver<TaskEvent>) -> Vec<String> {
         let mut lines = Vec::new();
         while let Ok(event) = receiver.try_recv() {
@@ -398,6 +410,15 @@ mod tests {
         );
     }
 
+    /// The number a "[N log lines dropped: ...]" marker reports, `None` for other lines.
+    fn dropped_count(line: &str) -> Option<u64> {
+        let count = line.strip_prefix('[')?.strip_suffix(']')?;
+        let (count, rest) = count.split_once(' ')?;
+        rest.starts_with("log lines dropped")
+            .then(|| count.parse().ok())
+            .flatten()
+    }
+
     #[tokio::test]
     async fn log_lines_are_rate_limited_with_a_marker() {
         let (sender, mut receiver) = mpsc::channel(4096);
@@ -410,18 +431,72 @@ mod tests {
         // The bucket refills while the flood runs (slowly, on a loaded machine): allow for it.
         let refilled =
             (started.elapsed().as_secs_f64() * f64::from(MAX_LOG_LINES_PER_SECOND)).ceil() as usize;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        output.log(LogLevel::Info, "after a pause".into()).await;
+        output.finish().await;
         let lines = drain(&mut receiver);
         let burst = MAX_LOG_LINES_PER_SECOND as usize;
+        let guest_lines = lines
+            .iter()
+            .filter(|line| line.starts_with("line "))
+            .count();
         assert!(
-            (burst + 2..=burst + 2 + refilled).contains(&lines.len()),
-            "{} lines for a burst of {burst} and {refilled} refilled",
-            lines.len()
+            (burst..=burst + refilled).contains(&guest_lines),
+            "{guest_lines} lines for a burst of {burst} and {refilled} refilled"
         );
-        let marker = &lines[lines.len() - 2];
-        assert!(marker.contains("log lines dropped"), "{marker}");
-        assert_eq!(lines[lines.len() - 1], "after a pause");
+        let dropped: u64 = lines.iter().filter_map(|line| dropped_count(line)).sum();
+        assert_eq!(
+            guest_lines as u64 + dropped,
+            flood as u64,
+            "every line is either shown or counted as dropped: {:?}",
+            lines
+                .iter()
+                .filter(|line| !line.starts_with("line "))
+                .collect::<Vec<_>>()
+        );
+        assert!(lines.last().and_then(|line| dropped_count(line)).is_some());
+    }
+
+    #[tokio::test]
+    async fn dropped_line_markers_are_rate_limited_too() {
+        let (sender, mut receiver) = mpsc::channel(EVENT_BUFFER_FOR_TESTS);
+        let counter = tokio::spawn(async move {
+            let (mut markers, mut dropped, mut shown) = (0u64, 0u64, 0u64);
+            while let Some(event) = receiver.recv().await {
+                if let TaskEvent::Log { message, .. } = event {
+                    match dropped_count(&message) {
+                        Some(count) => {
+                            markers += 1;
+                            dropped += count;
+                        }
+                        None => shown += 1,
+                    }
+                }
+            }
+            (markers, dropped, shown)
+        });
+        let output = TaskOutput::new(sender);
+        // A flood at full speed for 2.5 s: the rate limit admits a line whenever a token is
+        // back (about every millisecond), and each such line used to bring its own marker.
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_millis(2500) {
+            output.log(LogLevel::Info, format!("line {sent}")).await;
+            sent += 1;
+        }
+        let elapsed = started.elapsed();
+        output.finish().await;
+        drop(output);
+        let (markers, dropped, shown) = counter.await.expect("counter");
+        assert_eq!(shown + dropped, sent, "every line is shown or counted");
+        assert!(
+            dropped > 0,
+            "the flood of {sent} lines was not rate-limited"
+        );
+        // One marker per interval, the first at once, and the last at the end.
+        let allowed = elapsed.as_secs_f64() / DROPPED_MARKER_INTERVAL.as_secs_f64() + 2.0;
+        assert!(
+            markers as f64 <= allowed,
+            "{markers} markers in {elapsed:?} (at most {allowed})"
+        );
     }
 
     #[tokio::test]
