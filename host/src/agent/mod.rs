@@ -15,6 +15,7 @@ pub mod registration;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -197,6 +198,9 @@ pub struct Agent {
     outbox: Arc<Outbox>,
     /// Turns true at the first INIT.
     online: watch::Sender<bool>,
+    /// Whether [`Agent::register`] succeeded: only then is the registration restored after
+    /// a reconnect.
+    registered: AtomicBool,
 }
 
 impl Agent {
@@ -268,6 +272,7 @@ impl Agent {
             dispatcher,
             outbox,
             online: watch::channel(false).0,
+            registered: AtomicBool::new(false),
         })
     }
 
@@ -307,7 +312,10 @@ impl Agent {
         let mut last_failure = String::new();
         loop {
             let failure = match self.try_register().await {
-                Ok(Ok(registered)) => return Ok(registered),
+                Ok(Ok(registered)) => {
+                    self.registered.store(true, Ordering::Relaxed);
+                    return Ok(registered);
+                }
                 Ok(Err(agent)) => {
                     let waited = started.elapsed();
                     if waited >= self.config.stale_connection_wait {
@@ -398,7 +406,7 @@ impl Agent {
                 &mut closing,
                 || {
                     registered = true;
-                    if self.online.send_replace(true) {
+                    if self.online.send_replace(true) && self.registered.load(Ordering::Relaxed) {
                         // A reconnect: the registration may have been changed meanwhile
                         // (another host with this token); put ours back.
                         tokio::spawn(restore_registration(
