@@ -23,7 +23,7 @@ async fn ensure(server: &DevServer, token: &str) {
     let tls = rekuest_host::tls::ClientTls::new(&[]).expect("trust store");
     GraphqlClient::new(endpoints.graphql, token.to_string(), &tls)
         .expect("client")
-        .register("raw", &[])
+        .ensure("raw")
         .await
         .expect("ensures");
 }
@@ -73,7 +73,7 @@ async fn close_code(mut client: Client) -> u16 {
 
 async fn registered(server: &DevServer, token: &str) -> Client {
     until("the previous connection to be gone", || {
-        !server.is_connected(token)
+        !server.counts_as_connected(token)
     })
     .await;
     let mut client = connect(server).await;
@@ -226,4 +226,64 @@ async fn reqwest_free_post(url: &str, token: Option<&str>, body: &Value) -> Valu
         .expect("reads");
     let (_, json) = response.split_once("\r\n\r\n").expect("a body");
     serde_json::from_str(json).expect("json body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_counts_as_live_for_the_stale_window() {
+    let mut config = fast_server();
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.heartbeat_timeout = Duration::from_millis(200);
+    config.stale_window = Duration::from_secs(2);
+    let server = DevServer::start(config).await.expect("server");
+    ensure(&server, "t1").await;
+    let endpoints = Endpoints::from_base(&server.url()).expect("url");
+    let graphql = GraphqlClient::new(endpoints.graphql, "t1".to_string()).expect("client");
+
+    // The server closes (3001: heartbeats unanswered); the connection still counts as live.
+    let client = registered(&server, "t1").await;
+    assert_eq!(close_code(client).await, 3001);
+    assert!(!server.is_connected("t1"));
+    assert!(server.counts_as_connected("t1"));
+    assert!(
+        bounded("ensure", graphql.ensure("raw"))
+            .await
+            .expect("ensures")
+            .connected
+    );
+    let mut client = connect(&server).await;
+    send(&mut client, json!({"type": "REGISTER", "token": "t1"})).await;
+    let error = next(&mut client).await.expect("PROTOCOL_ERROR");
+    assert_eq!(error["type"], "PROTOCOL_ERROR");
+    assert_eq!(
+        error["error"],
+        "Another connection is already registered for this agent. Reconnect with force to take over."
+    );
+    assert_eq!(close_code(client).await, 4004);
+    // `force` takes over at once.
+    let mut client = connect(&server).await;
+    send(
+        &mut client,
+        json!({"type": "REGISTER", "token": "t1", "force": true}),
+    )
+    .await;
+    assert_eq!(next(&mut client).await.expect("INIT")["type"], "INIT");
+    // A close handshake from the agent leaves nothing stale.
+    client.close(None).await.expect("closes");
+    until("the agent to be offline", || {
+        !server.counts_as_connected("t1")
+    })
+    .await;
+
+    // Silenced: no frame at all (not even heartbeats), TCP stays open, the connection is stale
+    // and then forgotten.
+    let mut client = registered(&server, "t1").await;
+    assert!(server.silence("t1"));
+    let silent = tokio::time::timeout(Duration::from_millis(600), client.next()).await;
+    assert!(silent.is_err(), "a silenced connection sent {silent:?}");
+    assert!(server.counts_as_connected("t1"));
+    until("the stale window to pass", || {
+        !server.counts_as_connected("t1")
+    })
+    .await;
+    registered(&server, "t1").await;
 }

@@ -1,5 +1,7 @@
-//! Connection cuts, server restarts, retention and resending of terminal reports,
-//! inquiries, hostile server frames, KICK, BOUNCE, 4004/4005 and clean shutdown.
+//! Connection cuts, server restarts (with stale connections), a server that is down at start
+//! or goes silent, retention and resending of terminal reports, inquiries, hostile server
+//! frames and malformed or flooding ASSIGNs, KICK, BOUNCE, a second host with the same token,
+//! 4004/4005 and clean shutdown.
 
 mod serve_support;
 
@@ -11,10 +13,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use rekuest_host::agent::{ActorPool, Agent, AgentError};
+use rekuest_host::agent::{ActorPool, Agent, AgentError, GraphqlClient};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
-use rekuest_host::protocol::ToAgent;
+use rekuest_host::protocol::{Endpoints, ToAgent};
 use rekuest_host::runtime::Limits;
 use serve_support::*;
 
@@ -351,13 +353,49 @@ async fn bounce_reconnects_after_its_duration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_host_gets_4004_and_force_takes_over_with_4005() {
+async fn a_second_host_with_the_same_token_is_refused_and_the_first_keeps_its_actions() {
     let (server, first) = serve(&["math"]).await;
-    let second = Serving::start(fast_agent(&server.url()), components(&["math"]).await).await;
-    let error = second.ended().await.expect_err("refused");
-    assert!(matches!(error, AgentError::AlreadyConnected), "{error}");
+    let hash = server.agent_hash(TOKEN).expect("registered");
+    let offered = |server: &DevServer| -> Vec<String> {
+        let mut keys: Vec<String> = server.actions().into_iter().map(|a| a.interface).collect();
+        keys.sort();
+        keys
+    };
+    let before = offered(&server);
+
+    // Another name and other components, same token: refused before touching anything.
+    let mut config = fast_agent(&server.url());
+    config.name = "another-name".into();
+    let pool = ActorPool::new(1).expect("pool");
+    let second =
+        Arc::new(Agent::new(config, components(&["text"]).await, pool.handle()).expect("agent"));
+    let error = bounded("the second registration", second.register())
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, AgentError::AlreadyServed { .. }), "{error}");
+    assert!(error.to_string().contains("token"), "{error}");
+    assert_eq!(server.agent_hash(TOKEN), Some(hash.clone()));
+    assert_eq!(offered(&server), before);
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(yields(&events), [return0(json!(3))]);
+
+    // Straight to the socket: 4004 for the stale-connection wait, then it gives up.
+    let error = Serving::serve_only(second, pool)
+        .ended()
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(error, AgentError::AlreadyConnected { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("--force"));
     assert!(server.close_codes().contains(&4004));
+    assert!(
+        !first.task.is_finished(),
+        "the first host must keep serving"
+    );
+    let events = run(&server, "add", json!({"a": 2, "b": 2})).await;
+    assert_eq!(yields(&events), [return0(json!(4))]);
 
     let mut forced = fast_agent(&server.url());
     forced.force = true;
@@ -367,6 +405,46 @@ async fn a_second_host_gets_4004_and_force_takes_over_with_4005() {
     let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
     assert_eq!(terminal(&events).kind, "COMPLETED");
     third.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_changed_behind_the_hosts_back_is_restored_on_reconnect() {
+    let (server, serving) = serve(&["math"]).await;
+    let hash = server.agent_hash(TOKEN).expect("registered");
+    // Another process with this token replaces the actions (as an older host version would).
+    let pool = ActorPool::new(1).expect("pool");
+    let other = Agent::new(
+        fast_agent(&server.url()),
+        components(&["text"]).await,
+        pool.handle(),
+    )
+    .expect("agent");
+    let endpoints = Endpoints::from_base(&server.url()).expect("url");
+    let graphql = GraphqlClient::new(endpoints.graphql, TOKEN.to_string()).expect("client");
+    let ensured = bounded("ensure", graphql.ensure("intruder"))
+        .await
+        .expect("ensures");
+    bounded(
+        "implement",
+        graphql.implement(&ensured, "intruder", other.implementations()),
+    )
+    .await
+    .expect("implements");
+    assert_ne!(server.agent_hash(TOKEN), Some(hash.clone()));
+
+    let registrations = server.registrations();
+    assert!(server.cut(TOKEN));
+    until("the agent to reconnect", || {
+        server.registrations() > registrations && server.is_connected(TOKEN)
+    })
+    .await;
+    until("the registration to be restored", || {
+        server.agent_hash(TOKEN) == Some(hash.clone())
+    })
+    .await;
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(yields(&events), [return0(json!(3))]);
+    serving.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,6 +499,229 @@ async fn shutdown_lets_running_tasks_finish_and_cancels_the_rest() {
         spin.events.last().map(|e| e.kind.as_str()),
         Some("CANCELLED")
     );
-    assert!(!server.is_connected(TOKEN));
+    // The server takes the close handshake on its own time.
+    until("the server to see the agent go", || {
+        !server.is_connected(TOKEN)
+    })
+    .await;
     assert!(server.control("1", Control::Cancel).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_with_stale_connections_loses_no_yield_and_never_stops_the_host() {
+    let mut config = fast_server();
+    // Like the real server: the dropped connection still counts as live for a while.
+    config.stale_window = Duration::from_millis(1500);
+    let server = DevServer::start(config).await.expect("server");
+    let serving = Serving::start(fast_agent(&server.url()), components(&["generator"]).await).await;
+    until("the agent to connect", || server.is_connected(TOKEN)).await;
+    let task = server
+        .assign("ticks", args(json!({"n": 8, "seconds": 0.3})))
+        .expect("assigns");
+    event(&server, &task, "YIELD").await;
+    let registrations = server.registrations();
+    let server = bounded("restart", server.restart(Duration::from_millis(100)))
+        .await
+        .expect("restarts");
+    until("the agent to come back", || {
+        server.registrations() > registrations && server.is_connected(TOKEN)
+    })
+    .await;
+    assert!(
+        server.close_codes().contains(&4004),
+        "the stale connection should have refused a REGISTER first: {:?}",
+        server.close_codes()
+    );
+    assert!(!serving.task.is_finished(), "the host must not stop");
+    let events = finish(&server, &task).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    let numbers: Vec<Value> = yields(&events);
+    let expected: Vec<Value> = (1..=8).map(|n| return0(json!(n))).collect();
+    assert_eq!(numbers, expected, "every yield once, in order");
+    assert_eq!(
+        server.task(&task).expect("task").received.get("STARTED"),
+        Some(&1)
+    );
+    let events = run(&server, "count", json!({"n": 2})).await;
+    assert_eq!(terminal(&events).kind, "COMPLETED");
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_started_before_its_server_waits_for_it() {
+    // A free port, released again: the server comes up there later.
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        listener.local_addr().expect("addr")
+    };
+    let url = format!("http://{addr}");
+    let pool = ActorPool::new(1).expect("pool");
+    let agent = Arc::new(
+        Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
+    );
+    let registering = Arc::clone(&agent);
+    let registration = tokio::spawn(async move { registering.register().await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !registration.is_finished(),
+        "an unreachable server must be retried, not fatal"
+    );
+    let mut config = fast_server();
+    config.listen = addr;
+    let server = DevServer::start(config).await.expect("server");
+    bounded("registration", registration)
+        .await
+        .expect("joins")
+        .expect("registers once the server is up");
+    let serving = Serving::serve_only(agent, pool);
+    until("the agent to connect", || server.is_connected(TOKEN)).await;
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(yields(&events), [return0(json!(3))]);
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_noticed_and_the_connection_replaced() {
+    let server = DevServer::start(fast_server()).await.expect("server");
+    let mut config = fast_agent(&server.url());
+    config.silence_timeout = Duration::from_secs(1);
+    let serving = Serving::start(config, components(&["math"]).await).await;
+    until("the agent to connect", || server.is_connected(TOKEN)).await;
+    // Heartbeats every 100 ms keep a live connection well inside the timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let registrations = server.registrations();
+    assert_eq!(registrations, 1, "a healthy connection was replaced");
+
+    let silenced = tokio::time::Instant::now();
+    assert!(server.silence(TOKEN));
+    until("the agent to replace the silent connection", || {
+        server.registrations() > registrations && server.is_connected(TOKEN)
+    })
+    .await;
+    let took = silenced.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    let events = run(&server, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(yields(&events), [return0(json!(3))]);
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_assignments_are_answered_failed_with_the_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let pool = ActorPool::new(1).expect("pool");
+    let agent = Arc::new(
+        Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
+    );
+    let serving = Serving::serve_only(agent, pool);
+    let mut peer = accept(&listener).await;
+    register(&mut peer, json!([])).await;
+
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let cases: Vec<(&str, String)> = vec![
+        ("n1", {
+            let mut frame = assign("n1", "add", json!({}));
+            frame["args"] = Value::Null;
+            frame.to_string()
+        }),
+        ("n2", {
+            let mut frame = assign("n2", "add", json!({"a": 1, "b": 2}));
+            frame["step"] = json!("yes");
+            frame.to_string()
+        }),
+        ("n3", {
+            let mut frame = assign("n3", "add", json!({"a": 1, "b": 2}));
+            frame["interface"] = json!(7);
+            frame.to_string()
+        }),
+        (
+            "n4",
+            assign("n4", "add", json!({"a": "PLACEHOLDER", "b": 2}))
+                .to_string()
+                .replace("\"PLACEHOLDER\"", "\"\\ud800\""),
+        ),
+        (
+            "n5",
+            assign("n5", "add", json!({"a": "PLACEHOLDER", "b": 2}))
+                .to_string()
+                .replace("\"PLACEHOLDER\"", &deep),
+        ),
+    ];
+    for (_, text) in &cases {
+        peer.send(Message::text(text.as_str()))
+            .await
+            .expect("sends");
+    }
+    let mut answered = std::collections::HashMap::new();
+    while answered.len() < cases.len() {
+        let frame = receive(&mut peer).await;
+        if let Some(task) = frame["task"].as_str() {
+            assert_eq!(frame["type"], "FAILED", "{frame}");
+            assert!(
+                answered
+                    .insert(task.to_string(), frame["error"].clone())
+                    .is_none(),
+                "answered twice: {frame}"
+            );
+        }
+    }
+    for (task, _) in &cases {
+        let error = answered[*task].as_str().expect("an error text");
+        assert!(error.contains("malformed"), "{task}: {error}");
+    }
+    // The agent still works.
+    send(&mut peer, assign("ok", "add", json!({"a": 1, "b": 1}))).await;
+    let done = receive_type(&mut peer, "COMPLETED").await;
+    assert_eq!(done["task"], "ok");
+    drop(peer);
+    drop(serving);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_assignments_is_bounded_and_inquiries_are_answered_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut hostile = ComponentSettings::plain(example("hostile"));
+    hostile.policy.limits = Limits {
+        timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let mut config = fast_agent(&url);
+    config.concurrency = 1;
+    config.max_queued = 2;
+    let pool = ActorPool::new(1).expect("pool");
+    let agent =
+        Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
+    let serving = Serving::serve_only(agent, pool);
+    let mut peer = accept(&listener).await;
+    // The same unknown task asked about twice in one INIT: one answer.
+    register(&mut peer, json!([{"task": "gone"}, {"task": "gone"}])).await;
+
+    for task in ["s1", "s2", "s3", "s4", "s5"] {
+        send(&mut peer, assign(task, "sleep", json!({"seconds": 30.0}))).await;
+    }
+    let mut failed = Vec::new();
+    let mut lost = 0;
+    let frames = quiet(&mut peer, Duration::from_millis(800)).await;
+    for frame in &frames {
+        match (frame["type"].as_str(), frame["task"].as_str()) {
+            (Some("FAILED"), Some(task)) => {
+                let error = frame["error"].as_str().expect("text");
+                assert!(
+                    error.contains("agent overloaded: 2 tasks queued"),
+                    "{error}"
+                );
+                failed.push(task.to_string());
+            }
+            (Some("CRITICAL"), Some("gone")) => lost += 1,
+            _ => {}
+        }
+    }
+    // One runs, two wait, the rest are refused at once.
+    assert_eq!(failed, ["s4", "s5"], "{frames:?}");
+    assert_eq!(lost, 1, "{frames:?}");
+    let started: Vec<&Value> = frames.iter().filter(|f| f["type"] == "STARTED").collect();
+    assert_eq!(started.len(), 1, "{frames:?}");
+    drop(peer);
+    drop(serving);
 }

@@ -18,7 +18,7 @@ impl Default for BackoffConfig {
     fn default() -> Self {
         BackoffConfig {
             initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
+            max: Duration::from_secs(5),
             max_attempts: None,
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Url;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -38,6 +39,9 @@ pub struct SocketConfig {
     pub init_timeout: Duration,
     /// The certificate authorities `wss://` trusts.
     pub tls: ClientTls,
+    /// A registered connection without any frame from the server for this long is presumed
+    /// dead (the server sends a HEARTBEAT about every 10 s) and is replaced.
+    pub silence_timeout: Duration,
 }
 
 /// How a session ended.
@@ -121,7 +125,7 @@ pub(crate) async fn session(
         tracing::info!("resending {resent} unacknowledged terminal report(s)");
     }
     dispatcher.answer_inquiries(&inquiries);
-    run(socket, dispatcher, outbox, closing).await
+    run(socket, dispatcher, outbox, closing, config.silence_timeout).await
 }
 
 /// Reads until INIT; a close before it is a refusal.
@@ -174,9 +178,15 @@ async fn run(
     dispatcher: &Arc<Dispatcher>,
     outbox: &Outbox,
     closing: &mut watch::Receiver<bool>,
+    silence_timeout: Duration,
 ) -> SessionEnd {
     let (mut sink, mut stream) = socket.split();
     let mut seq = 0u64;
+    // When the last frame came; the silence timer is re-armed from it lazily, so a frame
+    // costs one clock read, not a timer reset.
+    let mut last_frame = Instant::now();
+    let silence = tokio::time::sleep_until(last_frame + silence_timeout);
+    tokio::pin!(silence);
     let mut protocol_error: Option<String> = None;
     let mut closing_open = true;
     // Anything queued while we were away goes out now.
@@ -194,6 +204,7 @@ async fn run(
         tokio::select! {
             biased;
             frame = stream.next() => {
+                last_frame = Instant::now();
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(bytes))) => {
@@ -220,6 +231,10 @@ async fn run(
                     }
                     Err(MessageError::Schema(error)) => {
                         tracing::warn!("ignoring a frame that does not match the protocol ({error}): {:.200}", text.as_str());
+                        continue;
+                    }
+                    Err(MessageError::BadAssign { task, error }) => {
+                        dispatcher.refuse(&task, format!("the ASSIGN for this task is malformed: {error}"));
                         continue;
                     }
                 };
@@ -262,6 +277,9 @@ async fn run(
                         tracing::error!("the server reports a protocol error: {error}");
                         protocol_error = Some(error);
                     }
+                    ToAgent::Execution(event) => {
+                        tracing::debug!(task = %event.task, "{} from the server", event.kind);
+                    }
                     ToAgent::Unknown => {
                         tracing::warn!(
                             "ignoring a frame of unknown type {:?}",
@@ -279,6 +297,16 @@ async fn run(
                 }
             }
             changed = closing.changed(), if closing_open => closing_open = changed.is_ok(),
+            () = &mut silence => {
+                let quiet = last_frame.elapsed();
+                if quiet >= silence_timeout {
+                    return SessionEnd::Lost(format!(
+                        "no frame from the server for {quiet:.1?} (not even a HEARTBEAT); the \
+                         connection is presumed dead"
+                    ));
+                }
+                silence.as_mut().reset(last_frame + silence_timeout);
+            }
         }
     }
 }

@@ -44,6 +44,20 @@ struct Table {
     finished_order: VecDeque<String>,
 }
 
+impl Table {
+    /// Keeps the terminal `report` of a task for inquiries and duplicate assignments,
+    /// forgetting the oldest beyond [`FINISHED_MEMORY`].
+    fn remember(&mut self, report: Report) {
+        self.finished_order.push_back(report.task.clone());
+        self.finished.insert(report.task.clone(), report);
+        while self.finished_order.len() > FINISHED_MEMORY {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished.remove(&old);
+            }
+        }
+    }
+}
+
 /// What a finished task still holds: its used sandbox and its concurrency permits, released
 /// together once the terminal report had its chance to go out.
 struct UsedSlot {
@@ -60,6 +74,10 @@ struct Action {
 pub struct Dispatcher {
     actions: HashMap<String, Action>,
     global: Arc<Semaphore>,
+    /// Most tasks queued or running at once: the concurrency plus the queue cap.
+    capacity: usize,
+    /// Tasks that may wait for a slot beyond the concurrency.
+    max_queued: usize,
     table: Mutex<Table>,
     outbox: Arc<Outbox>,
     executor: Handle,
@@ -96,11 +114,13 @@ async fn run_here_then_offload<T: Send + 'static>(
 }
 
 impl Dispatcher {
-    /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once, moving
-    /// guests that outlast their first epoch slice to `executor`, reporting into `outbox`.
+    /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once and
+    /// `max_queued` more waiting (further ones are answered FAILED at once), moving guests
+    /// that outlast their first epoch slice to `executor`, reporting into `outbox`.
     pub fn new(
         actions: HashMap<String, ActionSlot>,
         concurrency: usize,
+        max_queued: usize,
         outbox: Arc<Outbox>,
         executor: Handle,
     ) -> Arc<Self> {
@@ -119,6 +139,8 @@ impl Dispatcher {
         Arc::new(Dispatcher {
             actions,
             global: Arc::new(Semaphore::new(concurrency.max(1))),
+            capacity: concurrency.max(1).saturating_add(max_queued),
+            max_queued,
             table: Mutex::new(Table::default()),
             outbox,
             executor,
@@ -159,6 +181,22 @@ impl Dispatcher {
                 task,
                 ReportKind::Failed {
                     error: "rekuest-host is shutting down; the task was not started".into(),
+                },
+            ));
+            return;
+        }
+        if table.running.len() >= self.capacity {
+            drop(table);
+            tracing::warn!(%task, "refusing a task: {} tasks are already queued", self.max_queued);
+            self.outbox.push(Report::new(
+                task,
+                ReportKind::Failed {
+                    error: format!(
+                        "agent overloaded: {} tasks queued (beyond the {} running); try again \
+                         later",
+                        self.max_queued,
+                        self.capacity - self.max_queued
+                    ),
                 },
             ));
             return;
@@ -222,6 +260,21 @@ impl Dispatcher {
                 }
             }
         });
+    }
+
+    /// Answers an assignment that cannot be run (a malformed ASSIGN) with FAILED and
+    /// `reason`, unless the task is already known here.
+    pub fn refuse(&self, task: &str, reason: String) {
+        let mut table = self.table();
+        if table.running.contains_key(task) || table.finished.contains_key(task) {
+            tracing::warn!(%task, "{reason}; the task is already known here, so it stands");
+            return;
+        }
+        tracing::warn!(%task, "{reason}");
+        let report = Report::new(task, ReportKind::Failed { error: reason });
+        table.remember(report.clone());
+        drop(table);
+        self.outbox.push(report);
     }
 
     async fn run_task(
@@ -337,13 +390,7 @@ impl Dispatcher {
             return;
         }
         tracing::info!(%task, "task ended: {}", report.kind.wire_type());
-        table.finished.insert(task.to_string(), report.clone());
-        table.finished_order.push_back(task.to_string());
-        while table.finished_order.len() > FINISHED_MEMORY {
-            if let Some(old) = table.finished_order.pop_front() {
-                table.finished.remove(&old);
-            }
-        }
+        table.remember(report.clone());
         let idle = table.running.is_empty();
         self.outbox.push(report);
         drop(table);
@@ -428,9 +475,14 @@ impl Dispatcher {
 
     /// INIT inquiries after a reconnect: running → a progress ping, finished → its terminal
     /// report again (unless still retained), unknown → CRITICAL so it does not hang.
+    /// A task asked about twice in one list is answered once.
     pub fn answer_inquiries(&self, inquiries: &[Inquiry]) {
+        let mut asked = std::collections::HashSet::with_capacity(inquiries.len());
         for inquiry in inquiries {
             let task = inquiry.task.as_str();
+            if !asked.insert(task) {
+                continue;
+            }
             let table = self.table();
             if let Some(entry) = table.running.get(task) {
                 let message = if entry.started {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -25,7 +26,9 @@ pub use backoff::{Backoff, BackoffConfig};
 pub use connection::{MAX_FRAME_BYTES, SocketConfig};
 pub use dispatcher::{ActionSlot, Dispatcher};
 pub use outbox::Outbox;
-pub use registration::{GraphqlClient, Implementation, Registered, RegistrationError};
+pub use registration::{
+    EnsuredAgent, GraphqlClient, Implementation, Registered, RegistrationError,
+};
 
 use crate::protocol::{Endpoints, close_code};
 use crate::runtime::ActionComponent;
@@ -58,6 +61,17 @@ pub struct AgentConfig {
     pub init_timeout: Duration,
     /// PEM files of certificate authorities to trust besides the system's.
     pub ca_certs: Vec<PathBuf>,
+    /// Tasks that may wait for a slot beyond `concurrency`; more are answered FAILED
+    /// ("agent overloaded") at once.
+    pub max_queued: usize,
+    /// A connection with no frame from the server (not even a HEARTBEAT) for this long is
+    /// presumed dead and replaced.
+    pub silence_timeout: Duration,
+    /// At first start, how long the agent may appear connected on the server (close 4004,
+    /// or `connected` in `ensureAgent`) before this host gives up: the server forgets a
+    /// dead connection after about 3 missed heartbeats (~30 s). Once this process has been
+    /// registered, 4004 never stops it: it is retried without limit.
+    pub stale_connection_wait: Duration,
 }
 
 impl AgentConfig {
@@ -73,6 +87,9 @@ impl AgentConfig {
             backoff: BackoffConfig::default(),
             init_timeout: Duration::from_secs(30),
             ca_certs: Vec::new(),
+            max_queued: 1024,
+            silence_timeout: Duration::from_secs(35),
+            stale_connection_wait: Duration::from_secs(45),
         }
     }
 }
@@ -127,11 +144,29 @@ pub enum AgentError {
         /// The server's text.
         reason: String,
     },
-    /// Close 4004.
+    /// Close 4004 at first start, for longer than the stale-connection wait.
     #[error(
-        "another host is connected as this agent (close 4004); stop it, or take over with --force"
+        "another host is connected as this agent (close 4004 for {waited:.0?}); the agent is the \
+         token's client, whatever its name: stop the other host, give this one its own token, or \
+         take over with --force"
     )]
-    AlreadyConnected,
+    AlreadyConnected {
+        /// How long 4004 was retried.
+        waited: Duration,
+    },
+    /// `ensureAgent` said the agent is connected, for longer than the stale-connection wait;
+    /// its registration was left untouched.
+    #[error(
+        "agent {agent} is already served by another host (connected on the server for {waited:.0?}); \
+         its actions were left untouched. The agent is the token's client, whatever its name: \
+         stop the other host, give this one its own token, or take over with --force"
+    )]
+    AlreadyServed {
+        /// The agent's id.
+        agent: String,
+        /// How long this host waited for the connection to go away.
+        waited: Duration,
+    },
     /// Close 4005.
     #[error(
         "a forced connection from another host replaced this one (close 4005); not reconnecting"
@@ -166,9 +201,14 @@ pub struct Agent {
     config: AgentConfig,
     socket: SocketConfig,
     graphql: GraphqlClient,
-    implementations: Vec<Implementation>,
+    implementations: Arc<[Implementation]>,
     dispatcher: Arc<Dispatcher>,
     outbox: Arc<Outbox>,
+    /// Turns true at the first INIT.
+    online: watch::Sender<bool>,
+    /// Whether [`Agent::register`] succeeded: only then is the registration restored after
+    /// a reconnect.
+    registered: AtomicBool,
 }
 
 impl Agent {
@@ -214,7 +254,13 @@ impl Agent {
             return Err(AgentError::NothingToServe);
         }
         let outbox = Arc::new(Outbox::default());
-        let dispatcher = Dispatcher::new(slots, config.concurrency, Arc::clone(&outbox), executor);
+        let dispatcher = Dispatcher::new(
+            slots,
+            config.concurrency,
+            config.max_queued,
+            Arc::clone(&outbox),
+            executor,
+        );
         let tls = ClientTls::new(&config.ca_certs)?;
         let graphql = GraphqlClient::new(
             config.endpoints.graphql.clone(),
@@ -228,14 +274,17 @@ impl Agent {
             force: config.force,
             init_timeout: config.init_timeout,
             tls,
+            silence_timeout: config.silence_timeout,
         };
         Ok(Agent {
             config,
             socket,
             graphql,
-            implementations,
+            implementations: implementations.into(),
             dispatcher,
             outbox,
+            online: watch::channel(false).0,
+            registered: AtomicBool::new(false),
         })
     }
 
@@ -259,12 +308,62 @@ impl Agent {
         &self.outbox
     }
 
-    /// `ensureAgent`, then `implementAgent` if the definitions changed.
+    /// Resolves once the server has answered REGISTER with INIT for the first time.
+    pub async fn online(&self) {
+        let _ = self.online.subscribe().wait_for(|online| *online).await;
+    }
+
+    /// `ensureAgent`, then `implementAgent` if the definitions changed. A server that is
+    /// down or not ready is retried with backoff. If the agent is connected on the server,
+    /// its registration is not touched: that is retried for the stale-connection wait (the
+    /// server may not yet have noticed a previous run is gone), then refused
+    /// ([`AgentError::AlreadyServed`]); `force` skips the check.
     pub async fn register(&self) -> Result<Registered, AgentError> {
-        Ok(self
-            .graphql
-            .register(&self.config.name, &self.implementations)
-            .await?)
+        let started = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(self.config.backoff);
+        let mut last_failure = String::new();
+        loop {
+            let failure = match self.try_register().await {
+                Ok(Ok(registered)) => {
+                    self.registered.store(true, Ordering::Relaxed);
+                    return Ok(registered);
+                }
+                Ok(Err(agent)) => {
+                    let waited = started.elapsed();
+                    if waited >= self.config.stale_connection_wait {
+                        return Err(AgentError::AlreadyServed { agent, waited });
+                    }
+                    format!(
+                        "agent {agent} is connected on the server (another host, or a \
+                         connection the server has not yet seen die); its actions are left \
+                         untouched"
+                    )
+                }
+                Err(error) if error.is_transient() => error.to_string(),
+                Err(error) => return Err(error.into()),
+            };
+            let Some(delay) = backoff.next_delay() else {
+                return Err(AgentError::GaveUp {
+                    attempts: backoff.attempts(),
+                    last: failure,
+                });
+            };
+            log_retry(&mut last_failure, failure, delay, "registering again");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One registration attempt; `Ok(Err(agent id))` when the agent is connected on the
+    /// server (and `force` is off), so nothing was changed.
+    async fn try_register(&self) -> Result<Result<Registered, String>, RegistrationError> {
+        let agent = self.graphql.ensure(&self.config.name).await?;
+        if agent.connected && !self.config.force {
+            return Ok(Err(agent.id));
+        }
+        self.graphql
+            .implement(&agent, &self.config.name, &self.implementations)
+            .await
+            .map(Ok)
     }
 
     /// Serves on the agent socket until `shutdown` resolves (then stops taking work, lets
@@ -308,6 +407,8 @@ impl Agent {
 
     async fn connect_loop(&self, mut closing: watch::Receiver<bool>) -> Result<(), AgentError> {
         let mut backoff = Backoff::new(self.config.backoff);
+        let started = tokio::time::Instant::now();
+        let mut last_failure = String::new();
         loop {
             let mut registered = false;
             let end = connection::session(
@@ -315,11 +416,23 @@ impl Agent {
                 &self.dispatcher,
                 &self.outbox,
                 &mut closing,
-                || registered = true,
+                || {
+                    registered = true;
+                    if self.online.send_replace(true) && self.registered.load(Ordering::Relaxed) {
+                        // A reconnect: the registration may have been changed meanwhile
+                        // (another host with this token); put ours back.
+                        tokio::spawn(restore_registration(
+                            self.graphql.clone(),
+                            self.config.name.clone(),
+                            Arc::clone(&self.implementations),
+                        ));
+                    }
+                },
             )
             .await;
             if registered {
                 backoff.reset();
+                last_failure.clear();
             }
             let failure = match end {
                 SessionEnd::Finished => return Ok(()),
@@ -339,7 +452,15 @@ impl Agent {
                         return Err(AgentError::Refused { reason });
                     }
                     close_code::AGENT_BLOCKED => return Err(AgentError::Blocked { reason }),
-                    close_code::ALREADY_CONNECTED => return Err(AgentError::AlreadyConnected),
+                    close_code::ALREADY_CONNECTED => {
+                        let waited = started.elapsed();
+                        if !*self.online.borrow() && waited >= self.config.stale_connection_wait {
+                            return Err(AgentError::AlreadyConnected { waited });
+                        }
+                        "the server counts another connection as this agent (4004): a \
+                         connection it has not yet seen die, or another host with this token"
+                            .to_string()
+                    }
                     close_code::REPLACED => return Err(AgentError::Replaced),
                     close_code::HEARTBEAT_NOT_RESPONDED => {
                         "the server closed the socket: a heartbeat was not answered in time \
@@ -369,9 +490,43 @@ impl Agent {
                     last: failure,
                 });
             };
-            tracing::warn!("{failure}; reconnecting in {delay:.1?}");
+            log_retry(&mut last_failure, failure, delay, "reconnecting");
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Logs a failure before a retry: at WARN when it differs from the last one, else at DEBUG,
+/// so a long outage is reported once, not every few seconds.
+fn log_retry(last: &mut String, failure: String, delay: Duration, retry: &str) {
+    if *last == failure {
+        tracing::debug!("{failure}; {retry} in {delay:.1?}");
+    } else {
+        tracing::warn!("{failure}; {retry} in {delay:.1?}");
+        *last = failure;
+    }
+}
+
+/// After a reconnect: `ensureAgent` and, if the stored hash is no longer ours (another host
+/// with this token replaced the actions), `implementAgent` again. This host holds the
+/// agent's socket, so restoring cannot take anything from a live host.
+async fn restore_registration(
+    graphql: GraphqlClient,
+    name: String,
+    implementations: Arc<[Implementation]>,
+) {
+    let restored = async {
+        let agent = graphql.ensure(&name).await?;
+        graphql.implement(&agent, &name, &implementations).await
+    };
+    match restored.await {
+        Ok(registered) if registered.implemented => tracing::warn!(
+            "the agent's registration had been changed on the server (another host with this \
+             token?); restored this host's {} action(s)",
+            implementations.len()
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!("could not check the agent's registration: {error}"),
     }
 }
 

@@ -13,8 +13,7 @@ use crate::tls::{ClientTls, explain_certificate_error, server_of};
 /// How long one GraphQL request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-const ENSURE_AGENT: &str =
-    "mutation EnsureAgent($input: AgentInput!) { ensureAgent(input: $input) { id hash name } }";
+const ENSURE_AGENT: &str = "mutation EnsureAgent($input: AgentInput!) { ensureAgent(input: $input) { id hash name connected } }";
 const IMPLEMENT_AGENT: &str = "mutation ImplementAgent($input: ImplementAgentInput!) { implementAgent(input: $input) { id hash } }";
 
 /// One action as registered: its interface (the action key) and definition.
@@ -75,6 +74,32 @@ pub enum RegistrationError {
         /// What was wrong.
         reason: String,
     },
+}
+
+impl RegistrationError {
+    /// Whether trying again later may work: the server was unreachable, or answered with a
+    /// server-side HTTP error (5xx, 429, 408: down, starting, or overloaded).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistrationError::Unreachable { .. } => true,
+            RegistrationError::Http { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            RegistrationError::Graphql { .. } | RegistrationError::Response { .. } => false,
+        }
+    }
+}
+
+/// The agent as `ensureAgent` returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredAgent {
+    /// The agent's id on the server.
+    pub id: String,
+    /// The definition hash stored on the server (empty: none yet).
+    pub hash: String,
+    /// Whether the server counts a connection as live for the agent (another host, or a
+    /// connection it has not yet noticed is dead).
+    pub connected: bool,
 }
 
 /// What registration did.
@@ -237,27 +262,40 @@ impl GraphqlClient {
             })
     }
 
-    /// `ensureAgent`, then `implementAgent` if the stored hash is not ours.
-    pub async fn register(
-        &self,
-        name: &str,
-        implementations: &[Implementation],
-    ) -> Result<Registered, RegistrationError> {
+    /// `ensureAgent`: the token's agent, created on first use. The agent is the token's
+    /// client; `name` only labels it.
+    pub async fn ensure(&self, name: &str) -> Result<EnsuredAgent, RegistrationError> {
         let attempt = "ensuring the agent (ensureAgent)";
         let data = self
             .request(attempt, ENSURE_AGENT, json!({"input": {"name": name}}))
             .await?;
         let agent = &data["ensureAgent"];
-        let agent_id = string_field(agent, "id", attempt)?;
-        let stored = agent
-            .get("hash")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        Ok(EnsuredAgent {
+            id: string_field(agent, "id", attempt)?,
+            hash: agent
+                .get("hash")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            connected: agent
+                .get("connected")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+
+    /// `implementAgent` unless the hash `agent` has stored is already ours.
+    pub async fn implement(
+        &self,
+        agent: &EnsuredAgent,
+        name: &str,
+        implementations: &[Implementation],
+    ) -> Result<Registered, RegistrationError> {
         let hash = definition_hash(implementations);
-        if stored == hash {
-            tracing::info!(agent = %agent_id, "definitions unchanged (hash {hash}); nothing to register");
+        if agent.hash == hash {
+            tracing::info!(agent = %agent.id, "definitions unchanged (hash {hash}); nothing to register");
             return Ok(Registered {
-                agent_id,
+                agent_id: agent.id.clone(),
                 hash,
                 implemented: false,
             });

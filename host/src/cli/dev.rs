@@ -49,6 +49,10 @@ pub struct DevArgs {
     /// How long in-flight tasks of a dropped agent wait for it to come back.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub reconnect_grace: Duration,
+    /// How long the server still counts a connection it lost without a close handshake (a
+    /// restart, a 3001, a network cut) as live, refusing a REGISTER without force with 4004.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub stale_window: Duration,
     /// Assign ACTION once with KEY=VALUE args, print its events and exit with its outcome.
     #[arg(long, num_args = 1.., value_name = "ACTION [KEY=VALUE]...")]
     pub assign: Option<Vec<String>>,
@@ -74,6 +78,7 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_timeout: args.heartbeat_timeout,
         reconnect_grace: args.reconnect_grace,
+        stale_window: args.stale_window,
         tokens: None,
     })
     .await?;
@@ -118,7 +123,11 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             .await
     };
     let work = async {
-        wait_connected(&server).await?;
+        tokio::time::timeout(CONNECT_TIMEOUT, agent.online())
+            .await
+            .with_context(|| {
+                format!("the agent did not connect to the local server within {CONNECT_TIMEOUT:?}")
+            })?;
         let mut keys: Vec<&str> = agent
             .implementations()
             .iter()
@@ -155,17 +164,6 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             Ok(code)
         }
     }
-}
-
-async fn wait_connected(server: &DevServer) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    while !server.is_connected(DEV_TOKEN) {
-        if tokio::time::Instant::now() > deadline {
-            bail!("the agent did not connect to the local server within {CONNECT_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 /// Assigns `words` (ACTION KEY=VALUE...) and prints its events until it ends.

@@ -233,17 +233,28 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let served = load(&runtime, &settings.components).await?;
     let pool = actor_pool()?;
     let agent = Agent::new(agent_config, served, pool.handle())?;
-    let registered = agent.register().await?;
-    eprintln!(
-        "agent {} ready with {} action(s){}; serving until Ctrl-C",
-        OneLine(&registered.agent_id),
-        agent.implementations().len(),
-        if registered.implemented {
-            " (registered)"
-        } else {
-            " (unchanged)"
+    let registered = tokio::select! {
+        registered = agent.register() => registered?,
+        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+    };
+    let serving = agent.serve(shutdown_signal());
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served?,
+        () = agent.online() => {
+            // Ready only once the server took REGISTER (INIT), not at registration.
+            eprintln!(
+                "agent {} ready with {} action(s){}; serving until Ctrl-C",
+                OneLine(&registered.agent_id),
+                agent.implementations().len(),
+                if registered.implemented {
+                    " (registered)"
+                } else {
+                    " (unchanged)"
+                }
+            );
+            (&mut serving).await?;
         }
-    );
-    agent.serve(shutdown_signal()).await?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! reports with EVENT_ACK, and the close codes of the real server.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -41,6 +42,9 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connection = shared.new_connection_id();
+    // Set when the server goes silent on this connection (a half-open connection).
+    let silent = Arc::new(AtomicBool::new(false));
+    let writer_silent = Arc::clone(&silent);
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut queue) = mpsc::unbounded_channel::<Outgoing>();
     // Set by the writer when the connection is finished from our side.
@@ -48,6 +52,9 @@ pub(crate) async fn serve<S>(
     let writer_shared = Arc::clone(&shared);
     let mut writer = tokio::spawn(async move {
         while let Some(outgoing) = queue.recv().await {
+            if writer_silent.load(Ordering::SeqCst) {
+                continue;
+            }
             let result = match outgoing {
                 // Frames queued together go out in one write.
                 Outgoing::Text(text) => sink.feed(Message::text(text)).await,
@@ -113,6 +120,13 @@ pub(crate) async fn serve<S>(
                 break;
             }
         };
+        if silent.load(Ordering::SeqCst) {
+            // Half-open: what arrives is never read by anyone.
+            match frame {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
         let text = match frame {
             None | Some(Err(_)) => break,
             Some(Ok(Message::Text(text))) => text,
@@ -135,7 +149,7 @@ pub(crate) async fn serve<S>(
                 close(close_code::NOT_JSON, "not valid JSON");
                 continue;
             }
-            Err(MessageError::Schema(error)) => {
+            Err(MessageError::Schema(error) | MessageError::BadAssign { error, .. }) => {
                 let frame = ToAgent::ProtocolError {
                     id: uuid::Uuid::new_v4().to_string(),
                     error: error.to_string(),
@@ -162,6 +176,7 @@ pub(crate) async fn serve<S>(
                 register.session_id,
                 register.force,
                 outbox.clone(),
+                Arc::clone(&silent),
             ) {
                 Registration::Accepted { agent, init } => {
                     let _ = outbox.send(Outgoing::Text(init.to_json()));
@@ -169,6 +184,7 @@ pub(crate) async fn serve<S>(
                         Arc::clone(&shared),
                         outbox.clone(),
                         Arc::clone(&answered),
+                        Arc::clone(&silent),
                     )));
                     registered = Some(agent);
                 }
@@ -231,7 +247,7 @@ pub(crate) async fn serve<S>(
     }
     writer.abort();
     if let Some(agent) = registered {
-        shared.disconnected(&agent, connection);
+        shared.disconnected(&agent, connection, peer_closed);
     }
 }
 
@@ -240,10 +256,14 @@ async fn heartbeats(
     shared: Arc<Shared>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     answered: Arc<Notify>,
+    silent: Arc<AtomicBool>,
 ) {
     let (interval, timeout) = shared.heartbeat_timing();
     loop {
         tokio::time::sleep(interval).await;
+        if silent.load(Ordering::SeqCst) {
+            return;
+        }
         let frame = ToAgent::Heartbeat {
             id: uuid::Uuid::new_v4().to_string(),
         };

@@ -41,6 +41,10 @@ pub struct DevServerConfig {
     /// How long in-flight tasks wait for a same-session reconnect before they become
     /// DISCONNECTED (real: 30 s).
     pub reconnect_grace: Duration,
+    /// How long a connection lost without a close handshake (a restart, a 3001 close, a
+    /// network cut, [`DevServer::silence`]) still counts as live: REGISTER without `force`
+    /// gets 4004 meanwhile and `ensureAgent` says `connected` (real: ~3 heartbeats, ~30 s).
+    pub stale_window: Duration,
     /// Accepted tokens; `None` accepts any non-empty token.
     pub tokens: Option<Vec<String>>,
 }
@@ -52,6 +56,7 @@ impl Default for DevServerConfig {
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(5),
             reconnect_grace: Duration::from_secs(30),
+            stale_window: Duration::from_secs(30),
             tokens: None,
         }
     }
@@ -191,6 +196,12 @@ impl DevServer {
         self.shared.is_connected(token)
     }
 
+    /// Whether the server counts the agent of `token` as connected: connected, or lost
+    /// within the stale window (what `ensureAgent` answers as `connected`).
+    pub fn counts_as_connected(&self, token: &str) -> bool {
+        self.shared.counts_as_connected(token)
+    }
+
     /// The definition hash stored for the agent of `token` (`None`: never ensured).
     pub fn agent_hash(&self, token: &str) -> Option<String> {
         self.shared.agent_hash(token)
@@ -225,6 +236,13 @@ impl DevServer {
     pub fn close(&self, token: &str, code: u16, reason: &str) -> bool {
         self.shared
             .send_to(token, Outgoing::Close(code, reason.to_string()))
+    }
+
+    /// Makes the agent's connection half-open: the server stops sending (no HEARTBEATs,
+    /// acks or assignments) and ignores what arrives, without closing TCP, and counts the
+    /// connection as stale (see [`DevServerConfig::stale_window`]).
+    pub fn silence(&self, token: &str) -> bool {
+        self.shared.silence(token)
     }
 
     /// Drops the agent's TCP connection without a close frame (a network cut).

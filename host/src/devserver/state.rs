@@ -2,7 +2,7 @@
 //! and their events. One lock guards it all; nothing awaits while holding it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::DevServerConfig;
@@ -68,6 +69,8 @@ pub(crate) enum Outgoing {
 struct Live {
     connection: u64,
     outbox: mpsc::UnboundedSender<Outgoing>,
+    /// Set by [`Shared::silence`]: the connection neither sends nor reads any more.
+    silent: Arc<AtomicBool>,
 }
 
 struct Implementation {
@@ -86,16 +89,23 @@ struct AgentRecord {
     live: Option<Live>,
     session_id: Option<String>,
     grace: Option<tokio::task::AbortHandle>,
+    /// A lost connection still counts as live until then.
+    stale_until: Option<Instant>,
 }
 
 impl AgentRecord {
+    /// Whether a connection is live, or lost but not yet noticed as such.
+    fn connected(&self) -> bool {
+        self.live.is_some() || self.stale_until.is_some_and(|until| Instant::now() < until)
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "__typename": "Agent",
             "id": self.id,
             "name": self.name,
             "hash": self.hash,
-            "connected": self.live.is_some(),
+            "connected": self.connected(),
             "kind": "WEBSOCKET",
             "client": {"__typename": "Client", "id": "dev", "clientId": "dev"},
             "user": {"__typename": "User", "id": "1", "sub": "dev"},
@@ -302,6 +312,7 @@ impl Shared {
                 live: None,
                 session_id: None,
                 grace: None,
+                stale_until: None,
             });
         }
         match db.agent_by_token(token) {
@@ -370,6 +381,7 @@ impl Shared {
         session_id: Option<String>,
         force: bool,
         outbox: mpsc::UnboundedSender<Outgoing>,
+        silent: Arc<AtomicBool>,
     ) -> Registration {
         let mut db = self.db();
         if !self.token_allowed(token) {
@@ -379,17 +391,18 @@ impl Shared {
             // Like the real server: REGISTER only finds agents that ensureAgent created.
             return Registration::Refused(None, crate::protocol::close_code::SCHEMA_MISMATCH);
         };
+        if agent.connected() && !force {
+            return Registration::Refused(
+                Some(
+                    "Another connection is already registered for this agent. Reconnect with \
+                     force to take over."
+                        .into(),
+                ),
+                crate::protocol::close_code::ALREADY_CONNECTED,
+            );
+        }
+        agent.stale_until = None;
         if let Some(live) = &agent.live {
-            if !force {
-                return Registration::Refused(
-                    Some(
-                        "Another connection is already registered for this agent. Reconnect \
-                         with force to take over."
-                            .into(),
-                    ),
-                    crate::protocol::close_code::ALREADY_CONNECTED,
-                );
-            }
             let _ = live.outbox.send(Outgoing::Close(
                 crate::protocol::close_code::REPLACED,
                 "replaced by a forced connection".into(),
@@ -401,7 +414,11 @@ impl Shared {
         let agent_id = agent.id.clone();
         let prior = agent.session_id.clone();
         agent.session_id = session_id.clone();
-        agent.live = Some(Live { connection, outbox });
+        agent.live = Some(Live {
+            connection,
+            outbox,
+            silent,
+        });
         db.registrations += 1;
         let in_flight = db.in_flight(&agent_id);
         let fresh_process =
@@ -427,9 +444,10 @@ impl Shared {
         }
     }
 
-    /// The connection ended: unless replaced, the agent is offline; after the grace window
+    /// The connection ended: unless replaced, the agent is offline (after a close handshake,
+    /// `clean`) or stale for the stale window (lost otherwise); after the grace window
     /// without a same-session reconnect its in-flight tasks become DISCONNECTED.
-    pub(crate) fn disconnected(self: &Arc<Self>, agent_id: &str, connection: u64) {
+    pub(crate) fn disconnected(self: &Arc<Self>, agent_id: &str, connection: u64, clean: bool) {
         let mut db = self.db();
         let Some(agent) = db.agent_by_id(agent_id) else {
             return;
@@ -437,7 +455,31 @@ impl Shared {
         if agent.live.as_ref().map(|live| live.connection) != Some(connection) {
             return;
         }
+        self.lost(db, agent_id, clean);
+    }
+
+    /// Silences the live connection of `token` (see [`super::DevServer::silence`]).
+    pub(crate) fn silence(self: &Arc<Self>, token: &str) -> bool {
+        let mut db = self.db();
+        let Some(agent) = db.agent_by_token(token) else {
+            return false;
+        };
+        let Some(live) = &agent.live else {
+            return false;
+        };
+        live.silent.store(true, Ordering::SeqCst);
+        let agent_id = agent.id.clone();
+        self.lost(db, &agent_id, false);
+        true
+    }
+
+    /// The agent's live connection is gone (`clean`: with a close handshake).
+    fn lost(self: &Arc<Self>, mut db: MutexGuard<'_, Db>, agent_id: &str, clean: bool) {
+        let Some(agent) = db.agent_by_id(agent_id) else {
+            return;
+        };
         agent.live = None;
+        agent.stale_until = (!clean).then(|| Instant::now() + self.config.stale_window);
         let grace = self.config.reconnect_grace;
         if grace.is_zero() {
             let in_flight = db.in_flight(agent_id);
@@ -710,6 +752,12 @@ impl Shared {
         self.db()
             .agent_by_token(token)
             .is_some_and(|agent| agent.live.is_some())
+    }
+
+    pub(crate) fn counts_as_connected(&self, token: &str) -> bool {
+        self.db()
+            .agent_by_token(token)
+            .is_some_and(|agent| agent.connected())
     }
 
     pub(crate) fn agent_hash(&self, token: &str) -> Option<String> {

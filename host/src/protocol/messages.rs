@@ -19,6 +19,15 @@ pub enum MessageError {
     /// JSON, but not a frame of the protocol (3003).
     #[error("does not match the protocol: {0}")]
     Schema(serde_json::Error),
+    /// An ASSIGN whose task id could be read but whose other fields are malformed: the task
+    /// must be answered (FAILED), or it hangs on the server.
+    #[error("the ASSIGN of task {task} is malformed: {error}")]
+    BadAssign {
+        /// The task id.
+        task: String,
+        /// What was wrong.
+        error: serde_json::Error,
+    },
 }
 
 impl MessageError {
@@ -198,21 +207,81 @@ pub enum ToAgent {
         #[serde(default)]
         error: String,
     },
+    /// A task event mirrored to the identity that created the task (`STARTED_EVENT`,
+    /// `YIELD_EVENT`, ..., see [`ExecutionEvent`]): normal traffic of the real server.
+    #[serde(skip)]
+    Execution(ExecutionEvent),
     /// A type this agent does not know (logged and ignored).
     #[serde(other)]
     Unknown,
 }
 
+/// A task event the server mirrors to the identity that created the task
+/// (`{"type": "YIELD_EVENT", "task", "event", "seq", ...}`); they will carry the results of
+/// calls made from inside actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionEvent {
+    /// The wire type, e.g. `YIELD_EVENT`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The task it belongs to.
+    pub task: String,
+    /// The originating task event's id.
+    #[serde(default)]
+    pub event: String,
+    /// The originating task event's ordering key.
+    #[serde(default)]
+    pub seq: Option<i64>,
+    /// The event's other fields (`returns`, `message`, `level`, `progress`, `error`, ...).
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// The suffix of the mirrored task event types.
+const EXECUTION_EVENT_SUFFIX: &str = "_EVENT";
+
+/// What is needed to answer a frame that fails to parse: its type and task.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    task: Option<String>,
+}
+
 impl ToAgent {
-    /// Parses one text frame.
+    /// Parses one text frame. A frame that does not parse but is an ASSIGN with a readable
+    /// task id is [`MessageError::BadAssign`], so the task can still be answered.
     pub fn parse(text: &str) -> Result<Self, MessageError> {
-        serde_json::from_str(text).map_err(MessageError::from_json)
+        match serde_json::from_str(text) {
+            Ok(ToAgent::Unknown) => Ok(Self::parse_unknown(text)),
+            Ok(message) => Ok(message),
+            Err(error) => Err(match serde_json::from_str::<Head>(text) {
+                Ok(Head {
+                    kind,
+                    task: Some(task),
+                }) if kind == "ASSIGN" => MessageError::BadAssign { task, error },
+                _ => MessageError::from_json(error),
+            }),
+        }
+    }
+
+    /// A frame of a type outside the main enum: a mirrored task event, or unknown.
+    fn parse_unknown(text: &str) -> Self {
+        match serde_json::from_str::<ExecutionEvent>(text) {
+            Ok(event) if event.kind.ends_with(EXECUTION_EVENT_SUFFIX) => ToAgent::Execution(event),
+            _ => ToAgent::Unknown,
+        }
     }
 
     /// The JSON text of this frame.
     pub fn to_json(&self) -> String {
         // Serializing plain data into a string cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        match self {
+            ToAgent::Execution(event) => serde_json::to_string(event),
+            other => serde_json::to_string(other),
+        }
+        .unwrap_or_default()
     }
 }
 
@@ -705,6 +774,56 @@ mod tests {
             frame_type(r#"{"type":"PROVIDE"}"#).as_deref(),
             Some("PROVIDE")
         );
+    }
+
+    #[test]
+    fn mirrored_task_events_are_typed() {
+        let text = r#"{"id":"m","type":"YIELD_EVENT","task":"12","event":"99","seq":99,
+            "returns":{"return0":1}}"#;
+        let ToAgent::Execution(event) = ToAgent::parse(text).expect("parses") else {
+            panic!("not an execution event");
+        };
+        assert_eq!(event.kind, "YIELD_EVENT");
+        assert_eq!(event.task, "12");
+        assert_eq!(event.event, "99");
+        assert_eq!(event.seq, Some(99));
+        assert_eq!(event.fields["returns"], json!({"return0": 1}));
+        let again = ToAgent::parse(&ToAgent::Execution(event.clone()).to_json()).expect("parses");
+        assert_eq!(again, ToAgent::Execution(event));
+        for kind in ["STARTED_EVENT", "DISCONNECTED_EVENT", "FAILED_EVENT"] {
+            let text = format!(r#"{{"type":"{kind}","task":"1","event":"2","seq":2}}"#);
+            assert!(
+                matches!(ToAgent::parse(&text), Ok(ToAgent::Execution(ref e)) if e.kind == kind),
+                "{kind}"
+            );
+        }
+        assert_eq!(
+            ToAgent::parse(r#"{"type":"ASSIGN_RESPONSE","request":"r"}"#).expect("parses"),
+            ToAgent::Unknown
+        );
+    }
+
+    #[test]
+    fn a_malformed_assign_still_names_its_task() {
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        for (args, step) in [
+            ("null".to_string(), "null"),
+            ("{}".to_string(), "\"yes\""),
+            (r#"{"a":"\ud800"}"#.to_string(), "null"),
+            (format!(r#"{{"a":{deep}}}"#), "null"),
+        ] {
+            let text = format!(
+                r#"{{"type":"ASSIGN","id":"m","interface":"add","task":"t1","step":{step},"args":{args}}}"#
+            );
+            match ToAgent::parse(&text) {
+                Err(MessageError::BadAssign { task, .. }) => assert_eq!(task, "t1"),
+                other => panic!("{args} {step}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            ToAgent::parse(r#"{"type":"ASSIGN","task":5}"#),
+            Err(MessageError::Schema(_))
+        ));
     }
 
     #[test]

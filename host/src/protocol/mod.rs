@@ -6,7 +6,8 @@ pub mod messages;
 
 pub use endpoints::{EndpointError, Endpoints};
 pub use messages::{
-    Assign, FromAgent, Inquiry, MessageError, Register, Report, ReportKind, SessionInit, ToAgent,
+    Assign, ExecutionEvent, FromAgent, Inquiry, MessageError, Register, Report, ReportKind,
+    SessionInit, ToAgent,
 };
 
 /// Read buffer of a protocol WebSocket. tungstenite zero-fills the free part of its read

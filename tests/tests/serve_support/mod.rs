@@ -39,12 +39,14 @@ pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
     .await
 }
 
-/// A fast server: heartbeats every 100 ms, answered within 1 s, 5 s reconnect grace.
+/// A fast server: heartbeats every 100 ms, answered within 1 s, 5 s reconnect grace, and a
+/// lost connection counts as live for 300 ms.
 pub fn fast_server() -> DevServerConfig {
     DevServerConfig {
         heartbeat_interval: Duration::from_millis(100),
         heartbeat_timeout: Duration::from_secs(1),
         reconnect_grace: Duration::from_secs(5),
+        stale_window: Duration::from_millis(300),
         ..DevServerConfig::default()
     }
 }
@@ -60,6 +62,7 @@ pub fn fast_agent(url: &str) -> AgentConfig {
     config.backoff.max = Duration::from_millis(200);
     config.init_timeout = Duration::from_secs(5);
     config.shutdown_grace = Duration::from_secs(2);
+    config.stale_connection_wait = Duration::from_secs(2);
     config
 }
 
