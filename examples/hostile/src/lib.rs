@@ -181,6 +181,21 @@ fn big_yield(megabytes: u32) -> String {
     )
 }
 
+/// Yield many large strings as fast as possible.
+///
+/// Each item is its index followed by `kibibytes` KiB of text; a caller that reads slower than
+/// this generator yields makes it wait.
+///
+/// * `count` - how many items to yield
+/// * `kibibytes` - the size of each item in KiB
+#[register]
+fn yield_flood(count: u32, kibibytes: u32) -> impl Iterator<Item = String> {
+    let size = usize::try_from(kibibytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 10);
+    (0..count).map(move |index| format!("{index}:{}", "Y".repeat(size)))
+}
+
 /// Open a TCP connection.
 ///
 /// Fails with the operating system's error when the connection cannot be made.
@@ -211,5 +226,6 @@ rekuest_guest::export_actions!(
     sleep,
     log_flood,
     big_yield,
+    yield_flood,
     connect,
 );

@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use caller::{CallerReply, CallerRequest};
-pub use state::{Control, OfferedAction, ServerEvent, TaskSnapshot};
+pub use state::{
+    Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,
+    OfferedAction, ServerEvent, TaskSnapshot,
+};
 
 use crate::protocol::ToAgent;
 use state::{Outgoing, Shared};
@@ -225,6 +228,12 @@ impl DevServer {
     pub fn close(&self, token: &str, code: u16, reason: &str) -> bool {
         self.shared
             .send_to(token, Outgoing::Close(code, reason.to_string()))
+    }
+
+    /// Stops (`false`) or resumes reading what agents send: a server that stopped reading.
+    /// Its heartbeat timeout still closes connections whose answers it does not read.
+    pub fn set_reading(&self, reading: bool) {
+        self.shared.set_reading(reading);
     }
 
     /// Drops the agent's TCP connection without a close frame (a network cut).
