@@ -302,8 +302,7 @@ async fn write_batch<S>(sink: &mut S, outbox: &Outbox, seq: &mut u64) -> Result<
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    let mut batch: std::collections::VecDeque<_> =
-        outbox.take_batch(BATCH, BATCH_BYTES).into();
+    let mut batch: std::collections::VecDeque<_> = outbox.take_batch(BATCH, BATCH_BYTES).into();
     let write = async {
         while let Some(queued) = batch.front_mut() {
             *seq += 1;

@@ -187,7 +187,10 @@ pub fn cap_text(text: &mut String, limit: usize) {
     }
     let marker = format!("… [{} characters cut]", chars - limit);
     let keep = limit.saturating_sub(marker.chars().count());
-    let end = text.char_indices().nth(keep).map_or(text.len(), |(at, _)| at);
+    let end = text
+        .char_indices()
+        .nth(keep)
+        .map_or(text.len(), |(at, _)| at);
     text.truncate(end);
     text.push_str(&marker);
 }
@@ -219,7 +222,8 @@ impl State {
 
     /// A terminal report of a task whose results were lost says so.
     fn mark_if_lost(&mut self, report: &mut Report) {
-        if report.kind.is_terminal()
+        if !self.lost.is_empty()
+            && report.kind.is_terminal()
             && let Some(reason) = self.lost.remove(&report.task)
             && report.kind == ReportKind::Completed
         {
@@ -250,6 +254,9 @@ impl State {
 
     /// Before another report of `task`: its gathered log lines go first, if there is room.
     fn release_log_of(&mut self, task: &str) {
+        if self.logs.is_empty() {
+            return;
+        }
         if let Some(index) = self.logs.iter().position(|log| log.task == task) {
             if self.has_space() {
                 self.log_rate.take(true);
@@ -463,7 +470,8 @@ impl Outbox {
             return false;
         };
         let seq = state.in_flight[index].report.seq.unwrap_or(0);
-        for sent in state.in_flight.drain(..=index).collect::<Vec<_>>() {
+        let confirmed: Vec<Sent> = state.in_flight.drain(..=index).collect();
+        for sent in confirmed {
             if is_retained(&sent.report) {
                 state.retained_bytes -= size_of(&sent.report);
             }
@@ -499,7 +507,8 @@ impl Outbox {
                 let attempts = sent.attempts + 1;
                 let mut report = sent.report;
                 report.seq = None;
-                if attempts < MAX_ATTEMPTS {
+                // A replacement (past MAX_ATTEMPTS) gets as many tries of its own.
+                if attempts != MAX_ATTEMPTS && attempts < 2 * MAX_ATTEMPTS {
                     resend.push(Queued { report, attempts });
                     continue;
                 }
@@ -511,10 +520,7 @@ impl Outbox {
                 match report.kind {
                     ReportKind::Yield { .. } => {
                         let task = report.task.clone();
-                        state.lose(
-                            &task,
-                            format!("results of this task were lost: {cause}"),
-                        );
+                        state.lose(&task, format!("results of this task were lost: {cause}"));
                     }
                     _ if attempts >= 2 * MAX_ATTEMPTS => {
                         tracing::error!(
@@ -541,11 +547,7 @@ impl Outbox {
             }
             // Lost tasks whose terminal report is among those resent.
             for queued in &mut resend {
-                if queued.report.kind == ReportKind::Completed
-                    && let Some(reason) = state.lost.remove(&queued.report.task)
-                {
-                    queued.report.kind = ReportKind::Critical { error: reason };
-                }
+                state.mark_if_lost(&mut queued.report);
             }
             let count = resend.len();
             for queued in resend.into_iter().rev() {
@@ -574,7 +576,9 @@ impl Outbox {
     /// Nothing queued or gathered, and every written report confirmed.
     pub fn is_settled(&self) -> bool {
         let state = self.state();
-        state.queue.is_empty() && state.logs.is_empty() && !state.in_flight.iter().any(|sent| is_retained(&sent.report))
+        state.queue.is_empty()
+            && state.logs.is_empty()
+            && !state.in_flight.iter().any(|sent| is_retained(&sent.report))
     }
 
     /// Nothing queued.
@@ -717,7 +721,11 @@ mod tests {
         };
         // Cut to what the server stores, with a marker.
         assert_eq!(error.chars().count(), MAX_MESSAGE_CHARS);
-        assert!(error.ends_with("characters cut]"), "{}", &error[error.len() - 40..]);
+        assert!(
+            error.ends_with("characters cut]"),
+            "{}",
+            &error[error.len() - 40..]
+        );
         outbox.resend_unacked();
         let replaced = write_all(&outbox, &mut seq);
         assert_eq!(replaced.len(), 1);
@@ -899,7 +907,8 @@ mod tests {
         };
         assert!(message.chars().count() <= MAX_MESSAGE_CHARS);
         assert!(
-            message.ends_with("log lines dropped: the server takes at most 20 log frames per second]"),
+            message
+                .ends_with("log lines dropped: the server takes at most 20 log frames per second]"),
             "{}",
             &message[message.len() - 120..]
         );

@@ -213,7 +213,10 @@ pub(crate) async fn serve<S>(
                 }
                 ReportEffect::TooLong(kind) => {
                     tracing::warn!("local server: a {kind} report's text is longer than it stores");
-                    close(close_code::SCHEMA_MISMATCH, "the report's text is too long to store");
+                    close(
+                        close_code::SCHEMA_MISMATCH,
+                        "the report's text is too long to store",
+                    );
                 }
             },
             FromAgent::SessionInit(_) => {}

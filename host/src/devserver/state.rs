@@ -904,8 +904,7 @@ mod tests {
             id: id.into(),
             seq: None,
             kind: ReportKind::Yield {
-                returns: RawValue::from_string(format!("{{\"return0\": {value}}}"))
-                    .expect("json"),
+                returns: RawValue::from_string(format!("{{\"return0\": {value}}}")).expect("json"),
             },
         }
     }
