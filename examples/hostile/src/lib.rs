@@ -213,6 +213,19 @@ fn escape_codes(fail: bool, ctx: &Context) -> Result<String, String> {
 fn forge_log_line(ctx: &Context) {
     ctx.info("an honest line\n[ERROR] forged by the guest");
     println!("printed\r[CRITICAL] overwritten by the guest");
+/// Yield many large strings as fast as possible.
+///
+/// Each item is its index followed by `kibibytes` KiB of text; a caller that reads slower than
+/// this generator yields makes it wait.
+///
+/// * `count` - how many items to yield
+/// * `kibibytes` - the size of each item in KiB
+#[register]
+fn yield_flood(count: u32, kibibytes: u32) -> impl Iterator<Item = String> {
+    let size = usize::try_from(kibibytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 10);
+    (0..count).map(move |index| format!("{index}:{}", "Y".repeat(size)))
 }
 
 /// Open a TCP connection.
@@ -247,5 +260,6 @@ rekuest_guest::export_actions!(
     big_yield,
     escape_codes,
     forge_log_line,
+    yield_flood,
     connect,
 );

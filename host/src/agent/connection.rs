@@ -23,6 +23,11 @@ use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Reports written per batch before the reader gets another turn.
 const BATCH: usize = 256;
+/// Bytes written per batch (at least one report) before the reader gets another turn, so a
+/// HEARTBEAT is answered after at most this much.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// A write the server does not take within this long ends the session: it stopped reading.
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -201,6 +206,7 @@ async fn run(
                 .await;
             return SessionEnd::Finished;
         }
+        let logs_due = outbox.logs_due();
         tokio::select! {
             biased;
             frame = stream.next() => {
@@ -241,8 +247,10 @@ async fn run(
                 match message {
                     ToAgent::Heartbeat { .. } => {
                         let answer = FromAgent::HeartbeatAnswer { id: uuid::Uuid::new_v4().to_string() };
-                        if let Err(error) = sink.send(Message::text(answer.to_json())).await {
-                            return SessionEnd::Lost(error.to_string());
+                        match tokio::time::timeout(WRITE_STALL, sink.send(Message::text(answer.to_json()))).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => return SessionEnd::Lost(error.to_string()),
+                            Err(_) => return SessionEnd::Lost(stalled()),
                         }
                     }
                     ToAgent::Assign(assign) => dispatcher.assign(*assign),
@@ -289,13 +297,14 @@ async fn run(
                 }
             }
             () = outbox.ready() => {
-                if let Err(error) = write_batch(&mut sink, outbox, &mut seq).await {
-                    return SessionEnd::Lost(format!("writing reports failed: {error}"));
+                if let Err(end) = write_batch(&mut sink, outbox, &mut seq).await {
+                    return end;
                 }
                 if !outbox.is_empty() {
                     outbox.wake();
                 }
             }
+            () = sleep_until(logs_due), if logs_due.is_some() => outbox.wake(),
             changed = closing.changed(), if closing_open => closing_open = changed.is_ok(),
             () = &mut silence => {
                 let quiet = last_frame.elapsed();
@@ -311,28 +320,45 @@ async fn run(
     }
 }
 
-/// Writes up to [`BATCH`] reports, stamping `seq`, and flushes once.
-async fn write_batch<S>(
-    sink: &mut S,
-    outbox: &Outbox,
-    seq: &mut u64,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
+fn stalled() -> String {
+    format!("the server took nothing written for {WRITE_STALL:?}: it stopped reading")
+}
+
+/// Resolves at `due` (never for `None`).
+async fn sleep_until(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes up to [`BATCH`] reports (about [`BATCH_BYTES`]), stamping `seq`, and flushes once;
+/// a batch the server does not take within [`WRITE_STALL`] ends the session. Reports not
+/// written go back to the front of the outbox.
+async fn write_batch<S>(sink: &mut S, outbox: &Outbox, seq: &mut u64) -> Result<(), SessionEnd>
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    let mut batch = outbox.take_batch(BATCH).into_iter();
-    while let Some(mut report) = batch.next() {
-        *seq += 1;
-        report.seq = Some(*seq);
-        let text = serde_json::to_string(&report).unwrap_or_default();
-        if let Err(error) = sink.feed(Message::text(text)).await {
-            // Not written: back to the queue, with the rest of the batch.
-            report.seq = None;
-            outbox.requeue_front(std::iter::once(report).chain(batch).collect());
-            return Err(error);
+    let mut batch: std::collections::VecDeque<_> = outbox.take_batch(BATCH, BATCH_BYTES).into();
+    let write = async {
+        while let Some(queued) = batch.front_mut() {
+            *seq += 1;
+            queued.report.seq = Some(*seq);
+            let text = serde_json::to_string(&queued.report).unwrap_or_default();
+            sink.feed(Message::text(text)).await?;
+            if let Some(sent) = batch.pop_front() {
+                // Kept from here on until confirmed, whether or not the flush succeeds.
+                outbox.written(sent);
+            }
         }
-        // Terminal reports are retained from here on, whether or not the flush succeeds.
-        outbox.written(report);
+        sink.flush().await
+    };
+    let result = tokio::time::timeout(WRITE_STALL, write).await;
+    // Not written: back to the queue, in order.
+    outbox.requeue_front(batch.into_iter());
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(SessionEnd::Lost(format!("writing reports failed: {error}"))),
+        Err(_) => Err(SessionEnd::Lost(stalled())),
     }
-    sink.flush().await
 }

@@ -20,8 +20,37 @@ use crate::runtime::{
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
 pub const FINISHED_MEMORY: usize = 10_000;
+/// Longest error text remembered per finished task (the summary resent on inquiries).
+pub const FINISHED_ERROR_CHARS: usize = 1_000;
 /// How long a stepped task runs before it parks again (one epoch tick is the granularity).
 pub const STEP_DURATION: Duration = EPOCH_TICK;
+
+/// What is remembered of a finished task's terminal report: its kind, the error cut to
+/// [`FINISHED_ERROR_CHARS`].
+fn finished_summary(report: &Report) -> Report {
+    let kind = match &report.kind {
+        ReportKind::Failed { error } => ReportKind::Failed {
+            error: summary_text(error),
+        },
+        ReportKind::Critical { error } => ReportKind::Critical {
+            error: summary_text(error),
+        },
+        other => other.clone(),
+    };
+    Report {
+        task: report.task.clone(),
+        id: report.id.clone(),
+        seq: None,
+        kind,
+    }
+}
+
+fn summary_text(error: &str) -> String {
+    match error.char_indices().nth(FINISHED_ERROR_CHARS) {
+        None => error.to_string(),
+        Some((end, _)) => format!("{}… [{} bytes cut]", &error[..end], error.len() - end),
+    }
+}
 
 /// An action the dispatcher can run.
 pub struct ActionSlot {
@@ -49,7 +78,8 @@ impl Table {
     /// forgetting the oldest beyond [`FINISHED_MEMORY`].
     fn remember(&mut self, report: Report) {
         self.finished_order.push_back(report.task.clone());
-        self.finished.insert(report.task.clone(), report);
+        self.finished
+            .insert(report.task.clone(), finished_summary(&report));
         while self.finished_order.len() > FINISHED_MEMORY {
             if let Some(old) = self.finished_order.pop_front() {
                 self.finished.remove(&old);
@@ -307,16 +337,29 @@ impl Dispatcher {
         let run = component.run_keeping_sandbox(&assign.interface, assign.args, events, &control);
         tokio::pin!(run);
         // Events are forwarded as they come; the channel stays open while the sandbox lives,
-        // so the end of the run (not of the channel) ends the loop.
+        // so the end of the run (not of the channel) ends the loop. While the outbox is full
+        // an event waits here, the channel fills, and the guest waits in its output call; the
+        // run keeps being polled, so its timeout and stop signals still apply.
         let (outcome, sandbox) = loop {
             tokio::select! {
                 biased;
-                Some(event) = receiver.recv() => self.forward(&task, event),
+                Some(event) = receiver.recv() => {
+                    let forward = self.outbox.push_output(self.report_of(&task, event));
+                    tokio::pin!(forward);
+                    tokio::select! {
+                        biased;
+                        () = &mut forward => {}
+                        finished = &mut run => {
+                            forward.await;
+                            break finished;
+                        }
+                    }
+                }
                 finished = &mut run => break finished,
             }
         };
         while let Ok(event) = receiver.try_recv() {
-            self.forward(&task, event);
+            self.outbox.push_output(self.report_of(&task, event)).await;
         }
         self.finish(&task, outcome);
         Some(UsedSlot {
@@ -353,7 +396,8 @@ impl Dispatcher {
         }
     }
 
-    fn forward(&self, task: &str, event: TaskEvent) {
+    /// The report of a task's output event.
+    fn report_of(&self, task: &str, event: TaskEvent) -> Report {
         let kind = match event {
             TaskEvent::Log { level, message } => ReportKind::Log {
                 message,
@@ -370,7 +414,7 @@ impl Dispatcher {
             }
             TaskEvent::Yield(returns) => ReportKind::Yield { returns },
         };
-        self.outbox.push(Report::new(task, kind));
+        Report::new(task, kind)
     }
 
     /// Records the terminal report of `task` (once) and queues it.

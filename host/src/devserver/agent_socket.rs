@@ -99,18 +99,24 @@ pub(crate) async fn serve<S>(
 
     let answered = Arc::new(Notify::new());
     let mut peer_closed = false;
+    let mut reading = shared.reading();
     let mut registered: Option<String> = None;
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     let close = |code: u16, reason: &str| {
         let _ = outbox.send(Outgoing::Close(code, reason.to_string()));
     };
     loop {
+        // While reading is switched off, frames stay in the socket (a server that stopped
+        // reading): the agent's writes stall and heartbeat answers are not seen.
+        let paused = !*reading.borrow_and_update();
         let frame = tokio::select! {
-            frame = stream.next() => frame,
+            frame = stream.next(), if !paused => frame,
+            _ = reading.changed() => continue,
             _ = super::stopped(&mut stop) => break,
             _ = ended_watch.changed() => {
                 let graceful = *ended_watch.borrow();
-                if graceful == Some(true) {
+                // A server that stopped reading does not read the close handshake either.
+                if graceful == Some(true) && !paused {
                     // Give the peer a moment to answer our close, then hang up.
                     let _ = tokio::time::timeout(CLOSE_LINGER, async {
                         while let Some(Ok(_)) = stream.next().await {}
@@ -220,6 +226,13 @@ pub(crate) async fn serve<S>(
                 }
                 ReportEffect::UnknownTask => {
                     close(close_code::SCHEMA_MISMATCH, "YIELD for an unknown task");
+                }
+                ReportEffect::TooLong(kind) => {
+                    tracing::warn!("local server: a {kind} report's text is longer than it stores");
+                    close(
+                        close_code::SCHEMA_MISMATCH,
+                        "the report's text is too long to store",
+                    );
                 }
             },
             FromAgent::SessionInit(_) => {}

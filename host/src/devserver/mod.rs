@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use caller::{CallerReply, CallerRequest};
-pub use state::{Control, OfferedAction, ServerEvent, TaskSnapshot};
+pub use state::{
+    Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,
+    OfferedAction, ServerEvent, TaskSnapshot,
+};
 
 use crate::protocol::ToAgent;
 use state::{Outgoing, Shared};
@@ -243,6 +246,12 @@ impl DevServer {
     /// connection as stale (see [`DevServerConfig::stale_window`]).
     pub fn silence(&self, token: &str) -> bool {
         self.shared.silence(token)
+    }
+
+    /// Stops (`false`) or resumes reading what agents send: a server that stopped reading.
+    /// Its heartbeat timeout still closes connections whose answers it does not read.
+    pub fn set_reading(&self, reading: bool) {
+        self.shared.set_reading(reading);
     }
 
     /// Drops the agent's TCP connection without a close frame (a network cut).

@@ -1,7 +1,7 @@
 //! What the local server remembers: agents (keyed by token), their implementations, tasks
 //! and their events. One lock guards it all; nothing awaits while holding it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -121,23 +121,92 @@ impl AgentRecord {
     }
 }
 
+/// Events kept per task; older ones are dropped first (followers saw them live).
+pub const MAX_TASK_EVENTS: usize = 10_000;
+/// Bytes of event text (returns, messages) kept per task; older events are dropped first.
+pub const MAX_TASK_EVENT_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of event text kept for all tasks; the oldest finished tasks are forgotten first.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024 * 1024;
+/// Longest text of an event's message or error the real server stores (its column size);
+/// a longer one fails its database insert and it closes the socket with 3003.
+pub const MAX_MESSAGE_CHARS: usize = 30_000;
+/// The fixed cost counted per event.
+const EVENT_OVERHEAD: usize = 64;
+
 struct TaskRecord {
     agent: String,
     events: Vec<ServerEvent>,
+    /// The bytes each kept event counts, in step with `events`.
+    costs: Vec<usize>,
+    bytes: usize,
+    dropped_events: usize,
     done: bool,
     received: HashMap<String, usize>,
+    /// The ids of the YIELDs recorded (a resent one is recorded once), at most
+    /// [`MAX_TASK_EVENTS`] of the latest.
+    yields: HashSet<String>,
+    yield_order: VecDeque<String>,
     /// Followers of the task; dropped after its terminal event (their streams end).
     watchers: Vec<mpsc::UnboundedSender<ServerEvent>>,
 }
 
 impl TaskRecord {
-    fn push(&mut self, event: ServerEvent) {
+    fn new(agent: String) -> Self {
+        TaskRecord {
+            agent,
+            events: Vec::new(),
+            costs: Vec::new(),
+            bytes: 0,
+            dropped_events: 0,
+            done: false,
+            received: HashMap::new(),
+            yields: HashSet::new(),
+            yield_order: VecDeque::new(),
+            watchers: Vec::new(),
+        }
+    }
+
+    /// Records `event`, which counts `cost` bytes; returns how many bytes were freed.
+    fn push_costing(&mut self, event: ServerEvent, cost: usize) -> usize {
         self.watchers
             .retain(|watcher| watcher.send(event.clone()).is_ok());
         if event.is_terminal() {
             self.watchers.clear();
         }
         self.events.push(event);
+        self.costs.push(cost);
+        self.bytes += cost;
+        let mut freed = 0;
+        while self.events.len() > 1
+            && (self.events.len() > MAX_TASK_EVENTS || self.bytes > MAX_TASK_EVENT_BYTES)
+        {
+            self.events.remove(0);
+            let cost = self.costs.remove(0);
+            self.bytes -= cost;
+            freed += cost;
+            self.dropped_events += 1;
+        }
+        freed
+    }
+
+    /// Records an event without text of its own; returns how many bytes were freed.
+    fn push(&mut self, event: ServerEvent) -> usize {
+        self.push_costing(event, 0)
+    }
+
+    /// Whether the YIELD `id` is recorded already; remembers it if not.
+    fn seen_yield(&mut self, id: &str) -> bool {
+        if self.yields.contains(id) {
+            return true;
+        }
+        self.yields.insert(id.to_string());
+        self.yield_order.push_back(id.to_string());
+        if self.yield_order.len() > MAX_TASK_EVENTS
+            && let Some(old) = self.yield_order.pop_front()
+        {
+            self.yields.remove(&old);
+        }
+        false
     }
 }
 
@@ -150,6 +219,8 @@ pub struct TaskSnapshot {
     pub done: bool,
     /// How many reports of each type arrived, duplicates included.
     pub received: HashMap<String, usize>,
+    /// How many of the oldest events were dropped to keep within the retention bounds.
+    pub dropped_events: usize,
 }
 
 /// An action some agent implements.
@@ -183,6 +254,8 @@ struct Db {
     next_id: u64,
     agents: Vec<AgentRecord>,
     tasks: BTreeMap<u64, TaskRecord>,
+    /// Event bytes kept for all tasks.
+    event_bytes: usize,
     heartbeats_answered: u64,
     closes: Vec<u16>,
     registrations: u64,
@@ -210,6 +283,23 @@ impl Db {
             .collect()
     }
 
+    /// Forgets the oldest finished tasks while more than [`MAX_EVENT_BYTES`] are kept.
+    fn forget_over_bound(&mut self) {
+        while self.event_bytes > MAX_EVENT_BYTES {
+            let Some(oldest) = self
+                .tasks
+                .iter()
+                .find(|(_, task)| task.done)
+                .map(|(id, _)| *id)
+            else {
+                return;
+            };
+            if let Some(task) = self.tasks.remove(&oldest) {
+                self.event_bytes -= task.bytes;
+            }
+        }
+    }
+
     fn disconnect_tasks(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(task) = self.tasks.get_mut(id)
@@ -218,10 +308,11 @@ impl Db {
                     .last()
                     .is_none_or(|last| last.kind != "DISCONNECTED")
             {
-                task.push(ServerEvent::with(
+                let freed = task.push(ServerEvent::with(
                     "DISCONNECTED",
                     "Agent disconnected. Fate unknown",
                 ));
+                self.event_bytes -= freed;
             }
         }
     }
@@ -249,6 +340,8 @@ pub(crate) enum ReportEffect {
     },
     /// A YIELD for a task the server does not know: close 3003.
     UnknownTask,
+    /// Text longer than the server stores: its insert fails and it closes with 3003.
+    TooLong(&'static str),
 }
 
 /// The server's state; shared by its connections and its handle.
@@ -256,6 +349,8 @@ pub(crate) struct Shared {
     pub(crate) config: DevServerConfig,
     db: Mutex<Db>,
     next_connection: AtomicU64,
+    /// Whether agent connections are read (tests switch it off).
+    reading: tokio::sync::watch::Sender<bool>,
 }
 
 /// Digest of a definition, the action's `hash`.
@@ -269,6 +364,7 @@ impl Shared {
             config,
             db: Mutex::new(Db::default()),
             next_connection: AtomicU64::new(1),
+            reading: tokio::sync::watch::Sender::new(true),
         })
     }
 
@@ -277,6 +373,16 @@ impl Shared {
         self.db
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Follows whether agent connections are read.
+    pub(crate) fn reading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.reading.subscribe()
+    }
+
+    /// Switches reading agent connections on or off.
+    pub(crate) fn set_reading(&self, reading: bool) {
+        self.reading.send_replace(reading);
     }
 
     pub(crate) fn new_connection_id(&self) -> u64 {
@@ -538,6 +644,33 @@ impl Shared {
             // Resent terminal reports (and stragglers) are deduplicated by task.
             return ReportEffect::Recorded { ack };
         }
+        let text = match &report.kind {
+            ReportKind::Progress {
+                message: Some(text),
+                ..
+            }
+            | ReportKind::Log { message: text, .. }
+            | ReportKind::Failed { error: text }
+            | ReportKind::Critical { error: text } => Some(text),
+            _ => None,
+        };
+        if let Some(text) = text
+            && text.len() > MAX_MESSAGE_CHARS
+            && text.chars().count() > MAX_MESSAGE_CHARS
+        {
+            return ReportEffect::TooLong(kind);
+        }
+        if let ReportKind::Yield { .. } = report.kind
+            && task.seen_yield(&report.id)
+        {
+            // Resent after a reconnect: recorded once.
+            return ReportEffect::Recorded { ack };
+        }
+        let cost = EVENT_OVERHEAD
+            + match &report.kind {
+                ReportKind::Yield { returns } => returns.get().len(),
+                _ => text.map_or(0, String::len),
+            };
         let mut event = ServerEvent::new(kind);
         match &report.kind {
             ReportKind::Progress { progress, message } => {
@@ -558,7 +691,9 @@ impl Shared {
             _ => {}
         }
         task.done = report.kind.is_terminal();
-        task.push(event);
+        let freed = task.push_costing(event, cost);
+        db.event_bytes = db.event_bytes + cost - freed;
+        db.forget_over_bound();
         ReportEffect::Recorded { ack }
     }
 
@@ -607,15 +742,10 @@ impl Shared {
         };
         let id = db.next_id();
         let task = id.to_string();
-        let mut record = TaskRecord {
-            agent,
-            events: Vec::new(),
-            done: false,
-            received: HashMap::new(),
-            watchers: Vec::new(),
-        };
+        let mut record = TaskRecord::new(agent);
         record.push(ServerEvent::new("ASSIGNED"));
         db.tasks.insert(id, record);
+        db.forget_over_bound();
         let assign = ToAgent::Assign(Box::new(Assign {
             id: uuid::Uuid::new_v4().to_string(),
             interface: interface.to_string(),
@@ -691,7 +821,8 @@ impl Shared {
             ),
         };
         if let Some(record) = db.tasks.get_mut(&id) {
-            record.push(ServerEvent::new(kind));
+            let freed = record.push(ServerEvent::new(kind));
+            db.event_bytes -= freed;
         }
         let _ = outbox.send(Outgoing::Text(frame.to_json()));
         Ok(())
@@ -719,6 +850,7 @@ impl Shared {
             events: record.events.clone(),
             done: record.done,
             received: record.received.clone(),
+            dropped_events: record.dropped_events,
         })
     }
 
@@ -784,5 +916,135 @@ impl Shared {
             self.config.heartbeat_interval,
             self.config.heartbeat_timeout,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::protocol::{Report, ReportKind};
+
+    /// A server with one connected agent and task "2" assigned to it (the agent id is "1").
+    fn with_task() -> Arc<Shared> {
+        let shared = Shared::new(DevServerConfig::default());
+        shared.ensure_agent("t", &json!({"name": "a"}));
+        shared
+            .implement_agent(
+                "t",
+                &json!({"hash": "h", "implementations": [{"interface": "x", "definition": {"key": "x"}}]}),
+            )
+            .expect("implements");
+        let (outbox, _frames) = mpsc::unbounded_channel();
+        assert!(matches!(
+            shared.register(1, "t", Some("s".into()), false, outbox),
+            Registration::Accepted { .. }
+        ));
+        // The task id continues the id counter (agent 1, implementation 2).
+        assert_eq!(shared.assign("x", Map::new(), None).as_deref(), Ok("3"));
+        shared
+    }
+
+    fn yield_report(id: &str, value: usize) -> Report {
+        Report {
+            task: "3".into(),
+            id: id.into(),
+            seq: None,
+            kind: ReportKind::Yield {
+                returns: RawValue::from_string(format!("{{\"return0\": {value}}}")).expect("json"),
+            },
+        }
+    }
+
+    #[test]
+    fn a_resent_yield_is_recorded_once() {
+        let shared = with_task();
+        for (id, value) in [("y1", 1), ("y2", 2), ("y1", 1), ("y2", 2), ("y3", 3)] {
+            assert!(matches!(
+                shared.report("1", &yield_report(id, value)),
+                ReportEffect::Recorded { ack: false }
+            ));
+        }
+        let snapshot = shared.snapshot("3").expect("task");
+        let yields: Vec<&Value> = snapshot
+            .events
+            .iter()
+            .filter(|event| event.kind == "YIELD")
+            .map(|event| &event.fields["returns"]["return0"])
+            .collect();
+        assert_eq!(yields, [&json!(1), &json!(2), &json!(3)]);
+        assert_eq!(snapshot.received.get("YIELD"), Some(&5));
+    }
+
+    #[test]
+    fn text_longer_than_the_server_stores_is_refused() {
+        let shared = with_task();
+        let fits = Report::new(
+            "3",
+            ReportKind::Failed {
+                error: "é".repeat(MAX_MESSAGE_CHARS),
+            },
+        );
+        let too_long = Report::new(
+            "3",
+            ReportKind::Log {
+                message: "x".repeat(MAX_MESSAGE_CHARS + 1),
+                level: "INFO".into(),
+            },
+        );
+        assert!(matches!(
+            shared.report("1", &too_long),
+            ReportEffect::TooLong("LOG")
+        ));
+        assert!(matches!(
+            shared.report("1", &fits),
+            ReportEffect::Recorded { ack: true }
+        ));
+        assert!(shared.snapshot("3").expect("task").done);
+    }
+
+    #[test]
+    fn retention_is_bounded_per_task_and_in_total() {
+        let shared = with_task();
+        let big = "y".repeat(1024 * 1024);
+        let returns = |index: usize| format!("{{\"return0\": \"{index}{big}\"}}");
+        let count = MAX_TASK_EVENT_BYTES / big.len() + 8;
+        for index in 0..count {
+            let report = Report {
+                task: "3".into(),
+                id: format!("y{index}"),
+                seq: None,
+                kind: ReportKind::Yield {
+                    returns: RawValue::from_string(returns(index)).expect("json"),
+                },
+            };
+            shared.report("1", &report);
+        }
+        let snapshot = shared.snapshot("3").expect("task");
+        assert!(snapshot.dropped_events >= 8, "{}", snapshot.dropped_events);
+        assert!(shared.db().event_bytes <= MAX_TASK_EVENT_BYTES);
+        // Finished tasks go, oldest first, once the total is over its bound.
+        shared.report("1", &Report::new("3", ReportKind::Completed));
+        let mut tasks = Vec::new();
+        while shared.db().tasks.contains_key(&3) {
+            let task = shared.assign("x", Map::new(), None).expect("assigns");
+            for index in 0..MAX_TASK_EVENT_BYTES / big.len() {
+                let report = Report {
+                    task: task.clone(),
+                    id: format!("y{index}"),
+                    seq: None,
+                    kind: ReportKind::Yield {
+                        returns: RawValue::from_string(returns(index)).expect("json"),
+                    },
+                };
+                shared.report("1", &report);
+            }
+            tasks.push(task);
+            assert!(tasks.len() <= MAX_EVENT_BYTES / MAX_TASK_EVENT_BYTES + 1);
+        }
+        assert!(shared.db().event_bytes <= MAX_EVENT_BYTES);
+        // Running tasks are kept whole.
+        assert!(tasks.iter().all(|task| shared.snapshot(task).is_some()));
     }
 }
