@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::envelope;
+
 /// Most actions one component may describe.
 pub const MAX_ACTIONS: usize = 1_000;
 /// Deepest port nesting accepted in a definition (LIST of MODEL of ...).
@@ -410,15 +412,17 @@ pub struct ArgError {
 }
 
 impl Definition {
-    /// Checks `args` against the arg ports and fills in defaults of missing or null args.
+    /// Checks `args` against the arg ports, fills in defaults of missing or null args, and
+    /// puts the args in the form guests get: a structure sent in its envelope becomes its bare
+    /// reference, and the `__identifier` key the official client adds to models is dropped.
     pub fn prepare_args(
         &self,
         mut args: serde_json::Map<String, Value>,
     ) -> Result<serde_json::Map<String, Value>, ArgError> {
         for port in &self.args {
-            let value = args.get(&port.key).filter(|value| !value.is_null());
+            let value = args.get_mut(&port.key).filter(|value| !value.is_null());
             match (value, &port.default) {
-                (Some(value), _) => check_value(port, value, &port.key)?,
+                (Some(value), _) => conform_value(port, value, &port.key)?,
                 (None, Some(default)) => {
                     args.insert(port.key.clone(), default.clone());
                 }
@@ -481,8 +485,10 @@ fn describe_value(value: &Value) -> String {
     }
 }
 
-fn check_value(port: &Port, value: &Value, path: &str) -> Result<(), ArgError> {
-    let mismatch = || ArgError {
+/// Checks `value` against `port` and brings it into the guests' form (see
+/// [`Definition::prepare_args`]).
+fn conform_value(port: &Port, value: &mut Value, path: &str) -> Result<(), ArgError> {
+    let mismatch = |value: &Value| ArgError {
         path: path.to_string(),
         problem: format!("expected {}, got {}", expected(port), describe_value(value)),
     };
@@ -490,7 +496,7 @@ fn check_value(port: &Port, value: &Value, path: &str) -> Result<(), ArgError> {
         return if port.nullable {
             Ok(())
         } else {
-            Err(mismatch())
+            Err(mismatch(value))
         };
     }
     let children = port.children();
@@ -499,10 +505,16 @@ fn check_value(port: &Port, value: &Value, path: &str) -> Result<(), ArgError> {
         PortKind::Float if value.is_number() => Ok(()),
         PortKind::String | PortKind::Date if value.is_string() => Ok(()),
         PortKind::Bool if value.is_boolean() => Ok(()),
-        PortKind::Structure | PortKind::MemoryStructure
-            if value.is_string() || value.is_number() =>
-        {
-            Ok(())
+        PortKind::Structure | PortKind::MemoryStructure => {
+            envelope::open(port, value).map_err(|error| ArgError {
+                path: path.to_string(),
+                problem: format!("expected {}, got {error}", expected(port)),
+            })?;
+            if value.is_string() || value.is_number() {
+                Ok(())
+            } else {
+                Err(mismatch(value))
+            }
         }
         PortKind::Enum => {
             let known = port
@@ -510,48 +522,56 @@ fn check_value(port: &Port, value: &Value, path: &str) -> Result<(), ArgError> {
                 .iter()
                 .flatten()
                 .any(|choice| &choice.value == value);
-            if known { Ok(()) } else { Err(mismatch()) }
+            if known { Ok(()) } else { Err(mismatch(value)) }
         }
         PortKind::List => match (value, children.first()) {
             (Value::Array(items), Some(child)) => {
-                items.iter().enumerate().try_for_each(|(index, item)| {
-                    check_value(child, item, &format!("{path}[{index}]"))
+                items.iter_mut().enumerate().try_for_each(|(index, item)| {
+                    conform_value(child, item, &format!("{path}[{index}]"))
                 })
             }
-            _ => Err(mismatch()),
+            (value, _) => Err(mismatch(value)),
         },
         PortKind::Dict => match (value, children.first()) {
-            (Value::Object(entries), Some(child)) => entries
-                .iter()
-                .try_for_each(|(key, item)| check_value(child, item, &format!("{path}[{key:?}]"))),
-            _ => Err(mismatch()),
+            (Value::Object(entries), Some(child)) => {
+                entries.iter_mut().try_for_each(|(key, item)| {
+                    conform_value(child, item, &format!("{path}[{key:?}]"))
+                })
+            }
+            (value, _) => Err(mismatch(value)),
         },
         PortKind::Model => match value {
-            Value::Object(fields) => children.iter().try_for_each(|field| {
-                let field_path = format!("{path}.{}", field.key);
-                match fields.get(&field.key).filter(|value| !value.is_null()) {
-                    Some(item) => check_value(field, item, &field_path),
-                    None if field.nullable || field.default.is_some() => Ok(()),
-                    None => Err(ArgError {
-                        path: field_path,
-                        problem: format!("missing; expected {}", expected(field)),
-                    }),
+            Value::Object(fields) => {
+                if !children.iter().any(|field| field.key == envelope::IDENTIFIER_KEY) {
+                    fields.remove(envelope::IDENTIFIER_KEY);
                 }
-            }),
-            _ => Err(mismatch()),
+                children.iter().try_for_each(|field| {
+                    let field_path = format!("{path}.{}", field.key);
+                    match fields.get_mut(&field.key).filter(|value| !value.is_null()) {
+                        Some(item) => conform_value(field, item, &field_path),
+                        None if field.nullable || field.default.is_some() => Ok(()),
+                        None => Err(ArgError {
+                            path: field_path,
+                            problem: format!("missing; expected {}", expected(field)),
+                        }),
+                    }
+                })
+            }
+            value => Err(mismatch(value)),
         },
         PortKind::Union => {
-            if children
-                .iter()
-                .any(|child| check_value(child, value, path).is_ok())
-            {
-                Ok(())
-            } else {
-                Err(mismatch())
+            // A variant conforms a copy, so a variant that refuses it midway changes nothing.
+            for child in children {
+                let mut candidate = value.clone();
+                if conform_value(child, &mut candidate, path).is_ok() {
+                    *value = candidate;
+                    return Ok(());
+                }
             }
+            Err(mismatch(value))
         }
         PortKind::Interface | PortKind::Quantity => Ok(()),
-        _ => Err(mismatch()),
+        _ => Err(mismatch(value)),
     }
 }
 
@@ -620,6 +640,81 @@ mod tests {
             .prepare_args(args(json!({"case": "TITLE"})))
             .expect_err("not a choice");
         assert!(error.to_string().contains("expected ENUM (UPPER, LOWER)"));
+    }
+
+    fn image_port(key: &str) -> Value {
+        json!({"key": key, "kind": "STRUCTURE", "nullable": false, "identifier": "@mikro/image"})
+    }
+
+    fn image_envelope(reference: &str) -> Value {
+        json!({"__identifier": "@mikro/image", "object": reference})
+    }
+
+    #[test]
+    fn structures_in_envelopes_reach_guests_as_bare_references() {
+        let def = definition(json!([
+            image_port("image"),
+            {"key": "named", "kind": "DICT", "nullable": false, "children": [image_port("...")]},
+            {"key": "labelled", "kind": "LIST", "nullable": false, "children": [
+                {"key": "...", "kind": "MODEL", "nullable": false, "identifier": "Labelled",
+                 "children": [image_port("image"), {"key": "label", "kind": "STRING"}]}]},
+            {"key": "either", "kind": "UNION", "nullable": false,
+             "children": [{"key": "0", "kind": "INT"}, image_port("1")]},
+        ]));
+        let prepared = def
+            .prepare_args(args(json!({
+                "image": image_envelope("image:1"),
+                "named": {"a": image_envelope("image:2"), "b": "image:3"},
+                "labelled": [{"__identifier": "Labelled", "image": image_envelope("image:4"),
+                    "label": "x"}],
+                "either": image_envelope("image:5"),
+            })))
+            .expect("the official client's form");
+        assert_eq!(
+            Value::Object(prepared),
+            json!({
+                "image": "image:1",
+                "named": {"a": "image:2", "b": "image:3"},
+                "labelled": [{"image": "image:4", "label": "x"}],
+                "either": "image:5",
+            })
+        );
+    }
+
+    #[test]
+    fn envelopes_of_other_structures_are_refused_by_path() {
+        let def = definition(json!([
+            {"key": "named", "kind": "DICT", "nullable": false, "children": [image_port("...")]},
+        ]));
+        let refused = |value: Value| {
+            def.prepare_args(args(json!({ "named": {"a": value} })))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            refused(json!({"__identifier": "@mikro/video", "object": "1"})),
+            "argument 'named[\"a\"]': expected STRUCTURE @mikro/image, got a reference to \
+             @mikro/video"
+        );
+        assert_eq!(
+            refused(json!({"id": "1"})),
+            "argument 'named[\"a\"]': expected STRUCTURE @mikro/image, got an object without \
+             an \"object\" key"
+        );
+        assert_eq!(
+            refused(json!(true)),
+            "argument 'named[\"a\"]': expected STRUCTURE @mikro/image, got boolean true"
+        );
+    }
+
+    #[test]
+    fn a_model_field_named_like_the_identifier_key_is_kept() {
+        let def = definition(json!([{"key": "m", "kind": "MODEL", "nullable": false,
+            "identifier": "M", "children": [{"key": "__identifier", "kind": "STRING"}]}]));
+        let prepared = def
+            .prepare_args(args(json!({"m": {"__identifier": "kept"}})))
+            .expect("valid");
+        assert_eq!(prepared["m"], json!({"__identifier": "kept"}));
     }
 
     /// `add` as the local server lists it after the Python agent (rekuest-next 2.3.1)
