@@ -542,7 +542,10 @@ fn conform_value(port: &Port, value: &mut Value, path: &str) -> Result<(), ArgEr
         },
         PortKind::Model => match value {
             Value::Object(fields) => {
-                if !children.iter().any(|field| field.key == envelope::IDENTIFIER_KEY) {
+                if !children
+                    .iter()
+                    .any(|field| field.key == envelope::IDENTIFIER_KEY)
+                {
                     fields.remove(envelope::IDENTIFIER_KEY);
                 }
                 children.iter().try_for_each(|field| {

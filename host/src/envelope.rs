@@ -39,9 +39,9 @@ fn is_structure(port: &Port) -> bool {
 
 /// Whether a structure port appears anywhere in `ports` (children included).
 pub fn holds_structures(ports: &[Port]) -> bool {
-    ports.iter().any(|port| {
-        is_structure(port) || port.children.as_deref().is_some_and(holds_structures)
-    })
+    ports
+        .iter()
+        .any(|port| is_structure(port) || port.children.as_deref().is_some_and(holds_structures))
 }
 
 /// Replaces an envelope in `value` (an arg of the structure port `port`) with its reference;
@@ -179,14 +179,19 @@ mod tests {
             port(image()),
             port(json!({"key": "many", "kind": "LIST", "children": [image()]})),
             port(json!({"key": "named", "kind": "DICT", "children": [image()]})),
-            port(json!({"key": "labelled", "kind": "MODEL", "identifier": "Labelled",
-                "children": [image(), {"key": "label", "kind": "STRING"}]})),
-            port(json!({"key": "maybe", "kind": "STRUCTURE", "identifier": "@mikro/image",
-                "nullable": true})),
+            port(
+                json!({"key": "labelled", "kind": "MODEL", "identifier": "Labelled",
+                "children": [image(), {"key": "label", "kind": "STRING"}]}),
+            ),
+            port(
+                json!({"key": "maybe", "kind": "STRUCTURE", "identifier": "@mikro/image",
+                "nullable": true}),
+            ),
             port(json!({"key": "counts", "kind": "LIST",
                 "children": [{"key": "...", "kind": "INT"}]})),
         ];
-        let envelope = |reference: &str| json!({"__identifier": "@mikro/image", "object": reference});
+        let envelope =
+            |reference: &str| json!({"__identifier": "@mikro/image", "object": reference});
         let mut returns = json!({
             "image": "image:1",
             "many": ["image:2", envelope("image:3")],

@@ -258,7 +258,12 @@ pub mod tasks {
             listed.single_return(),
             &json!([image("image:1"), image("image:2")])
         );
-        let newest = run(structures, "newest", json!({"images": ["image:3", image("image:7")]})).await;
+        let newest = run(
+            structures,
+            "newest",
+            json!({"images": ["image:3", image("image:7")]}),
+        )
+        .await;
         assert_eq!(newest.single_return(), &image("image:7"));
         let none = run(structures, "newest", json!({"images": []})).await;
         assert_eq!(none.single_return(), &Value::Null);

@@ -218,7 +218,13 @@ async fn the_python_agent_serves_add() {
 }
 
 /// Runs `python` with the official client's serialization script (`tests/peer/official_client.py`).
-fn official_client(python: &Path, definitions: &Path, mode: &str, action: &str, stdin: &str) -> String {
+fn official_client(
+    python: &Path,
+    definitions: &Path,
+    mode: &str,
+    action: &str,
+    stdin: &str,
+) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer/official_client.py");
     let mut child = Command::new(python)
         .arg(&script)
@@ -250,7 +256,10 @@ fn official_client(python: &Path, definitions: &Path, mode: &str, action: &str, 
 #[test]
 fn the_official_clients_structures_round_trip_through_the_host() {
     let Some(python) = std::env::var_os("REKUEST_PEER_PYTHON").map(PathBuf::from) else {
-        assert!(!on_ci(), "CI must run the official client's structures test");
+        assert!(
+            !on_ci(),
+            "CI must run the official client's structures test"
+        );
         println!("skipped: set REKUEST_PEER_PYTHON (see the_python_agent_serves_add)");
         return;
     };
@@ -296,7 +305,10 @@ fn the_official_clients_structures_round_trip_through_the_host() {
             &args,
         ]);
         let got = official_client(&python, &definitions, "expand", action, &returns);
-        assert_eq!(got, expanded, "{action}: sent {args}, the host returned {returns}");
+        assert_eq!(
+            got, expanded,
+            "{action}: sent {args}, the host returned {returns}"
+        );
     }
     let _ = std::fs::remove_file(&definitions);
 }

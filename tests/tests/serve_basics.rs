@@ -147,7 +147,9 @@ async fn structures_cross_the_server_in_the_official_clients_envelope() {
     let events = run(&server, "by_label", json!({ "labelled": sent })).await;
     assert_eq!(
         yields(&events),
-        [return0(json!({"a": image("image:1"), "b": image("image:2")}))]
+        [return0(
+            json!({"a": image("image:1"), "b": image("image:2")})
+        )]
     );
 
     let events = run(

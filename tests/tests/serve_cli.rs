@@ -118,7 +118,12 @@ fn dev_assign_sends_and_prints_structures_in_the_official_clients_envelope() {
         r#"labelled=[{"__identifier": "Labelled", "label": "a",
             "image": {"__identifier": "@mikro/image", "object": "image:1"}}]"#,
     ]);
-    assert_eq!(labelled.status.code(), Some(0), "{}", text(&labelled.stderr));
+    assert_eq!(
+        labelled.status.code(),
+        Some(0),
+        "{}",
+        text(&labelled.stderr)
+    );
     assert_eq!(
         text(&labelled.stdout).trim(),
         r#"{"return0":{"a":{"__identifier":"@mikro/image","object":"image:1"}}}"#
