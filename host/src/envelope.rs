@@ -88,14 +88,14 @@ fn wrap(port: &Port, value: &mut Value) {
     let children = port.children.as_deref().unwrap_or(&[]);
     match (port.kind, value) {
         (_, Value::Null) => {}
-        (PortKind::Structure | PortKind::MemoryStructure, value) => {
-            if value.is_string() || value.is_number() {
-                let mut envelope = Map::with_capacity(2);
-                let identifier = port.identifier.clone().map_or(Value::Null, Value::String);
-                envelope.insert(IDENTIFIER_KEY.into(), identifier);
-                envelope.insert(OBJECT_KEY.into(), value.take());
-                *value = Value::Object(envelope);
-            }
+        (PortKind::Structure | PortKind::MemoryStructure, value)
+            if value.is_string() || value.is_number() =>
+        {
+            let mut envelope = Map::with_capacity(2);
+            let identifier = port.identifier.clone().map_or(Value::Null, Value::String);
+            envelope.insert(IDENTIFIER_KEY.into(), identifier);
+            envelope.insert(OBJECT_KEY.into(), value.take());
+            *value = Value::Object(envelope);
         }
         (PortKind::List, Value::Array(items)) => {
             if let Some(child) = children.first().filter(|child| holds(child)) {

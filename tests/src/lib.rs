@@ -249,7 +249,11 @@ pub mod tasks {
     /// structure args as bare references or envelopes, MODEL args with `__identifier`, and
     /// every structure return in its envelope, alone and inside lists, dicts and models.
     pub async fn assert_structures_travel_in_envelopes(structures: &ActionComponent) {
-        for arg in [json!("image:42"), image("image:42"), json!({"object": "image:42"})] {
+        for arg in [
+            json!("image:42"),
+            image("image:42"),
+            json!({"object": "image:42"}),
+        ] {
             let cropped = run(structures, "crop", json!({"image": arg, "width": 10})).await;
             assert_eq!(cropped.single_return(), &image("image:42010"), "{arg}");
         }
