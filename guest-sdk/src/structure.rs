@@ -11,6 +11,10 @@ use crate::port::{Path, Port, PortError, PortKind, PortSpec};
 /// are [expanded](Structure::expand) before the action runs (an error fails the task, naming
 /// the port); returned values are [shrunk](Structure::shrink) to their reference.
 ///
+/// On the wire a structure travels in the envelope of the official client,
+/// `{"__identifier": "@mikro/image", "object": "image:42"}`; the host opens it before the
+/// action runs and wraps returned references in it, so an action only handles references.
+///
 /// ```
 /// use rekuest_guest::Structure;
 ///

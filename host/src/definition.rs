@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::envelope;
+
 /// Most actions one component may describe.
 pub const MAX_ACTIONS: usize = 1_000;
 /// Deepest port nesting accepted in a definition (LIST of MODEL of ...).
@@ -613,18 +615,20 @@ pub struct ArgError {
 }
 
 impl Definition {
-    /// Checks `args` against the arg ports and fills in defaults of missing or null args.
+    /// Checks `args` against the arg ports, fills in defaults of missing or null args, and
+    /// puts the args in the form guests get: a structure sent in its envelope becomes its bare
+    /// reference, and the `__identifier` key the official client adds to models is dropped.
     ///
-    /// Costs O(value nodes × ports of the action) and allocates only to report a mismatch;
-    /// see [`MAX_PORTS`].
+    /// Costs O(value nodes × ports of the action) and allocates only to report a mismatch or
+    /// to open envelopes; see [`MAX_PORTS`].
     pub fn prepare_args(
         &self,
         mut args: serde_json::Map<String, Value>,
     ) -> Result<serde_json::Map<String, Value>, ArgError> {
         for port in &self.args {
-            let value = args.get(&port.key).filter(|value| !value.is_null());
+            let value = args.get_mut(&port.key).filter(|value| !value.is_null());
             match (value, &port.default) {
-                (Some(value), _) if fits(port, value) => {}
+                (Some(value), _) if fits(port, value) => normalize(port, value),
                 (Some(value), _) => return Err(explain(port, value, port.key.clone())),
                 (None, Some(default)) => {
                     args.insert(port.key.clone(), default.clone());
@@ -699,7 +703,8 @@ fn fits(port: &Port, value: &Value) -> bool {
         PortKind::Float => value.is_number(),
         PortKind::String | PortKind::Date => value.is_string(),
         PortKind::Bool => value.is_boolean(),
-        PortKind::Structure | PortKind::MemoryStructure => value.is_string() || value.is_number(),
+        PortKind::Structure | PortKind::MemoryStructure => envelope::reference(port, value)
+            .is_ok_and(|reference| reference.is_string() || reference.is_number()),
         PortKind::Enum => port
             .choices
             .iter()
@@ -727,6 +732,57 @@ fn fits(port: &Port, value: &Value) -> bool {
     }
 }
 
+/// Brings a value that [`fits`] `port` into the form guests get: envelopes opened to their
+/// reference, the official client's `__identifier` key dropped from models. Touches nothing
+/// in values of ports without structures or models.
+fn normalize(port: &Port, value: &mut Value) {
+    let children = port.children();
+    match (port.kind, value) {
+        (PortKind::Structure | PortKind::MemoryStructure, value) => {
+            // It fits, so opening cannot fail.
+            let _ = envelope::open(port, value);
+        }
+        (PortKind::List, Value::Array(items)) => {
+            if let Some(child) = children.first().filter(|child| needs_normalizing(child)) {
+                items.iter_mut().for_each(|item| normalize(child, item));
+            }
+        }
+        (PortKind::Dict, Value::Object(entries)) => {
+            if let Some(child) = children.first().filter(|child| needs_normalizing(child)) {
+                entries.values_mut().for_each(|item| normalize(child, item));
+            }
+        }
+        (PortKind::Model, Value::Object(fields)) => {
+            if !children
+                .iter()
+                .any(|field| field.key == envelope::IDENTIFIER_KEY)
+            {
+                fields.remove(envelope::IDENTIFIER_KEY);
+            }
+            for field in children.iter().filter(|field| needs_normalizing(field)) {
+                if let Some(item) = fields.get_mut(&field.key) {
+                    normalize(field, item);
+                }
+            }
+        }
+        (PortKind::Union, value) => {
+            // The first variant the value fits is the one it is taken as.
+            if let Some(child) = children.iter().find(|child| fits(child, value)) {
+                normalize(child, value);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether values of `port` may need [`normalize`] (it holds a structure or a model).
+fn needs_normalizing(port: &Port) -> bool {
+    matches!(
+        port.kind,
+        PortKind::Structure | PortKind::MemoryStructure | PortKind::Model
+    ) || port.children().iter().any(needs_normalizing)
+}
+
 /// Why `value` (at `path`) does not fit `port`: the innermost item that does not fit.
 fn explain(port: &Port, value: &Value, path: String) -> ArgError {
     let children = port.children();
@@ -740,6 +796,14 @@ fn explain(port: &Port, value: &Value, path: String) -> ArgError {
             .iter()
             .find(|(_, item)| !fits(child, item))
             .map(|(key, item)| explain(child, item, format!("{path}[{key:?}]"))),
+        (PortKind::Structure | PortKind::MemoryStructure, Value::Object(_), _) => {
+            envelope::reference(port, value)
+                .err()
+                .map(|error| ArgError {
+                    path: path.clone(),
+                    problem: format!("expected {}, got {error}", expected(port)),
+                })
+        }
         (PortKind::Model, Value::Object(fields), _) => children.iter().find_map(|field| {
             let field_path = format!("{path}.{}", field.key);
             match fields.get(&field.key).filter(|value| !value.is_null()) {
@@ -824,6 +888,81 @@ mod tests {
             .prepare_args(args(json!({"case": "TITLE"})))
             .expect_err("not a choice");
         assert!(error.to_string().contains("expected ENUM (UPPER, LOWER)"));
+    }
+
+    fn image_port(key: &str) -> Value {
+        json!({"key": key, "kind": "STRUCTURE", "nullable": false, "identifier": "@mikro/image"})
+    }
+
+    fn image_envelope(reference: &str) -> Value {
+        json!({"__identifier": "@mikro/image", "object": reference})
+    }
+
+    #[test]
+    fn structures_in_envelopes_reach_guests_as_bare_references() {
+        let def = definition(json!([
+            image_port("image"),
+            {"key": "named", "kind": "DICT", "nullable": false, "children": [image_port("...")]},
+            {"key": "labelled", "kind": "LIST", "nullable": false, "children": [
+                {"key": "...", "kind": "MODEL", "nullable": false, "identifier": "Labelled",
+                 "children": [image_port("image"), {"key": "label", "kind": "STRING"}]}]},
+            {"key": "either", "kind": "UNION", "nullable": false,
+             "children": [{"key": "0", "kind": "INT"}, image_port("1")]},
+        ]));
+        let prepared = def
+            .prepare_args(args(json!({
+                "image": image_envelope("image:1"),
+                "named": {"a": image_envelope("image:2"), "b": "image:3"},
+                "labelled": [{"__identifier": "Labelled", "image": image_envelope("image:4"),
+                    "label": "x"}],
+                "either": image_envelope("image:5"),
+            })))
+            .expect("the official client's form");
+        assert_eq!(
+            Value::Object(prepared),
+            json!({
+                "image": "image:1",
+                "named": {"a": "image:2", "b": "image:3"},
+                "labelled": [{"image": "image:4", "label": "x"}],
+                "either": "image:5",
+            })
+        );
+    }
+
+    #[test]
+    fn envelopes_of_other_structures_are_refused_by_path() {
+        let def = definition(json!([
+            {"key": "named", "kind": "DICT", "nullable": false, "children": [image_port("...")]},
+        ]));
+        let refused = |value: Value| {
+            def.prepare_args(args(json!({ "named": {"a": value} })))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            refused(json!({"__identifier": "@mikro/video", "object": "1"})),
+            "argument 'named[\"a\"]': expected STRUCTURE @mikro/image, got a reference to \
+             @mikro/video"
+        );
+        assert_eq!(
+            refused(json!({"id": "1"})),
+            "argument 'named[\"a\"]': expected STRUCTURE @mikro/image, got an object without \
+             an \"object\" key"
+        );
+        assert_eq!(
+            refused(json!(true)),
+            "argument 'named[\"a\"]': expected STRUCTURE @mikro/image, got boolean true"
+        );
+    }
+
+    #[test]
+    fn a_model_field_named_like_the_identifier_key_is_kept() {
+        let def = definition(json!([{"key": "m", "kind": "MODEL", "nullable": false,
+            "identifier": "M", "children": [{"key": "__identifier", "kind": "STRING"}]}]));
+        let prepared = def
+            .prepare_args(args(json!({"m": {"__identifier": "kept"}})))
+            .expect("valid");
+        assert_eq!(prepared["m"], json!({"__identifier": "kept"}));
     }
 
     /// `add` as the local server lists it after the Python agent (rekuest-next 2.3.1)

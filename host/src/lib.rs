@@ -2,6 +2,7 @@
 //!
 //! - [`runtime`]: the wasmtime sandbox (engine, components, per-task stores and limits).
 //! - [`definition`]: action definitions as rekuest's `DefinitionInput`, and arg checking.
+//! - [`envelope`]: structures on the wire (the official client's `{"__identifier", "object"}`).
 //! - [`protocol`]: the rekuest agent protocol's frames and endpoints.
 //! - [`agent`]: registration and the agent socket: serving actions to a rekuest server.
 //! - [`config`]: the `rekuest-host.toml` file.
@@ -14,6 +15,7 @@ pub mod agent;
 pub mod config;
 pub mod definition;
 pub mod devserver;
+pub mod envelope;
 pub mod protocol;
 pub mod runtime;
 pub mod tls;

@@ -160,7 +160,7 @@ pub mod tasks {
         ActionComponent, Allocation, LogLevel, Outcome, Runtime, RuntimeConfig, TaskControl,
         TaskEvent,
     };
-    use serde_json::Value;
+    use serde_json::{Value, json};
     use tokio::sync::mpsc;
 
     /// A pooling runtime with `slots` instance slots, caching compiled components under
@@ -238,5 +238,74 @@ pub mod tasks {
     /// Runs `action` with `args` to its end.
     pub async fn run(component: &ActionComponent, action: &str, args: Value) -> Run {
         run_with(component, action, args, &TaskControl::new()).await
+    }
+
+    /// `@mikro/image` `reference` in the envelope of the official client.
+    pub fn image(reference: &str) -> Value {
+        json!({"__identifier": "@mikro/image", "object": reference})
+    }
+
+    /// Checks the `structures` example (Rust or Python) against the official client's wire:
+    /// structure args as bare references or envelopes, MODEL args with `__identifier`, and
+    /// every structure return in its envelope, alone and inside lists, dicts and models.
+    pub async fn assert_structures_travel_in_envelopes(structures: &ActionComponent) {
+        for arg in [
+            json!("image:42"),
+            image("image:42"),
+            json!({"object": "image:42"}),
+        ] {
+            let cropped = run(structures, "crop", json!({"image": arg, "width": 10})).await;
+            assert_eq!(cropped.single_return(), &image("image:42010"), "{arg}");
+        }
+        let listed = run(structures, "images", json!({"n": 2})).await;
+        assert_eq!(
+            listed.single_return(),
+            &json!([image("image:1"), image("image:2")])
+        );
+        let newest = run(
+            structures,
+            "newest",
+            json!({"images": ["image:3", image("image:7")]}),
+        )
+        .await;
+        assert_eq!(newest.single_return(), &image("image:7"));
+        let none = run(structures, "newest", json!({"images": []})).await;
+        assert_eq!(none.single_return(), &Value::Null);
+
+        let labelled = json!([
+            {"image": image("image:1"), "label": "a"},
+            {"image": image("image:2"), "label": "b"},
+        ]);
+        let label = run(
+            structures,
+            "label",
+            json!({"images": {"b": image("image:2"), "a": "image:1"}}),
+        )
+        .await;
+        assert_eq!(label.single_return(), &labelled);
+        let mut sent = labelled;
+        for item in sent.as_array_mut().into_iter().flatten() {
+            item["__identifier"] = json!("Labelled");
+        }
+        let by_label = run(structures, "by_label", json!({ "labelled": sent })).await;
+        assert_eq!(
+            by_label.single_return(),
+            &json!({"a": image("image:1"), "b": image("image:2")})
+        );
+
+        let other = run(
+            structures,
+            "crop",
+            json!({"image": {"__identifier": "@mikro/video", "object": "1"}, "width": 10}),
+        )
+        .await;
+        match &other.outcome {
+            Outcome::Failed(failure) => assert_eq!(
+                failure.to_string(),
+                "argument 'image': expected STRUCTURE @mikro/image, got a \
+                 reference to @mikro/video"
+            ),
+            outcome => panic!("expected FAILED, got {outcome:?}"),
+        }
     }
 }

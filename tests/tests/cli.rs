@@ -142,6 +142,34 @@ fn call_prints_the_returns_keyed_like_the_wire() {
 
     let output = rekuest_host(&["call", &example("text"), "greet", "name=Ada"]);
     assert_eq!(stdout(&output).trim(), r#"{"return0":"Hello, Ada!"}"#);
+
+    // Structures in and out as the official client sends and expects them.
+    for image in [
+        "image=image:42",
+        r#"image={"__identifier": "@mikro/image", "object": "image:42"}"#,
+    ] {
+        let output = rekuest_host(&["call", &example("structures"), "crop", image, "width=10"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(
+            stdout(&output).trim(),
+            r#"{"return0":{"__identifier":"@mikro/image","object":"image:42010"}}"#
+        );
+    }
+    let output = rekuest_host(&["call", &example("structures"), "images", "n=2"]);
+    assert_eq!(
+        stdout(&output).trim(),
+        r#"{"return0":[{"__identifier":"@mikro/image","object":"image:1"},{"__identifier":"@mikro/image","object":"image:2"}]}"#
+    );
+    call_fails(
+        &[
+            &example("structures"),
+            "crop",
+            r#"image={"__identifier": "@mikro/video", "object": "1"}"#,
+            "width=10",
+        ],
+        2,
+        "argument 'image': expected STRUCTURE @mikro/image, got a reference to @mikro/video",
+    );
 }
 
 #[test]

@@ -169,6 +169,21 @@ fn python_actions_are_served_through_a_local_rekuest_server() {
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(events.contains("progress 100%"), "{events}");
 
+    let (out, _) = dev_assign(
+        &example("structures"),
+        &[
+            "label",
+            r#"images={"b": {"__identifier": "@mikro/image", "object": "image:2"}, "a": "image:1"}"#,
+        ],
+        0,
+    );
+    let image = |reference: &str| json!({"__identifier": "@mikro/image", "object": reference});
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).expect("the yield is JSON"),
+        json!({"return0": [{"image": image("image:1"), "label": "a"},
+            {"image": image("image:2"), "label": "b"}]})
+    );
+
     let (_, events) = dev_assign(&example("math"), &["divide", "a=1", "b=0"], 1);
     assert!(events.contains("FAILED: cannot divide by zero"), "{events}");
     let (_, events) = dev_assign(&example("hostile"), &["panic", "message=boom"], 4);

@@ -4,6 +4,9 @@
 //! our EVENT_ACKs. `rekuest-host assign` reaches its action (whose definition carries fields
 //! ours lack). Then 200 tasks with 32 in flight, the shape the benchmark uses.
 //!
+//! The official client's structure serialization (`tests/peer/official_client.py`) round-trips
+//! structures and models through the host.
+//!
 //! Needs `REKUEST_PEER_PYTHON`: a Python with `rekuest-next==2.3.1` (plus `aiohttp`, `attrs`,
 //! `certifi`, which it imports without declaring). Without it the test prints a skip line, except
 //! under CI (`CI` set, as `.ci/run` runs), where it fails: CI installs that Python itself.
@@ -212,6 +215,102 @@ async fn the_python_agent_serves_add() {
     assert!(server.is_connected(TOKEN));
     assert_eq!(server.registrations(), 1, "the agent reconnected");
     assert_eq!(server.close_codes(), Vec::<u16>::new());
+}
+
+/// Runs `python` with the official client's serialization script (`tests/peer/official_client.py`).
+fn official_client(
+    python: &Path,
+    definitions: &Path,
+    mode: &str,
+    action: &str,
+    stdin: &str,
+) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer/official_client.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .arg(definitions)
+        .args([mode, action])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", python.display()));
+    let mut input = child.stdin.take().expect("stdin is piped");
+    std::io::Write::write_all(&mut input, stdin.as_bytes()).expect("the script reads stdin");
+    drop(input);
+    let output = child.wait_with_output().expect("the script runs");
+    assert!(
+        output.status.success(),
+        "{mode} {action}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string()
+}
+
+/// The official client's own serialization (rekuest-next 2.3.1, imported from
+/// `REKUEST_PEER_PYTHON`) shrinks structure and model args that the host accepts, through the
+/// served path (`dev --assign`), and expands the host's returns into the client's objects.
+#[test]
+fn the_official_clients_structures_round_trip_through_the_host() {
+    let Some(python) = std::env::var_os("REKUEST_PEER_PYTHON").map(PathBuf::from) else {
+        assert!(
+            !on_ci(),
+            "CI must run the official client's structures test"
+        );
+        println!("skipped: set REKUEST_PEER_PYTHON (see the_python_agent_serves_add)");
+        return;
+    };
+    let host = rekuest_host_tests::host_binary();
+    let structures = rekuest_host_tests::component("structures");
+    let run_host = |args: &[&str]| {
+        let output = Command::new(&host)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the host runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let component = structures.to_str().expect("UTF-8 path");
+    let definitions = std::env::temp_dir().join(format!(
+        "rekuest-host-official-client-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&definitions, run_host(&["inspect", component, "--json"]))
+        .expect("the definitions are written");
+    for (action, expanded) in [
+        ("crop", "[Image(id=42010)]"),
+        (
+            "label",
+            "[[Labelled(image=Image(id=1), label='a'), Labelled(image=Image(id=2), label='b')]]",
+        ),
+        ("by_label", "[{'a': Image(id=1), 'b': Image(id=2)}]"),
+    ] {
+        let args = official_client(&python, &definitions, "shrink", action, "");
+        let returns = run_host(&[
+            "dev",
+            component,
+            "--listen",
+            "127.0.0.1:0",
+            "--assign",
+            action,
+            "--args-json",
+            &args,
+        ]);
+        let got = official_client(&python, &definitions, "expand", action, &returns);
+        assert_eq!(
+            got, expanded,
+            "{action}: sent {args}, the host returned {returns}"
+        );
+    }
+    let _ = std::fs::remove_file(&definitions);
 }
 
 /// Whether this runs under CI (`CI` set to anything but empty, `false` or `0`).

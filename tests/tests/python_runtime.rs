@@ -9,7 +9,9 @@ use rekuest_host::runtime::{
     TaskControl,
 };
 use rekuest_host_tests::python_component;
-use rekuest_host_tests::tasks::{Run, run, run_with, test_runtime};
+use rekuest_host_tests::tasks::{
+    Run, assert_structures_travel_in_envelopes, run, run_with, test_runtime,
+};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -134,20 +136,7 @@ async fn python_text_and_structures_use_defaults_enums_models_and_references() {
     assert_eq!(single_return(&repeated), &json!("ababab"));
 
     let structures = load(&runtime, "structures", Limits::default()).await;
-    let cropped = run(
-        &structures,
-        "crop",
-        json!({"image": "image:42", "width": 10}),
-    )
-    .await;
-    assert_eq!(single_return(&cropped), &json!("image:42010"));
-    let listed = run(&structures, "images", json!({"n": 3})).await;
-    assert_eq!(
-        single_return(&listed),
-        &json!(["image:1", "image:2", "image:3"])
-    );
-    let newest = run(&structures, "newest", json!({"images": []})).await;
-    assert_eq!(single_return(&newest), &Value::Null);
+    assert_structures_travel_in_envelopes(&structures).await;
     let malformed = run(
         &structures,
         "crop",

@@ -8,7 +8,9 @@ use rekuest_host::runtime::{
     RuntimeConfig, SandboxPolicy, TaskControl,
 };
 use rekuest_host_tests::component;
-use rekuest_host_tests::tasks::{Run, run, run_with, test_runtime};
+use rekuest_host_tests::tasks::{
+    Run, assert_structures_travel_in_envelopes, run, run_with, test_runtime,
+};
 use serde_json::{Value, json};
 
 fn runtime() -> Runtime {
@@ -135,19 +137,10 @@ async fn generators_yield_each_item_with_progress_and_logs() {
 }
 
 #[tokio::test]
-async fn structures_arrive_expanded_and_leave_shrunk() {
+async fn structures_arrive_expanded_and_leave_shrunk_in_envelopes() {
     let runtime = runtime();
     let structures = load(&runtime, "structures", Limits::default()).await;
-    let cropped = run(
-        &structures,
-        "crop",
-        json!({"image": "image:42", "width": 10}),
-    )
-    .await;
-    let reference = single_return(&cropped)
-        .as_str()
-        .expect("a structure leaves as its reference");
-    assert!(reference.starts_with("image:"), "{reference}");
+    assert_structures_travel_in_envelopes(&structures).await;
     let malformed = run(
         &structures,
         "crop",

@@ -121,6 +121,54 @@ async fn every_example_returns_through_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structures_cross_the_server_in_the_official_clients_envelope() {
+    let (server, serving) = serve(&["structures"]).await;
+    let image = |reference: &str| json!({"__identifier": "@mikro/image", "object": reference});
+
+    for arg in [json!("image:42"), image("image:42")] {
+        let events = run(&server, "crop", json!({"image": arg, "width": 10})).await;
+        assert_eq!(yields(&events), [return0(image("image:42010"))], "{arg}");
+    }
+    let events = run(
+        &server,
+        "label",
+        json!({"images": {"b": image("image:2"), "a": "image:1"}}),
+    )
+    .await;
+    let labelled = json!([{"image": image("image:1"), "label": "a"},
+        {"image": image("image:2"), "label": "b"}]);
+    assert_eq!(yields(&events), [return0(labelled.clone())]);
+
+    // What the official client sends back in: models carry their `__identifier`.
+    let mut sent = labelled;
+    for item in sent.as_array_mut().into_iter().flatten() {
+        item["__identifier"] = json!("Labelled");
+    }
+    let events = run(&server, "by_label", json!({ "labelled": sent })).await;
+    assert_eq!(
+        yields(&events),
+        [return0(
+            json!({"a": image("image:1"), "b": image("image:2")})
+        )]
+    );
+
+    let events = run(
+        &server,
+        "crop",
+        json!({"image": {"__identifier": "@mikro/video", "object": "1"}, "width": 10}),
+    )
+    .await;
+    let failed = terminal(&events);
+    assert_eq!(failed.kind, "FAILED");
+    assert_eq!(
+        error(failed),
+        "argument 'image': expected STRUCTURE @mikro/image, got a reference to @mikro/video"
+    );
+
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_args_and_action_errors_fail_with_a_reason() {
     let (server, serving) = serve(&["math"]).await;
     let events = run(&server, "add", json!({"a": "one", "b": 2})).await;

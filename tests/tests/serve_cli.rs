@@ -83,6 +83,53 @@ fn dev_assign_runs_the_whole_served_path_and_exits_with_the_outcome() {
     );
 }
 
+#[test]
+fn dev_assign_sends_and_prints_structures_in_the_official_clients_envelope() {
+    let structures = example("structures");
+    let structures = structures.to_str().expect("utf-8 path");
+    for image in [
+        "image=image:42",
+        r#"image={"__identifier": "@mikro/image", "object": "image:42"}"#,
+    ] {
+        let cropped = host(&[
+            "dev",
+            structures,
+            "--listen",
+            "127.0.0.1:0",
+            "--assign",
+            "crop",
+            image,
+            "width=10",
+        ]);
+        assert_eq!(cropped.status.code(), Some(0), "{}", text(&cropped.stderr));
+        assert_eq!(
+            text(&cropped.stdout).trim(),
+            r#"{"return0":{"__identifier":"@mikro/image","object":"image:42010"}}"#,
+            "{image}"
+        );
+    }
+    let labelled = host(&[
+        "dev",
+        structures,
+        "--listen",
+        "127.0.0.1:0",
+        "--assign",
+        "by_label",
+        r#"labelled=[{"__identifier": "Labelled", "label": "a",
+            "image": {"__identifier": "@mikro/image", "object": "image:1"}}]"#,
+    ]);
+    assert_eq!(
+        labelled.status.code(),
+        Some(0),
+        "{}",
+        text(&labelled.stderr)
+    );
+    assert_eq!(
+        text(&labelled.stdout).trim(),
+        r#"{"return0":{"a":{"__identifier":"@mikro/image","object":"image:1"}}}"#
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assign_talks_to_a_local_server() {
     let (server, serving) = serve(&["math"]).await;

@@ -1,9 +1,9 @@
-"""Example actions: structures, objects that live elsewhere and travel as references (the
-Python twin of examples/structures)."""
+"""Example actions: structures, objects that live elsewhere and travel as references (on
+their own, and inside lists, dicts and models; the Python twin of examples/structures)."""
 
 from typing import Optional
 
-from rekuest_guest import ActionError, register, structure
+from rekuest_guest import ActionError, model, register, structure
 
 
 @structure(identifier="@mikro/image")
@@ -72,3 +72,42 @@ def newest(images: list[Image]) -> Optional[Image]:
         images: the images to choose from
     """
     return max(images, key=lambda image: image.id, default=None)
+
+
+@model
+class Labelled:
+    """An image with a label.
+
+    Attributes:
+        image: The image.
+        label: Its label.
+    """
+
+    image: Image
+    label: str
+
+
+@register
+def label(images: dict[str, Image]) -> list[Labelled]:
+    """Label images with their names.
+
+    Args:
+        images: the images by name
+
+    Returns:
+        The images labelled with their names, sorted by name.
+    """
+    return [Labelled(image=image, label=name) for name, image in sorted(images.items())]
+
+
+@register
+def by_label(labelled: list[Labelled]) -> dict[str, Image]:
+    """Look up labelled images by their labels.
+
+    Args:
+        labelled: the labelled images
+
+    Returns:
+        The images by label (the last one wins when labels repeat).
+    """
+    return {item.label: item.image for item in labelled}

@@ -1,4 +1,7 @@
-//! Example actions: structures, objects that live elsewhere and travel as references.
+//! Example actions: structures, objects that live elsewhere and travel as references (on
+//! their own, and inside lists, dicts and models).
+
+use std::collections::BTreeMap;
 
 use rekuest_guest::prelude::*;
 
@@ -74,4 +77,43 @@ fn newest(images: Vec<Image>) -> Option<Image> {
     images.into_iter().max_by_key(|image| image.id)
 }
 
-rekuest_guest::export_actions!(describe_image, crop, images, newest);
+/// An image with a label.
+#[derive(Model)]
+struct Labelled {
+    /// The image.
+    image: Image,
+    /// Its label.
+    label: String,
+}
+
+/// Label images with their names.
+///
+/// * `images` - the images by name
+///
+/// # Returns
+///
+/// The images labelled with their names, sorted by name.
+#[register]
+fn label(images: BTreeMap<String, Image>) -> Vec<Labelled> {
+    images
+        .into_iter()
+        .map(|(label, image)| Labelled { image, label })
+        .collect()
+}
+
+/// Look up labelled images by their labels.
+///
+/// * `labelled` - the labelled images
+///
+/// # Returns
+///
+/// The images by label (the last one wins when labels repeat).
+#[register]
+fn by_label(labelled: Vec<Labelled>) -> BTreeMap<String, Image> {
+    labelled
+        .into_iter()
+        .map(|Labelled { image, label }| (label, image))
+        .collect()
+}
+
+rekuest_guest::export_actions!(describe_image, crop, images, newest, label, by_label);

@@ -285,6 +285,10 @@ def structure(identifier: str) -> Any:
             @classmethod
             def expand(cls, reference: str) -> "Image":
                 return cls(int(reference.removeprefix("image:")))
+
+    On the wire a structure travels in the official client's envelope,
+    `{"__identifier": "@mikro/image", "object": "image:42"}`; the host opens it before the
+    action runs and wraps returned references in it, so the class only handles references.
     """
     if not isinstance(identifier, str) or not identifier:
         raise DefinitionError("@structure needs an identifier, e.g. @structure(identifier='@mikro/image')")

@@ -8,7 +8,9 @@ use rekuest_host::definition::{Definition, PortKind, expected};
 /// Builds the args of `definition` from `--args` JSON and `key=value` words (words win).
 ///
 /// Each value is read as the port's kind: `a=3` is an INT for an INT port and the text "3"
-/// for a STRING port; LIST, DICT, MODEL and other structured ports take JSON (`xs=[1,2]`).
+/// for a STRING port; LIST, DICT, MODEL and other structured ports take JSON (`xs=[1,2]`). A
+/// STRUCTURE takes its reference (`image=image:42`) or its envelope as JSON
+/// (`image={"__identifier": "@mikro/image", "object": "image:42"}`).
 pub fn build_args(
     definition: &Definition,
     json: Option<&str>,
@@ -50,6 +52,9 @@ pub fn build_args(
 
 fn coerce(kind: PortKind, text: &str) -> anyhow::Result<Value> {
     Ok(match kind {
+        PortKind::Structure | PortKind::MemoryStructure if text.trim_start().starts_with('{') => {
+            serde_json::from_str(text)?
+        }
         PortKind::String
         | PortKind::Enum
         | PortKind::Date
@@ -84,7 +89,9 @@ mod tests {
                 {"key": "label", "kind": "STRING", "nullable": false},
                 {"key": "flag", "kind": "BOOL", "nullable": true},
                 {"key": "xs", "kind": "LIST", "nullable": false,
-                 "children": [{"key": "...", "kind": "FLOAT", "nullable": false}]}
+                 "children": [{"key": "...", "kind": "FLOAT", "nullable": false}]},
+                {"key": "image", "kind": "STRUCTURE", "nullable": true,
+                 "identifier": "@mikro/image"}
             ]
         }))
         .expect("valid definition")
@@ -109,6 +116,26 @@ mod tests {
     }
 
     #[test]
+    fn structures_take_a_reference_or_an_envelope() {
+        let envelope = r#"{"__identifier": "@mikro/image", "object": "image:1"}"#;
+        for (word, value) in [
+            ("image=image:1".to_string(), json!("image:1")),
+            (
+                format!("image={envelope}"),
+                json!({"__identifier": "@mikro/image", "object": "image:1"}),
+            ),
+        ] {
+            let args = build_args(&definition(), None, &[word]).expect("valid");
+            assert_eq!(args["image"], value);
+        }
+        let error = build_args(&definition(), None, &words(&["image={oops"])).expect_err("bad");
+        assert_eq!(
+            format!("{error}"),
+            "argument 'image': '{oops' is not a valid STRUCTURE @mikro/image"
+        );
+    }
+
+    #[test]
     fn explains_bad_words() {
         let error = build_args(&definition(), None, &words(&["n=three"])).expect_err("bad int");
         assert_eq!(
@@ -116,7 +143,7 @@ mod tests {
             "argument 'n': 'three' is not a valid INT"
         );
         let error = build_args(&definition(), None, &words(&["m=1"])).expect_err("unknown");
-        assert!(format!("{error}").contains("its arguments are: n, label, flag, xs"));
+        assert!(format!("{error}").contains("its arguments are: n, label, flag, xs, image"));
         assert!(build_args(&definition(), None, &words(&["n"])).is_err());
         assert!(build_args(&definition(), Some("[1]"), &[]).is_err());
     }

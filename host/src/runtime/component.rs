@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -15,7 +16,8 @@ use super::limits::{LimitExceeded, Limits, MAX_HOST_RESOURCES, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
 use super::sandbox::SandboxPolicy;
 use super::task::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
-use crate::definition::{ActionKind, Definition, parse_definitions};
+use crate::definition::{ActionKind, Definition, Port, parse_definitions};
+use crate::envelope;
 
 /// Largest self-description accepted.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024 * 1024;
@@ -51,6 +53,8 @@ pub struct ActionComponent {
     pre: ActionComponentPre<TaskState>,
     definitions: Vec<Definition>,
     by_key: HashMap<String, usize>,
+    /// Per definition: its return ports if one holds a structure (those yields get envelopes).
+    structure_returns: Vec<Option<Arc<[Port]>>>,
     policy: SandboxPolicy,
 }
 
@@ -98,6 +102,7 @@ impl ActionComponent {
             pre,
             definitions: Vec::new(),
             by_key: HashMap::new(),
+            structure_returns: Vec::new(),
             policy,
         };
         let limits = Limits {
@@ -144,6 +149,14 @@ impl ActionComponent {
             .enumerate()
             .map(|(index, definition)| (definition.key.clone(), index))
             .collect();
+        component.structure_returns = component
+            .definitions
+            .iter()
+            .map(|definition| {
+                envelope::holds_structures(&definition.returns)
+                    .then(|| definition.returns.as_slice().into())
+            })
+            .collect();
         Ok(component)
     }
 
@@ -188,7 +201,7 @@ impl ActionComponent {
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> (Outcome, Sandbox) {
-        let Some(definition) = self.definition(action) else {
+        let Some(&index) = self.by_key.get(action) else {
             let known: Vec<&str> = self.definitions.iter().map(|d| d.key.as_str()).collect();
             let outcome = Outcome::Failed(Failure::InvalidArgs(format!(
                 "unknown action '{action}'; {} has: {}",
@@ -197,6 +210,7 @@ impl ActionComponent {
             )));
             return (outcome, Sandbox::default());
         };
+        let definition = &self.definitions[index];
         let prepared = if costs_more_than(&args, INLINE_ARG_COST) {
             // Big args leave the caller's thread (for served tasks the socket's) first.
             let definition = definition.clone();
@@ -220,8 +234,10 @@ impl ActionComponent {
             key: action,
             args: &args,
         };
+        let output =
+            TaskOutput::new(events).wrapping_structures(self.structure_returns[index].clone());
         let (result, sandbox) = self
-            .sandboxed(call, &limits, generator, TaskOutput::new(events), control)
+            .sandboxed(call, &limits, generator, output, control)
             .await;
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,

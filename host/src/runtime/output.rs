@@ -4,16 +4,21 @@
 //! Every byte a guest sends is counted: log text past [`MAX_LOG_BYTES`] per task is dropped
 //! after one marker line, single lines are cut at [`MAX_LOG_LINE`], and a yield larger than
 //! [`MAX_YIELD_BYTES`] fails the task. The channel is bounded, so a guest that outpaces its
-//! caller waits instead of filling host memory.
+//! caller waits instead of filling host memory. Structure references in yields are put in
+//! their wire envelope here (see [`crate::envelope`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use super::json_check::check_yield_json;
+use crate::definition::Port;
+use crate::envelope;
+
 use super::limits::{LimitExceeded, format_bytes};
 use super::task::{LogLevel, TaskEvent};
 
@@ -43,6 +48,8 @@ const STDERR_TAIL: usize = 4 * 1024;
 pub struct TaskOutput {
     events: mpsc::Sender<TaskEvent>,
     state: Arc<Mutex<OutputState>>,
+    /// The action's return ports when one of them holds a structure (else no yield is walked).
+    structure_returns: Option<Arc<[Port]>>,
 }
 
 #[derive(Default)]
@@ -75,7 +82,15 @@ impl TaskOutput {
         TaskOutput {
             events,
             state: Arc::default(),
+            structure_returns: None,
         }
+    }
+
+    /// Puts the structure references in yields in their envelopes, following `returns` (the
+    /// action's return ports, given only when one of them holds a structure).
+    pub fn wrapping_structures(mut self, returns: Option<Arc<[Port]>>) -> Self {
+        self.structure_returns = returns;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, OutputState> {
@@ -105,19 +120,43 @@ impl TaskOutput {
         }
     }
 
-    /// Checks and sends one yield; `Err` when it is too large, not a JSON object, or JSON a
-    /// client cannot parse ([`check_yield_json`]).
+    /// Checks and sends one yield; `Err` when it is too large (also once its structures are
+    /// in envelopes), not a JSON object, or JSON a client cannot parse ([`check_yield_json`]).
     pub async fn yield_returns(&self, json: String) -> Result<(), YieldError> {
-        if json.len() > MAX_YIELD_BYTES {
-            return Err(YieldError::TooLarge(LimitExceeded::Output {
-                what: "a yield",
-                size: json.len() as u64,
+        let too_large = |what, size: usize| {
+            YieldError::TooLarge(LimitExceeded::Output {
+                what,
+                size: size as u64,
                 limit: MAX_YIELD_BYTES as u64,
-            }));
+            })
+        };
+        if json.len() > MAX_YIELD_BYTES {
+            return Err(too_large("a yield", json.len()));
         }
-        let raw = RawValue::from_string(json)
-            .map_err(|error| YieldError::Malformed(error.to_string()))?;
-        check_yield_json(raw.get()).map_err(YieldError::Unreadable)?;
+        check_yield_json(&json).map_err(YieldError::Unreadable)?;
+        let raw = match &self.structure_returns {
+            None => RawValue::from_string(json)
+                .map_err(|error| YieldError::Malformed(error.to_string()))?,
+            Some(ports) => {
+                let value: Value = serde_json::from_str(&json)
+                    .map_err(|error| YieldError::Malformed(error.to_string()))?;
+                let Value::Object(mut returns) = value else {
+                    return Err(YieldError::Malformed(
+                        "returns must be a JSON object".into(),
+                    ));
+                };
+                envelope::wrap_returns(ports, &mut returns);
+                let wrapped = Value::Object(returns).to_string();
+                if wrapped.len() > MAX_YIELD_BYTES {
+                    return Err(too_large(
+                        "a yield (with its structures in envelopes)",
+                        wrapped.len(),
+                    ));
+                }
+                RawValue::from_string(wrapped)
+                    .map_err(|error| YieldError::Malformed(error.to_string()))?
+            }
+        };
         self.flush_pending().await;
         self.send(TaskEvent::Yield(raw)).await;
         Ok(())
@@ -543,6 +582,43 @@ mod tests {
         assert!(cut.len() < MAX_ERROR_BYTES + 64, "{}", cut.len());
         assert!(cut.ends_with(&format!("… [{} bytes cut]", long.len() - MAX_ERROR_BYTES)));
         assert_eq!(cut_error("short".into()), "short");
+    }
+
+    #[tokio::test]
+    async fn yields_of_structure_actions_leave_in_envelopes_within_the_limit() {
+        let (sender, mut receiver) = mpsc::channel(4);
+        let ports: Vec<Port> = serde_json::from_value(serde_json::json!([{
+            "key": "return0", "kind": "LIST",
+            "children": [{"key": "...", "kind": "STRUCTURE", "identifier": "@mikro/image"}]
+        }]))
+        .expect("ports");
+        let output = TaskOutput::new(sender).wrapping_structures(Some(ports.into()));
+        output
+            .yield_returns(r#"{"return0": ["image:1"]}"#.into())
+            .await
+            .expect("wrapped");
+        match receiver.try_recv() {
+            Ok(TaskEvent::Yield(raw)) => assert_eq!(
+                raw.get(),
+                r#"{"return0":[{"__identifier":"@mikro/image","object":"image:1"}]}"#
+            ),
+            other => panic!("expected a yield, got {other:?}"),
+        }
+        assert!(matches!(
+            output.yield_returns("[1]".into()).await,
+            Err(YieldError::Unreadable(_))
+        ));
+        // Small references that fit as bare text may not fit once in envelopes.
+        let count = MAX_YIELD_BYTES / 5;
+        let references = vec!["\"1\""; count].join(",");
+        let error = output
+            .yield_returns(format!("{{\"return0\": [{references}]}}"))
+            .await
+            .expect_err("too large once wrapped");
+        assert!(
+            error.to_string().contains("structures in envelopes"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
