@@ -1093,6 +1093,8 @@ mod tests {
             .expect_err("one bad item");
         assert_eq!(error.path, "xs[77777]");
         assert_eq!(error.problem, "expected UNION, got boolean true");
+    }
+
     /// A description of one action `f` with `changes` merged in, as JSON text.
     fn described(changes: Value) -> String {
         let mut action = json!({"key": "f", "version": "1", "name": "F", "kind": "FUNCTION",

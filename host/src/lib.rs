@@ -18,5 +18,5 @@ pub mod devserver;
 pub mod envelope;
 pub mod protocol;
 pub mod runtime;
-pub mod tls;
 pub mod text;
+pub mod tls;

@@ -140,10 +140,7 @@ pub fn server_of(url: &reqwest::Url) -> String {
 
 /// If `error` (or anything it was caused by) is a refused server certificate, says which
 /// server, why, and how to fix it; `None` for any other failure.
-pub fn explain_certificate_error(
-    server: &str,
-    error: &(dyn StdError + 'static),
-) -> Option<String> {
+pub fn explain_certificate_error(server: &str, error: &(dyn StdError + 'static)) -> Option<String> {
     let problem = certificate_problem(error)?;
     let (reason, fix) = match problem {
         CertificateError::UnknownIssuer => (
@@ -231,7 +228,10 @@ mod tests {
 
         let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
         let message = explain_certificate_error("other.example", &name).expect("explained");
-        assert!(message.contains("not valid for the name other.example"), "{message}");
+        assert!(
+            message.contains("not valid for the name other.example"),
+            "{message}"
+        );
 
         let unrelated = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(explain_certificate_error("x", &unrelated), None);

@@ -103,7 +103,10 @@ fn start_host(url: &str, extra: &[&str], env: &[(&str, &Path)]) -> Child {
 
 /// Serves `add` through the host and checks the result, then stops the host.
 async fn serves_over_tls(server: &DevServer, mut host: Child) {
-    until("the agent to connect over wss", || server.is_connected(TOKEN)).await;
+    until("the agent to connect over wss", || {
+        server.is_connected(TOKEN)
+    })
+    .await;
     let events = run(server, "add", json!({"a": 20, "b": 22})).await;
     assert_eq!(yields(&events), [return0(json!(42))]);
     let _ = host.kill();
@@ -136,7 +139,11 @@ async fn run_trusts_an_internal_ca_given_each_way() {
     let ca = pki.ca_pem.to_str().expect("utf-8 path");
     serves_over_tls(&server, start_host(&url, &["--ca-cert", ca], &[])).await;
 
-    serves_over_tls(&server, start_host(&url, &[], &[("SSL_CERT_FILE", &pki.ca_pem)])).await;
+    serves_over_tls(
+        &server,
+        start_host(&url, &[], &[("SSL_CERT_FILE", &pki.ca_pem)]),
+    )
+    .await;
 
     let config = pki.dir.join("rekuest-host.toml");
     std::fs::write(&config, "[server]\nca_certs = [\"ca.pem\"]\n").expect("writes");
@@ -153,7 +160,10 @@ async fn run_refuses_an_untrusted_ca_and_a_wrong_name_saying_why() {
     let url = format!("https://localhost:{}", front.port());
 
     let stderr = refused(start_host(&url, &[], &[])).await;
-    assert!(stderr.contains(&format!("localhost:{}", front.port())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("localhost:{}", front.port())),
+        "{stderr}"
+    );
     assert!(stderr.contains("does not trust"), "{stderr}");
     assert!(stderr.contains("--ca-cert"), "{stderr}");
     assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
@@ -163,7 +173,10 @@ async fn run_refuses_an_untrusted_ca_and_a_wrong_name_saying_why() {
     let url = format!("https://localhost:{}", front.port());
     let ca = other.ca_pem.to_str().expect("utf-8 path");
     let stderr = refused(start_host(&url, &["--ca-cert", ca], &[])).await;
-    assert!(stderr.contains("not valid for the name localhost"), "{stderr}");
+    assert!(
+        stderr.contains("not valid for the name localhost"),
+        "{stderr}"
+    );
     assert!(!server.is_connected(TOKEN));
 
     let missing = refused(start_host(&url, &["--ca-cert", "/nonexistent/ca.pem"], &[])).await;

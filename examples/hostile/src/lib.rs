@@ -213,6 +213,8 @@ fn escape_codes(fail: bool, ctx: &Context) -> Result<String, String> {
 fn forge_log_line(ctx: &Context) {
     ctx.info("an honest line\n[ERROR] forged by the guest");
     println!("printed\r[CRITICAL] overwritten by the guest");
+}
+
 /// Yield many large strings as fast as possible.
 ///
 /// Each item is its index followed by `kibibytes` KiB of text; a caller that reads slower than

@@ -5,9 +5,15 @@ grants and isolation hold for Python components."""
 import os
 import sys
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
-from rekuest_guest import ActionError, log, register
+from rekuest_guest import ActionError, Context, log, register
+
+# Terminal escape sequences that set the window title, clear the screen, write the clipboard
+# (OSC 52), ring the bell, switch to 8-bit controls and reverse text (bidi override).
+ESCAPES = (
+    "\u001b]0;pwned-title\u0007\u001b[2J\u001b[H\u001b]52;c;cHduZWQ=\u0007\u009b31m\u202edesrever"
+)
 
 
 @register
@@ -187,6 +193,51 @@ def big_yield(megabytes: int) -> str:
         megabytes: the size of the string in MiB
     """
     return "B" * (megabytes << 20)
+
+
+@register
+def escape_codes(fail: bool, ctx: Context) -> str:
+    """Send terminal escape codes through every channel.
+
+    Logs them, prints them to stdout and stderr, puts them in a progress message, and then
+    returns them, or fails with them when `fail` is set.
+
+    Args:
+        fail: fail with the escapes instead of returning them
+    """
+    ctx.log(f"log {ESCAPES}", "INFO")
+    print(f"stdout {ESCAPES}")
+    print(f"stderr {ESCAPES}", file=sys.stderr)
+    ctx.progress(50, f"progress {ESCAPES}")
+    if fail:
+        raise ActionError(f"error {ESCAPES}")
+    return f"returned {ESCAPES}"
+
+
+@register
+def forge_log_line(ctx: Context) -> None:
+    """Forge log lines of the host.
+
+    Logs one message with a newline in it, and prints a line that returns the cursor to
+    overwrite itself, each pretending to be a line of its own.
+    """
+    ctx.log("an honest line\n[ERROR] forged by the guest", "INFO")
+    print("printed\r[CRITICAL] overwritten by the guest")
+
+
+@register
+def yield_flood(count: int, kibibytes: int) -> Iterator[str]:
+    """Yield many large strings as fast as possible.
+
+    Each item is its index followed by `kibibytes` KiB of text; a caller that reads slower than
+    this generator yields makes it wait.
+
+    Args:
+        count: how many items to yield
+        kibibytes: the size of each item in KiB
+    """
+    for index in range(count):
+        yield f"{index}:" + "Y" * (kibibytes << 10)
 
 
 @register

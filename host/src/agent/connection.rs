@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use super::dispatcher::Dispatcher;
 use super::outbox::Outbox;
 use crate::protocol::messages::frame_type;
-use crate::tls::{ClientTls, explain_certificate_error, server_of};
 use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
+use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
 /// Largest frame accepted from the server; a larger one ends the session (and reconnects).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -96,10 +96,12 @@ pub(crate) async fn session(
         )
         .await
         .map_err(|error| {
-            SessionEnd::Lost(match explain_certificate_error(&server_of(&config.url), &error) {
-                Some(explanation) => format!("cannot connect to {}: {explanation}", config.url),
-                None => format!("cannot connect to {}: {error}", config.url),
-            })
+            SessionEnd::Lost(
+                match explain_certificate_error(&server_of(&config.url), &error) {
+                    Some(explanation) => format!("cannot connect to {}: {explanation}", config.url),
+                    None => format!("cannot connect to {}: {error}", config.url),
+                },
+            )
         })?;
         let register = FromAgent::Register(Register {
             id: None,

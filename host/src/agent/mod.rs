@@ -262,11 +262,8 @@ impl Agent {
             executor,
         );
         let tls = ClientTls::new(&config.ca_certs)?;
-        let graphql = GraphqlClient::new(
-            config.endpoints.graphql.clone(),
-            config.token.clone(),
-            &tls,
-        )?;
+        let graphql =
+            GraphqlClient::new(config.endpoints.graphql.clone(), config.token.clone(), &tls)?;
         let socket = SocketConfig {
             url: config.endpoints.agent_socket.clone(),
             token: config.token.clone(),

@@ -78,14 +78,17 @@ pub enum RegistrationError {
 
 impl RegistrationError {
     /// Whether trying again later may work: the server was unreachable, or answered with a
-    /// server-side HTTP error (5xx, 429, 408: down, starting, or overloaded).
+    /// server-side HTTP error (5xx, 429, 408: down, starting, or overloaded). A refused TLS
+    /// certificate is not: it needs the operator.
     pub fn is_transient(&self) -> bool {
         match self {
             RegistrationError::Unreachable { .. } => true,
             RegistrationError::Http { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
-            RegistrationError::Graphql { .. } | RegistrationError::Response { .. } => false,
+            RegistrationError::Tls { .. }
+            | RegistrationError::Graphql { .. }
+            | RegistrationError::Response { .. } => false,
         }
     }
 }

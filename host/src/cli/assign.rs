@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use rekuest_host::definition::Definition;
 use rekuest_host::devserver::{CallerReply, CallerRequest};
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::tls::{ClientTls, explain_certificate_error, server_of};
 use rekuest_host::text::{self, Lines, OneLine};
+use rekuest_host::tls::{ClientTls, explain_certificate_error, server_of};
 
 use super::args::build_args;
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_CRITICAL, EXIT_FAILED};
