@@ -237,7 +237,8 @@ async fn a_lost_connection_counts_as_live_for_the_stale_window() {
     let server = DevServer::start(config).await.expect("server");
     ensure(&server, "t1").await;
     let endpoints = Endpoints::from_base(&server.url()).expect("url");
-    let graphql = GraphqlClient::new(endpoints.graphql, "t1".to_string()).expect("client");
+    let tls = rekuest_host::tls::ClientTls::new(&[]).expect("trust store");
+    let graphql = GraphqlClient::new(endpoints.graphql, "t1".to_string(), &tls).expect("client");
 
     // The server closes (3001: heartbeats unanswered); the connection still counts as live.
     let client = registered(&server, "t1").await;

@@ -420,7 +420,8 @@ async fn a_registration_changed_behind_the_hosts_back_is_restored_on_reconnect()
     )
     .expect("agent");
     let endpoints = Endpoints::from_base(&server.url()).expect("url");
-    let graphql = GraphqlClient::new(endpoints.graphql, TOKEN.to_string()).expect("client");
+    let tls = rekuest_host::tls::ClientTls::new(&[]).expect("trust store");
+    let graphql = GraphqlClient::new(endpoints.graphql, TOKEN.to_string(), &tls).expect("client");
     let ensured = bounded("ensure", graphql.ensure("intruder"))
         .await
         .expect("ensures");

@@ -938,7 +938,14 @@ mod tests {
             .expect("implements");
         let (outbox, _frames) = mpsc::unbounded_channel();
         assert!(matches!(
-            shared.register(1, "t", Some("s".into()), false, outbox),
+            shared.register(
+                1,
+                "t",
+                Some("s".into()),
+                false,
+                outbox,
+                Arc::new(AtomicBool::new(false))
+            ),
             Registration::Accepted { .. }
         ));
         // The task id continues the id counter (agent 1, implementation 2).
