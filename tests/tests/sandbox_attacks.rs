@@ -134,7 +134,7 @@ async fn memory_is_held_to_the_limit_summed_over_every_memory_and_instance() {
             );
             assert_eq!(
                 error,
-                "memory limit of 64 MiB exceeded (the task's linear memories would total 75.1 MiB)"
+                "memory limit of 64 MiB exceeded (the task's linear memories would total 78,708,736 bytes (~75.1 MiB))"
             );
             // With room for all three the same guest gets to the end.
             let roomy = runtime
@@ -183,7 +183,7 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
         let held = raw.yields[0]["return0"].as_u64().unwrap_or_default();
         assert!((250..=256).contains(&held), "{held} directories held");
         let code = raw.yields[0]["return1"].as_str().unwrap_or_default();
-        assert!(code.contains("InsufficientMemory"), "{code}");
+        assert!(names_code(code, "insufficient-memory"), "{code}");
         // Through Rust's std (wasi-libc): `File::open` returns an error.
         let through_std = run(
             &guest,
@@ -206,10 +206,11 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
             .unwrap_or_default();
         assert!(error.contains("memory"), "{error}");
     }
-    // Each task's descriptors were closed with it.
+    // Each task's descriptors were closed with it. Other tests of this binary run at the same
+    // time and hold a few descriptors of their own; a leak of these tasks would be 250 or more.
     let after = open_descriptors();
     assert!(
-        after <= before + 8,
+        after <= before + 64,
         "{before} host descriptors before, {after} after"
     );
 }
@@ -234,6 +235,18 @@ async fn host_resources_are_capped_per_task_with_a_message_naming_the_limit() {
     );
 }
 
+/// Whether a guest's error text names the WASI error `code` (however the guest's bindings
+/// spell it: `not-permitted`, `NotPermitted`, ...).
+fn names_code(text: &str, code: &str) -> bool {
+    let fold = |text: &str| -> String {
+        text.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    fold(text).contains(&fold(code))
+}
+
 #[tokio::test]
 async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
     let root = scratch("links");
@@ -247,14 +260,14 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
         json!({"target": "../../../etc", "link": "escape"}),
     )
     .await;
-    assert!(action_error(&raw.outcome).contains("NotPermitted"));
+    assert!(names_code(&action_error(&raw.outcome), "not-permitted"));
     let inside = run(
         &guest,
         "symlink",
         json!({"target": "hello.txt", "link": "alias"}),
     )
     .await;
-    assert!(action_error(&inside.outcome).contains("NotPermitted"));
+    assert!(names_code(&action_error(&inside.outcome), "not-permitted"));
     let libc = run(
         &guest,
         "libc_symlink",
@@ -288,7 +301,7 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
         )
         .await;
         assert!(
-            action_error(&link.outcome).contains("NotPermitted"),
+            names_code(&action_error(&link.outcome), "not-permitted"),
             "{from} -> {to}: {:?}",
             link.outcome
         );
@@ -430,7 +443,7 @@ mod served {
             (
                 "grow",
                 json!({}),
-                "memory limit of 64 MiB exceeded (the task's linear memories would total 75.1 MiB)",
+                "memory limit of 64 MiB exceeded (the task's linear memories would total 78,708,736 bytes (~75.1 MiB))",
             ),
             (
                 "yield_raw",

@@ -31,6 +31,12 @@ impl Guest for HostileDescribe {
                 )
             }
             "panic" => panic!("describe gave up"),
+            "spin" => {
+                let mut counter = 0u64;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
             "escape-key" => format!(
                 "[{}]",
                 NOOP.replace(r#""key":"noop""#, r#""key":"\u001b]0;pwned\u0007""#)

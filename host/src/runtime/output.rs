@@ -133,12 +133,13 @@ impl TaskOutput {
         if json.len() > MAX_YIELD_BYTES {
             return Err(too_large("a yield", json.len()));
         }
-        check_yield_json(&json).map_err(YieldError::Unreadable)?;
+        let raw = RawValue::from_string(json)
+            .map_err(|error| YieldError::Malformed(error.to_string()))?;
+        check_yield_json(raw.get()).map_err(YieldError::Unreadable)?;
         let raw = match &self.structure_returns {
-            None => RawValue::from_string(json)
-                .map_err(|error| YieldError::Malformed(error.to_string()))?,
+            None => raw,
             Some(ports) => {
-                let value: Value = serde_json::from_str(&json)
+                let value: Value = serde_json::from_str(raw.get())
                     .map_err(|error| YieldError::Malformed(error.to_string()))?;
                 let Value::Object(mut returns) = value else {
                     return Err(YieldError::Malformed(
