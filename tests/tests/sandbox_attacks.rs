@@ -260,14 +260,14 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
         json!({"target": "../../../etc", "link": "escape"}),
     )
     .await;
-    assert!(names_code(&action_error(&raw.outcome), "not-permitted"));
+    assert!(names_code(action_error(&raw.outcome), "not-permitted"));
     let inside = run(
         &guest,
         "symlink",
         json!({"target": "hello.txt", "link": "alias"}),
     )
     .await;
-    assert!(names_code(&action_error(&inside.outcome), "not-permitted"));
+    assert!(names_code(action_error(&inside.outcome), "not-permitted"));
     let libc = run(
         &guest,
         "libc_symlink",
@@ -301,7 +301,7 @@ async fn symlinks_and_hard_links_cannot_be_planted_in_a_grant() {
         )
         .await;
         assert!(
-            names_code(&action_error(&link.outcome), "not-permitted"),
+            names_code(action_error(&link.outcome), "not-permitted"),
             "{from} -> {to}: {:?}",
             link.outcome
         );
