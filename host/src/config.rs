@@ -17,6 +17,7 @@
 //! timeout = "60s"
 //! fuel = 10_000_000_000
 //! concurrency = 4
+//! open_files = 256          # per task; host_resources = 1024 likewise
 //! dirs = [{ host = "/srv/data", guest = "/data", writable = false }]
 //! env = { MODE = "fast" }
 //! pass_env = ["HOME"]
@@ -33,7 +34,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::runtime::limits::{check_memory_limit, parse_bytes, parse_duration};
-use crate::runtime::{DirGrant, Limits, SandboxPolicy};
+use crate::runtime::{DirGrant, HostResourceCaps, Limits, SandboxPolicy};
 
 /// Why the configuration is unusable: which file, which key, why.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +157,10 @@ pub struct ComponentSection {
     pub timeout: Option<Span>,
     /// Most tasks of each of its actions at once.
     pub concurrency: Option<usize>,
+    /// Files and directories one task may hold open at once.
+    pub open_files: Option<usize>,
+    /// Host resources (files, streams, pollables, ...) one task may hold at once.
+    pub host_resources: Option<usize>,
     /// Granted directories.
     #[serde(default)]
     pub dirs: Vec<DirSection>,
@@ -384,6 +389,7 @@ fn resolve_component(
         })?;
         env.push((name.clone(), value));
     }
+    let resources = resource_caps(file, &prefix, section)?;
     Ok(ComponentSettings {
         path: base.join(&section.path),
         policy: SandboxPolicy {
@@ -391,10 +397,42 @@ fn resolve_component(
             action_limits,
             dirs,
             env,
+            resources,
         },
         concurrency: positive(file, &format!("{prefix}.concurrency"), section.concurrency)?,
         action_concurrency,
     })
+}
+
+/// Smallest `host_resources` cap: a task needs a few for its standard streams and clocks.
+pub const MIN_HOST_RESOURCES: usize = 32;
+/// Largest `open_files` and `host_resources` cap.
+pub const MAX_RESOURCE_CAP: usize = 1 << 20;
+
+fn resource_caps(
+    file: &Path,
+    prefix: &str,
+    section: &ComponentSection,
+) -> Result<HostResourceCaps, ConfigError> {
+    let mut caps = HostResourceCaps::default();
+    let checked = |key: &str, value: usize, least: usize| {
+        if (least..=MAX_RESOURCE_CAP).contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid(
+                file,
+                format!("{prefix}.{key}"),
+                format!("{value} is outside {least}..={MAX_RESOURCE_CAP}"),
+            ))
+        }
+    };
+    if let Some(open_files) = section.open_files {
+        caps.open_files = checked("open_files", open_files, section.dirs.len() + 1)?;
+    }
+    if let Some(host_resources) = section.host_resources {
+        caps.host_resources = checked("host_resources", host_resources, MIN_HOST_RESOURCES)?;
+    }
+    Ok(caps)
 }
 
 /// The largest memory limit of any action: the pool's slot size.

@@ -692,8 +692,9 @@ fn describe_value(value: &Value) -> String {
     }
 }
 
-/// Whether `value` fits `port` (the fast check; [`explain`] says why not).
-fn fits(port: &Port, value: &Value) -> bool {
+/// Whether `value` fits `port` (the fast check; [`explain`] says why not). A UNION value may
+/// come tagged with its variant, as the official client sends it (see [`envelope::tagged`]).
+pub(crate) fn fits(port: &Port, value: &Value) -> bool {
     if value.is_null() {
         return port.nullable;
     }
@@ -727,7 +728,12 @@ fn fits(port: &Port, value: &Value) -> bool {
             }),
             _ => false,
         },
-        PortKind::Union => children.iter().any(|child| fits(child, value)),
+        PortKind::Union => match envelope::tagged(value) {
+            Some((variant, inner)) => children
+                .get(variant)
+                .is_some_and(|child| fits(child, inner)),
+            None => children.iter().any(|child| fits(child, value)),
+        },
         PortKind::Interface | PortKind::Quantity => true,
     }
 }
@@ -766,8 +772,13 @@ fn normalize(port: &Port, value: &mut Value) {
             }
         }
         (PortKind::Union, value) => {
-            // The first variant the value fits is the one it is taken as.
-            if let Some(child) = children.iter().find(|child| fits(child, value)) {
+            // A tagged value names its variant; a bare one is taken as the first it fits.
+            if let Some((variant, _)) = envelope::tagged(value) {
+                *value = envelope::untag(value);
+                if let Some(child) = children.get(variant) {
+                    normalize(child, value);
+                }
+            } else if let Some(child) = children.iter().find(|child| fits(child, value)) {
                 normalize(child, value);
             }
         }
@@ -775,11 +786,11 @@ fn normalize(port: &Port, value: &mut Value) {
     }
 }
 
-/// Whether values of `port` may need [`normalize`] (it holds a structure or a model).
+/// Whether values of `port` may need [`normalize`] (it holds a structure, a model or a union).
 fn needs_normalizing(port: &Port) -> bool {
     matches!(
         port.kind,
-        PortKind::Structure | PortKind::MemoryStructure | PortKind::Model
+        PortKind::Structure | PortKind::MemoryStructure | PortKind::Model | PortKind::Union
     ) || port.children().iter().any(needs_normalizing)
 }
 
@@ -804,6 +815,17 @@ fn explain(port: &Port, value: &Value, path: String) -> ArgError {
                     problem: format!("expected {}, got {error}", expected(port)),
                 })
         }
+        (PortKind::Union, value, _) if envelope::tagged(value).is_some() => envelope::tagged(value)
+            .map(|(variant, inner)| match children.get(variant) {
+                Some(child) => explain(child, inner, format!("{path}<{variant}>")),
+                None => ArgError {
+                    path: path.clone(),
+                    problem: format!(
+                        "expected one of the {} variants of the UNION, got \"__use\": {variant}",
+                        children.len()
+                    ),
+                },
+            }),
         (PortKind::Model, Value::Object(fields), _) => children.iter().find_map(|field| {
             let field_path = format!("{path}.{}", field.key);
             match fields.get(&field.key).filter(|value| !value.is_null()) {
@@ -866,6 +888,39 @@ mod tests {
             .prepare_args(args(json!({"a": 1.5})))
             .expect_err("fraction");
         assert!(error.to_string().contains("expected INT, got number 1.5"));
+    }
+
+    #[test]
+    fn union_args_come_tagged_or_bare_and_reach_guests_bare() {
+        let def = definition(json!([{"key": "u", "kind": "UNION", "nullable": false,
+            "children": [{"key": "0", "kind": "INT", "nullable": false},
+                {"key": "1", "kind": "MODEL", "nullable": false, "identifier": "P",
+                    "children": [{"key": "x", "kind": "FLOAT", "nullable": false}]}]}]));
+        let prepared = def
+            .prepare_args(args(json!({"u": {"__use": 1, "__value":
+                {"__identifier": "P", "x": 1.5}}})))
+            .expect("tagged");
+        assert_eq!(prepared["u"], json!({"x": 1.5}));
+        let prepared = def.prepare_args(args(json!({"u": 3}))).expect("bare");
+        assert_eq!(prepared["u"], json!(3));
+        let prepared = def
+            .prepare_args(args(json!({"u": {"__use": 0, "__value": 4}})))
+            .expect("tagged int");
+        assert_eq!(prepared["u"], json!(4));
+        let error = def
+            .prepare_args(args(json!({"u": {"__use": 0, "__value": "x"}})))
+            .expect_err("wrong variant value");
+        assert_eq!(
+            error.to_string(),
+            "argument 'u<0>': expected INT, got string \"x\""
+        );
+        let error = def
+            .prepare_args(args(json!({"u": {"__use": 5, "__value": 1}})))
+            .expect_err("no such variant");
+        assert_eq!(
+            error.to_string(),
+            "argument 'u': expected one of the 2 variants of the UNION, got \"__use\": 5"
+        );
     }
 
     #[test]

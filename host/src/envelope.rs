@@ -5,15 +5,45 @@
 //! and send bare references: the host [opens](open) envelopes in args before a task runs and
 //! [wraps](wrap_returns) bare references in returns before they leave, following the ports of
 //! the action's definition. MEMORY_STRUCTURE references travel the same way.
+//!
+//! UNION values get the same treatment: the official client tags them with their variant,
+//! `{"__use": 1, "__value": ...}`, and reads returns only in that form; guests see and send the
+//! bare value. The host untags args (a bare value is accepted too) and tags returns with the
+//! first variant the value fits.
 
 use serde_json::{Map, Value};
 
-use crate::definition::{Port, PortKind};
+use crate::definition::{Port, PortKind, fits};
 
 /// The envelope's key naming the structure (also sent, and ignored, in MODEL values).
 pub const IDENTIFIER_KEY: &str = "__identifier";
 /// The envelope's key holding the reference.
 pub const OBJECT_KEY: &str = "object";
+/// The key naming a tagged UNION value's variant (its index among the port's children).
+pub const VARIANT_KEY: &str = "__use";
+/// The key holding a tagged UNION value's value.
+pub const VALUE_KEY: &str = "__value";
+
+/// The variant and the value of a tagged UNION value (an object of exactly `__use`, a
+/// non-negative integer, and `__value`); `None` for anything else.
+pub fn tagged(value: &Value) -> Option<(usize, &Value)> {
+    let Value::Object(fields) = value else {
+        return None;
+    };
+    if fields.len() != 2 {
+        return None;
+    }
+    let variant = usize::try_from(fields.get(VARIANT_KEY)?.as_u64()?).ok()?;
+    Some((variant, fields.get(VALUE_KEY)?))
+}
+
+/// The value inside a tagged UNION value, taken out of it (`value` is left null).
+pub fn untag(value: &mut Value) -> Value {
+    match value {
+        Value::Object(fields) => fields.remove(VALUE_KEY).unwrap_or(Value::Null),
+        _ => value.take(),
+    }
+}
 
 /// Why an arg in envelope form was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -37,11 +67,14 @@ fn is_structure(port: &Port) -> bool {
     matches!(port.kind, PortKind::Structure | PortKind::MemoryStructure)
 }
 
-/// Whether a structure port appears anywhere in `ports` (children included).
-pub fn holds_structures(ports: &[Port]) -> bool {
-    ports
-        .iter()
-        .any(|port| is_structure(port) || port.children.as_deref().is_some_and(holds_structures))
+/// Whether returns of `ports` need [`wrap_returns`]: a structure or a UNION port appears
+/// anywhere in them (children included).
+pub fn needs_wrapping(ports: &[Port]) -> bool {
+    ports.iter().any(|port| {
+        is_structure(port)
+            || port.kind == PortKind::Union
+            || port.children.as_deref().is_some_and(needs_wrapping)
+    })
 }
 
 /// The reference an arg of the structure port `port` carries: the value itself when it is a
@@ -74,11 +107,11 @@ pub fn open(port: &Port, value: &mut Value) -> Result<(), EnvelopeError> {
     Ok(())
 }
 
-/// Puts every bare structure reference in `returns` (keyed by port) into its envelope.
+/// Puts every bare structure reference in `returns` (keyed by port) into its envelope and
+/// tags every UNION value with the first variant it fits.
 ///
-/// Values that do not fit their port are left as they are, and so are references already in
-/// an envelope and structures inside a UNION (which of its variants a value is cannot be told
-/// from a bare reference).
+/// References already in an envelope and UNION values already tagged are kept (their insides
+/// still wrapped); a UNION value that fits none of its variants is left as it is.
 pub fn wrap_returns(ports: &[Port], returns: &mut Map<String, Value>) {
     for port in ports {
         if let Some(value) = returns.get_mut(&port.key) {
@@ -111,13 +144,32 @@ fn wrap(port: &Port, value: &mut Value) {
             }
         }
         (PortKind::Model, Value::Object(fields)) => wrap_returns(children, fields),
+        (PortKind::Union, value) => {
+            if let Some((variant, _)) = tagged(value) {
+                if let (Some(child), Value::Object(fields)) = (children.get(variant), value)
+                    && let Some(inner) = fields.get_mut(VALUE_KEY)
+                {
+                    wrap(child, inner);
+                }
+                return;
+            }
+            let Some(variant) = children.iter().position(|child| fits(child, value)) else {
+                return;
+            };
+            let mut inner = value.take();
+            wrap(&children[variant], &mut inner);
+            let mut fields = Map::with_capacity(2);
+            fields.insert(VARIANT_KEY.into(), Value::from(variant));
+            fields.insert(VALUE_KEY.into(), inner);
+            *value = Value::Object(fields);
+        }
         _ => {}
     }
 }
 
-/// Whether `port` is or contains a structure port (skips walking plain lists).
+/// Whether `port` is or contains a structure or UNION port (skips walking plain lists).
 fn holds(port: &Port) -> bool {
-    holds_structures(std::slice::from_ref(port))
+    needs_wrapping(std::slice::from_ref(port))
 }
 
 #[cfg(test)]
@@ -204,7 +256,7 @@ mod tests {
             "counts": [1, 2],
         });
         let map = returns.as_object_mut().expect("an object");
-        assert!(holds_structures(&ports));
+        assert!(needs_wrapping(&ports));
         wrap_returns(&ports, map);
         assert_eq!(
             returns,
@@ -217,6 +269,39 @@ mod tests {
                 "counts": [1, 2],
             })
         );
-        assert!(!holds_structures(&ports[5..]));
+        assert!(!needs_wrapping(&ports[5..]));
+    }
+
+    #[test]
+    fn tags_union_returns_with_the_first_variant_they_fit() {
+        let ports = [
+            port(json!({"key": "either", "kind": "UNION", "children": [
+                {"key": "0", "kind": "INT"}, image()]})),
+            port(json!({"key": "many", "kind": "LIST", "children": [
+                {"key": "...", "kind": "UNION", "children": [
+                    {"key": "0", "kind": "BOOL"}, {"key": "1", "kind": "STRING"}]}]})),
+            port(json!({"key": "kept", "kind": "UNION", "children": [
+                {"key": "0", "kind": "INT"}, image()]})),
+            port(json!({"key": "odd", "kind": "UNION", "children": [{"key": "0", "kind": "INT"}]})),
+        ];
+        assert!(needs_wrapping(&ports[1..2]));
+        let mut returns = json!({
+            "either": "image:1",
+            "many": [true, "x"],
+            "kept": {"__use": 1, "__value": "image:2"},
+            "odd": "not an int",
+        });
+        wrap_returns(&ports, returns.as_object_mut().expect("an object"));
+        assert_eq!(
+            returns,
+            json!({
+                "either": {"__use": 1, "__value":
+                    {"__identifier": "@mikro/image", "object": "image:1"}},
+                "many": [{"__use": 0, "__value": true}, {"__use": 1, "__value": "x"}],
+                "kept": {"__use": 1, "__value":
+                    {"__identifier": "@mikro/image", "object": "image:2"}},
+                "odd": "not an int",
+            })
+        );
     }
 }

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 
 use attacks_support::{GREW, Spread, memory_hog};
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, DirGrant, Failure, LimitExceeded, Limits, MAX_ERROR_BYTES,
-    MAX_YIELD_BYTES, MAX_YIELD_DEPTH, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
+    ActionComponent, Allocation, DescriptorBudget, DirGrant, Failure, HostResourceCaps,
+    LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_YIELD_BYTES, MAX_YIELD_DEPTH, Outcome, Runtime,
+    RuntimeConfig, Sandbox, SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::tasks::run;
 use rekuest_host_tests::{component, workspace_root};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 const MIB: u64 = 1 << 20;
 
@@ -212,6 +214,87 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
     assert!(
         after <= before + 64,
         "{before} host descriptors before, {after} after"
+    );
+}
+
+#[tokio::test]
+async fn a_components_own_caps_on_open_files_and_host_resources_hold() {
+    let root = scratch("own-caps");
+    let runtime = runtime(Allocation::OnDemand);
+    let mut policy = grants(&root);
+    policy.resources = HostResourceCaps {
+        open_files: 10,
+        host_resources: 200,
+    };
+    let guest = attacks(&runtime, policy).await;
+    let raw = run(&guest, "open_raw", json!({"count": 5000})).await;
+    assert_eq!(raw.outcome, Outcome::Completed, "{:?}", raw.outcome);
+    // Ten descriptors, the grants' preopens the guest holds among them.
+    let held = raw.yields[0]["return0"].as_u64().unwrap_or_default();
+    assert!((8..=9).contains(&held), "{held} directories held");
+    let many = run(&guest, "hold_streams", json!({"count": 1000})).await;
+    assert_eq!(
+        many.outcome,
+        Outcome::Failed(Failure::Limit(LimitExceeded::HostResources { limit: 200 }))
+    );
+}
+
+/// Runs `open_raw` (opening up to `count` directories) and keeps the task's store, and so
+/// its descriptors, until the returned sandbox drops; returns how many it opened.
+async fn open_and_keep(guest: &ActionComponent, count: u64) -> (u64, Sandbox) {
+    let (events, mut receiver) = mpsc::channel(64);
+    let args = json!({ "count": count })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let (outcome, sandbox) = guest
+        .run_keeping_sandbox("open_raw", args, events, &TaskControl::new())
+        .await;
+    assert_eq!(outcome, Outcome::Completed, "{outcome:?}");
+    let mut opened = None;
+    while let Ok(event) = receiver.try_recv() {
+        if let TaskEvent::Yield(raw) = event {
+            let returns: serde_json::Value = serde_json::from_str(raw.get()).expect("JSON");
+            opened = returns["return0"].as_u64();
+        }
+    }
+    (opened.expect("open_raw yields its count"), sandbox)
+}
+
+#[tokio::test]
+async fn all_tasks_together_stay_within_the_process_descriptor_budget() {
+    let root = scratch("descriptor-budget");
+    let runtime = Runtime::with_descriptor_budget(
+        RuntimeConfig {
+            allocation: Allocation::OnDemand,
+            cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+            fuel: true,
+        },
+        DescriptorBudget::with_limit(50),
+    )
+    .expect("runtime starts");
+    let guest = attacks(&runtime, grants(&root)).await;
+    // The first task takes all of the budget but the preopens it holds.
+    let (first, first_sandbox) = open_and_keep(&guest, 5000).await;
+    assert!((48..=49).contains(&first), "{first} opened");
+    // While it holds them, a second task (under its own cap of 256) gets nothing more...
+    let (second, second_sandbox) = open_and_keep(&guest, 5000).await;
+    assert_eq!(second, 0);
+    // ...and once both are gone, the budget is whole again.
+    drop((first_sandbox, second_sandbox));
+    let (third, _third_sandbox) = open_and_keep(&guest, 5000).await;
+    assert_eq!(third, first);
+    assert!(runtime.descriptor_budget().limit() == 50);
+    let process = Runtime::new(RuntimeConfig {
+        allocation: Allocation::OnDemand,
+        cache_dir: None,
+        fuel: false,
+    })
+    .expect("runtime starts");
+    assert!(
+        process.descriptor_budget().limit() >= 256,
+        "the process's own budget leaves guests room: {}",
+        process.descriptor_budget().limit()
     );
 }
 

@@ -726,3 +726,54 @@ async fn a_flood_of_assignments_is_bounded_and_inquiries_are_answered_once() {
     drop(peer);
     drop(serving);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn args_waiting_for_a_slot_are_bounded_in_bytes_too() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut hostile = ComponentSettings::plain(example("hostile"));
+    hostile.policy.limits = Limits {
+        timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let mut config = fast_agent(&url);
+    config.concurrency = 1;
+    config.max_queued_bytes = 1 << 20;
+    let pool = ActorPool::new(1).expect("pool");
+    let agent =
+        Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
+    let serving = Serving::serve_only(agent, pool);
+    let mut peer = accept(&listener).await;
+    register(&mut peer, json!([])).await;
+
+    // One runs; the waiting ones carry 400 KiB each (in the assigner's message), so the
+    // third waiting one would pass 1 MiB; a small one still fits beside two.
+    send(&mut peer, assign("run", "sleep", json!({"seconds": 30.0}))).await;
+    let padding = "x".repeat(400 << 10);
+    for task in ["w1", "w2", "w3"] {
+        let mut frame = assign(task, "sleep", json!({"seconds": 30.0}));
+        frame["message"] = json!(padding);
+        send(&mut peer, frame).await;
+    }
+    send(
+        &mut peer,
+        assign("small", "sleep", json!({"seconds": 30.0})),
+    )
+    .await;
+    let frames = quiet(&mut peer, Duration::from_millis(800)).await;
+    let failed: Vec<(&str, &str)> = frames
+        .iter()
+        .filter(|frame| frame["type"] == "FAILED")
+        .filter_map(|frame| Some((frame["task"].as_str()?, frame["error"].as_str()?)))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (task, error) = failed[0];
+    assert_eq!(task, "w3");
+    assert!(
+        error.starts_with("agent overloaded: ") && error.contains("of args queued"),
+        "{error}"
+    );
+    assert!(error.contains("1 MiB cap"), "{error}");
+    drop(peer);
+    drop(serving);
+}

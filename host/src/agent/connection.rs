@@ -255,7 +255,7 @@ async fn run(
                             Err(_) => return SessionEnd::Lost(stalled()),
                         }
                     }
-                    ToAgent::Assign(assign) => dispatcher.assign(*assign),
+                    ToAgent::Assign(assign) => dispatcher.assign(*assign, text.len()),
                     ToAgent::Cancel { task, .. } => dispatcher.stop(&task, false),
                     ToAgent::Interrupt { task, .. } => dispatcher.stop(&task, true),
                     ToAgent::Pause { task, .. } => dispatcher.pause(&task),

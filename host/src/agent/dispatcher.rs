@@ -20,6 +20,20 @@ use crate::runtime::{
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
 pub const FINISHED_MEMORY: usize = 10_000;
+/// Default of [`QueueLimits::bytes`]: frames are at most 16 MiB each, so the task cap alone
+/// would let the queue hold gigabytes.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 128 * 1024 * 1024;
+
+/// How much may wait for a slot beyond the concurrency; a task past either limit is answered
+/// FAILED "agent overloaded" at once.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Tasks waiting.
+    pub tasks: usize,
+    /// Bytes of their ASSIGN frames (a single task is let in however large, if nothing else
+    /// is waiting).
+    pub bytes: usize,
+}
 /// Longest error text remembered per finished task (the summary resent on inquiries).
 pub const FINISHED_ERROR_CHARS: usize = 1_000;
 /// How long a stepped task runs before it parks again (one epoch tick is the granularity).
@@ -64,11 +78,15 @@ struct Entry {
     control: TaskControl,
     started: bool,
     progress: Option<i64>,
+    /// The size of its ASSIGN frame while it waits for a slot; 0 once it runs.
+    queued_bytes: usize,
 }
 
 #[derive(Default)]
 struct Table {
     running: HashMap<String, Entry>,
+    /// The sum of the waiting entries' `queued_bytes`.
+    queued_bytes: usize,
     finished: HashMap<String, Report>,
     finished_order: VecDeque<String>,
 }
@@ -108,6 +126,8 @@ pub struct Dispatcher {
     capacity: usize,
     /// Tasks that may wait for a slot beyond the concurrency.
     max_queued: usize,
+    /// Bytes of ASSIGN frames that may wait for a slot.
+    max_queued_bytes: usize,
     table: Mutex<Table>,
     outbox: Arc<Outbox>,
     executor: Handle,
@@ -145,12 +165,12 @@ async fn run_here_then_offload<T: Send + 'static>(
 
 impl Dispatcher {
     /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once and
-    /// `max_queued` more waiting (further ones are answered FAILED at once), moving guests
+    /// what `queue` allows waiting (further ones are answered FAILED at once), moving guests
     /// that outlast their first epoch slice to `executor`, reporting into `outbox`.
     pub fn new(
         actions: HashMap<String, ActionSlot>,
         concurrency: usize,
-        max_queued: usize,
+        queue: QueueLimits,
         outbox: Arc<Outbox>,
         executor: Handle,
     ) -> Arc<Self> {
@@ -169,8 +189,9 @@ impl Dispatcher {
         Arc::new(Dispatcher {
             actions,
             global: Arc::new(Semaphore::new(concurrency.max(1))),
-            capacity: concurrency.max(1).saturating_add(max_queued),
-            max_queued,
+            capacity: concurrency.max(1).saturating_add(queue.tasks),
+            max_queued: queue.tasks,
+            max_queued_bytes: queue.bytes,
             table: Mutex::new(Table::default()),
             outbox,
             executor,
@@ -190,8 +211,8 @@ impl Dispatcher {
         self.table().running.len()
     }
 
-    /// ASSIGN: run the task unless it is already known here.
-    pub fn assign(self: &Arc<Self>, assign: Assign) {
+    /// ASSIGN (a frame of `frame_bytes`): run the task unless it is already known here.
+    pub fn assign(self: &Arc<Self>, assign: Assign, frame_bytes: usize) {
         let task = assign.task.clone();
         let mut table = self.table();
         if table.running.contains_key(&task) {
@@ -215,18 +236,31 @@ impl Dispatcher {
             ));
             return;
         }
-        if table.running.len() >= self.capacity {
+        let overloaded = if table.running.len() >= self.capacity {
+            Some(format!(
+                "{} tasks queued (beyond the {} running)",
+                self.max_queued,
+                self.capacity - self.max_queued
+            ))
+        } else if table.queued_bytes > 0
+            && table.queued_bytes.saturating_add(frame_bytes) > self.max_queued_bytes
+        {
+            Some(format!(
+                "{} of args queued, and this task's {} would pass the {} cap",
+                crate::runtime::limits::format_bytes(table.queued_bytes as u64),
+                crate::runtime::limits::format_bytes(frame_bytes as u64),
+                crate::runtime::limits::format_bytes(self.max_queued_bytes as u64),
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = overloaded {
             drop(table);
-            tracing::warn!(%task, "refusing a task: {} tasks are already queued", self.max_queued);
+            tracing::warn!(%task, "refusing a task: {reason}");
             self.outbox.push(Report::new(
                 task,
                 ReportKind::Failed {
-                    error: format!(
-                        "agent overloaded: {} tasks queued (beyond the {} running); try again \
-                         later",
-                        self.max_queued,
-                        self.capacity - self.max_queued
-                    ),
+                    error: format!("agent overloaded: {reason}; try again later"),
                 },
             ));
             return;
@@ -258,8 +292,10 @@ impl Dispatcher {
                 control: control.clone(),
                 started: false,
                 progress: None,
+                queued_bytes: frame_bytes,
             },
         );
+        table.queued_bytes += frame_bytes;
         drop(table);
         let component = Arc::clone(&action.component);
         let permits = action.permits.clone();
@@ -323,8 +359,13 @@ impl Dispatcher {
             self.finish(&task, outcome);
             return None;
         };
-        if let Some(entry) = self.table().running.get_mut(&task) {
-            entry.started = true;
+        {
+            let mut table = self.table();
+            if let Some(entry) = table.running.get_mut(&task) {
+                entry.started = true;
+                let waited = std::mem::take(&mut entry.queued_bytes);
+                table.queued_bytes -= waited;
+            }
         }
         self.outbox
             .push(Report::new(task.clone(), ReportKind::Started));
@@ -430,9 +471,10 @@ impl Dispatcher {
         };
         let report = Report::new(task, kind);
         let mut table = self.table();
-        if table.running.remove(task).is_none() {
+        let Some(entry) = table.running.remove(task) else {
             return;
-        }
+        };
+        table.queued_bytes -= entry.queued_bytes;
         tracing::info!(%task, "task ended: {}", report.kind.wire_type());
         table.remember(report.clone());
         let idle = table.running.is_empty();

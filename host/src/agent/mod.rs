@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use connection::{MAX_FRAME_BYTES, SocketConfig};
-pub use dispatcher::{ActionSlot, Dispatcher};
+pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits};
 pub use outbox::Outbox;
 pub use registration::{
     EnsuredAgent, GraphqlClient, Implementation, Registered, RegistrationError,
@@ -64,6 +64,9 @@ pub struct AgentConfig {
     /// Tasks that may wait for a slot beyond `concurrency`; more are answered FAILED
     /// ("agent overloaded") at once.
     pub max_queued: usize,
+    /// Bytes of ASSIGN frames that may wait for a slot; a task that would pass it is
+    /// answered FAILED ("agent overloaded") unless nothing is waiting.
+    pub max_queued_bytes: usize,
     /// A connection with no frame from the server (not even a HEARTBEAT) for this long is
     /// presumed dead and replaced.
     pub silence_timeout: Duration,
@@ -88,6 +91,7 @@ impl AgentConfig {
             init_timeout: Duration::from_secs(30),
             ca_certs: Vec::new(),
             max_queued: 1024,
+            max_queued_bytes: dispatcher::DEFAULT_MAX_QUEUED_BYTES,
             silence_timeout: Duration::from_secs(35),
             stale_connection_wait: Duration::from_secs(45),
         }
@@ -257,7 +261,10 @@ impl Agent {
         let dispatcher = Dispatcher::new(
             slots,
             config.concurrency,
-            config.max_queued,
+            QueueLimits {
+                tasks: config.max_queued,
+                bytes: config.max_queued_bytes,
+            },
             Arc::clone(&outbox),
             executor,
         );

@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ActionComponentPre, RunError};
 use super::host_api::{ContractViolation, TaskState};
-use super::limits::{LimitExceeded, Limits, MAX_HOST_RESOURCES, TaskLimiter};
+use super::limits::{LimitExceeded, Limits, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
 use super::sandbox::SandboxPolicy;
 use super::task::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
@@ -153,7 +153,7 @@ impl ActionComponent {
             .definitions
             .iter()
             .map(|definition| {
-                envelope::holds_structures(&definition.returns)
+                envelope::needs_wrapping(&definition.returns)
                     .then(|| definition.returns.as_slice().into())
             })
             .collect();
@@ -324,7 +324,7 @@ impl ActionComponent {
         signal: watch::Receiver<Signal>,
     ) -> Result<Store<TaskState>, wasmtime::Error> {
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_HOST_RESOURCES);
+        table.set_max_capacity(self.policy.resources.host_resources);
         let state = TaskState {
             wasi: self.policy.wasi_ctx(&output)?,
             table,
@@ -334,6 +334,8 @@ impl ActionComponent {
             generator,
             yields: 0,
             contract_error: None,
+            resource_caps: self.policy.resources,
+            descriptors: self.runtime.descriptor_budget().claim(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -375,7 +377,7 @@ impl ActionComponent {
         }
         if let Some(ResourceTableError::Full) = error.downcast_ref::<ResourceTableError>() {
             return Outcome::Failed(Failure::Limit(LimitExceeded::HostResources {
-                limit: MAX_HOST_RESOURCES,
+                limit: self.policy.resources.host_resources,
             }));
         }
         if error.downcast_ref::<Stopped>().is_some() {

@@ -5,7 +5,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{WitLogLevel, arkitekt::rekuest::host::Host};
-use super::limits::TaskLimiter;
+use super::guest_fs::DescriptorClaim;
+use super::limits::{HostResourceCaps, TaskLimiter};
 use super::output::{TaskOutput, YieldError};
 use super::task::{LogLevel, Signal};
 
@@ -21,6 +22,10 @@ pub struct TaskState {
     pub(crate) yields: u64,
     /// Set when the host refused a yield; the trap that follows carries it.
     pub(crate) contract_error: Option<YieldError>,
+    /// What the task may hold of host resources.
+    pub(crate) resource_caps: HostResourceCaps,
+    /// The task's share of the process's descriptor budget.
+    pub(crate) descriptors: DescriptorClaim,
 }
 
 impl WasiView for TaskState {

@@ -6,11 +6,30 @@ use std::time::Duration;
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// Default wall-clock cap per task.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Files and directories a task may hold open at once; `open` fails beyond it.
-pub const MAX_OPEN_FILES: usize = 256;
-/// Host resources (open files and directories, streams, pollables, ...) a task may hold at
-/// once; a task that asks for more fails.
-pub const MAX_HOST_RESOURCES: usize = 1024;
+/// Default of [`HostResourceCaps::open_files`].
+pub const DEFAULT_OPEN_FILES: usize = 256;
+/// Default of [`HostResourceCaps::host_resources`].
+pub const DEFAULT_HOST_RESOURCES: usize = 1024;
+
+/// How many host resources one task of a component may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostResourceCaps {
+    /// Files and directories (the grants' preopens included); `open` fails with
+    /// `insufficient-memory` beyond it (WASI 0.2 has no "too many open files").
+    pub open_files: usize,
+    /// Every host resource (open files and directories, streams, pollables, ...); a task that
+    /// asks for more fails.
+    pub host_resources: usize,
+}
+
+impl Default for HostResourceCaps {
+    fn default() -> Self {
+        HostResourceCaps {
+            open_files: DEFAULT_OPEN_FILES,
+            host_resources: DEFAULT_HOST_RESOURCES,
+        }
+    }
+}
 
 /// The shape every task's store is held to, whatever the allocator: the pooling allocator's
 /// slots are sized from it ([`pooling_config`](super::pooling_config)) and [`TaskLimiter`]
@@ -91,7 +110,7 @@ pub enum LimitExceeded {
         /// What all the task's tables would have summed to.
         total: usize,
     },
-    /// The task held [`MAX_HOST_RESOURCES`] host resources and asked for another.
+    /// The task held [`HostResourceCaps::host_resources`] host resources and asked for another.
     #[error(
         "host resource limit of {limit} exceeded (open files, directories, streams and \
          pollables held at once)"

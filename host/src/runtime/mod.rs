@@ -24,8 +24,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use cache::ComponentCache;
 pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
+pub use guest_fs::DescriptorBudget;
 pub use json_check::MAX_YIELD_DEPTH;
-pub use limits::{LimitExceeded, Limits, STORE_SHAPE, StoreShape};
+pub use limits::{HostResourceCaps, LimitExceeded, Limits, STORE_SHAPE, StoreShape};
 pub use output::{
     MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES,
 };
@@ -163,12 +164,23 @@ struct RuntimeInner {
     cache: Option<ComponentCache>,
     allocator: AllocatorInUse,
     fuel: bool,
+    descriptors: Arc<DescriptorBudget>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// Creates the engine, the linker with WASI and the host API, and starts the epoch ticker.
+    /// Guests share the process's open-file limit minus a reserve for the host
+    /// ([`DescriptorBudget::for_this_process`], which raises the soft limit to the hard one).
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::with_descriptor_budget(config, DescriptorBudget::for_this_process())
+    }
+
+    /// [`Runtime::new`] with guests sharing `descriptors` host file descriptors.
+    pub fn with_descriptor_budget(
+        config: RuntimeConfig,
+        descriptors: DescriptorBudget,
+    ) -> Result<Self, RuntimeError> {
         let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
         let (engine, allocator) =
             build_engine(config.allocation, config.fuel).map_err(engine_error)?;
@@ -185,6 +197,7 @@ impl Runtime {
                 cache: config.cache_dir.map(ComponentCache::new),
                 allocator,
                 fuel: config.fuel,
+                descriptors: Arc::new(descriptors),
                 _ticker: ticker,
             }),
         })
@@ -198,6 +211,11 @@ impl Runtime {
     /// Whether guests are compiled with fuel metering.
     pub(crate) fn fuel_metering(&self) -> bool {
         self.inner.fuel
+    }
+
+    /// The host file descriptors all tasks together may hold.
+    pub fn descriptor_budget(&self) -> &Arc<DescriptorBudget> {
+        &self.inner.descriptors
     }
 
     /// Loads the component at `path` (its name is the file stem) under `policy`.

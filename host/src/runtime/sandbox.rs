@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use super::limits::Limits;
+use super::limits::{HostResourceCaps, Limits};
 use super::output::{Stdio, TaskOutput};
 use super::stdio::GuestStdio;
 
@@ -32,6 +32,8 @@ pub struct SandboxPolicy {
     pub dirs: Vec<DirGrant>,
     /// Environment variables the guest can read.
     pub env: Vec<(String, String)>,
+    /// Host resources each task may hold.
+    pub resources: HostResourceCaps,
 }
 
 impl SandboxPolicy {

@@ -13,7 +13,8 @@
 //!
 //! `cargo bench -p rekuest-host-tests --bench suite` (a few minutes on 2 cores);
 //! `BENCH_SCALE=0.2` takes a fifth of the samples; `BENCH_ONLY=floor,e2e,start,memory,peer`
-//! picks parts.
+//! picks parts; `BENCH_HOST=path/to/rekuest-host` measures another build of the agent against
+//! the same local server (e.g. an older commit's, to compare in one run).
 
 mod drive;
 mod echo;
@@ -140,7 +141,7 @@ impl Components {
     fn build() -> Self {
         let cache = workspace_root().join("target").join("bench-cache");
         Components {
-            host: host_binary(),
+            host: std::env::var_os("BENCH_HOST").map_or_else(host_binary, PathBuf::from),
             math: component("math"),
             generator: component("generator"),
             compute: component("compute"),
