@@ -7,6 +7,7 @@
 //! - [`agent`]: registration and the agent socket: serving actions to a rekuest server.
 //! - [`config`]: the `rekuest-host.toml` file.
 //! - [`devserver`]: a local rekuest-compatible server for development and tests.
+//! - [`login`]: joining an Arkitekt deployment (fakts discovery, the claim, access tokens).
 //! - [`tls`]: the certificate authorities outbound connections trust.
 //! - [`text`]: guest and server text made safe for a terminal.
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod config;
 pub mod definition;
 pub mod devserver;
+pub mod login;
 pub mod envelope;
 pub mod protocol;
 pub mod runtime;
