@@ -17,7 +17,9 @@ use rekuest_host::devserver::{DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::login::{Grant, LoginError, LoginSettings, Manifest, Session, cache};
 use rekuest_host::tls::ClientTls;
 
-use serve_support::{Serving, bounded, components, fast_server, kinds, return0, run, until, yields};
+use serve_support::{
+    Serving, bounded, components, fast_server, kinds, return0, run, until, yields,
+};
 
 const REDEEM: &str = "the-redeem-token-4711";
 
@@ -43,8 +45,14 @@ fn temp_dir(what: &str) -> PathBuf {
 }
 
 fn manifest(version: &str) -> Manifest {
-    Manifest::new(None, Some(version.into()), None, Vec::new(), "test-node".into())
-        .expect("manifest")
+    Manifest::new(
+        None,
+        Some(version.into()),
+        None,
+        Vec::new(),
+        "test-node".into(),
+    )
+    .expect("manifest")
 }
 
 fn settings(url: &str, grant: Grant, cache_file: &Path) -> LoginSettings {
@@ -113,20 +121,31 @@ async fn redeem_claim_token_register_and_serve() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&cache_file).expect("cache").permissions().mode();
+        let mode = std::fs::metadata(&cache_file)
+            .expect("cache")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert_eq!(cached(&cache_file)["config"]["auth"]["client_id"], clients[0]);
+    assert_eq!(
+        cached(&cache_file)["config"]["auth"]["client_id"],
+        clients[0]
+    );
     let services = credentials.services();
     assert_eq!(services[0].key, "rekuest");
-    assert_eq!(services[0].base_urls[0].as_str(), format!("{}/", server.url()));
+    assert_eq!(
+        services[0].base_urls[0].as_str(),
+        format!("{}/", server.url())
+    );
     serving.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_renewed_while_serving_across_a_forced_reconnect() {
     let lifetime = Duration::from_secs(2);
-    let server = DevServer::start(platform_server(lifetime)).await.expect("server");
+    let server = DevServer::start(platform_server(lifetime))
+        .await
+        .expect("server");
     let cache_file = temp_dir("renew").join("login.json");
     let session = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
         .await
@@ -146,8 +165,14 @@ async fn tokens_are_renewed_while_serving_across_a_forced_reconnect() {
     // A forced reconnect registers with a current token, and registration is checked again
     // over GraphQL with one.
     assert!(server.cut(&client));
-    until("the agent to register again", || server.registrations() >= 2).await;
-    until("the agent to connect again", || server.is_connected(&client)).await;
+    until("the agent to register again", || {
+        server.registrations() >= 2
+    })
+    .await;
+    until("the agent to connect again", || {
+        server.is_connected(&client)
+    })
+    .await;
     add(&server, 40, 2).await;
     assert!(
         server.platform_counts().tokens > first_tokens,
@@ -187,8 +212,15 @@ async fn refused_tokens_are_renewed_on_graphql_and_register() {
     assert!(agent.connected);
     server.expire_tokens();
     assert!(server.cut(&client));
-    until("the agent to register again", || server.registrations() >= 2).await;
-    assert!(server.close_codes().contains(&3003), "{:?}", server.close_codes());
+    until("the agent to register again", || {
+        server.registrations() >= 2
+    })
+    .await;
+    assert!(
+        server.close_codes().contains(&3003),
+        "{:?}",
+        server.close_codes()
+    );
     add(&server, 1, 1).await;
     serving.shutdown().await.expect("clean shutdown");
 }
@@ -208,8 +240,14 @@ async fn a_revoked_client_is_claimed_again() {
     let old_secret = cached(&cache_file)["config"]["auth"]["client_secret"].clone();
     assert!(server.revoke_client(&client));
     assert!(server.cut(&client));
-    until("the agent to register again", || server.registrations() >= 2).await;
-    until("the agent to connect again", || server.is_connected(&client)).await;
+    until("the agent to register again", || {
+        server.registrations() >= 2
+    })
+    .await;
+    until("the agent to connect again", || {
+        server.is_connected(&client)
+    })
+    .await;
     add(&server, 20, 22).await;
     assert_eq!(server.platform_counts().claims, 2, "claimed once more");
     assert_eq!(server.platform_counts().redeems, 1, "not redeemed again");
@@ -226,19 +264,37 @@ async fn refusals_are_explained() {
     let dir = temp_dir("refusals");
     // An invalid redeem token: refused, said so, nothing kept, the token not repeated.
     let cache_file = dir.join("bad.json");
-    let error = log_in(&server.url(), Grant::Redeem("not-the-token-0815".into()), &cache_file)
-        .await
-        .expect_err("refused");
-    assert!(matches!(error, LoginError::RedeemRefused { .. }), "{error:?}");
+    let error = log_in(
+        &server.url(),
+        Grant::Redeem("not-the-token-0815".into()),
+        &cache_file,
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(error, LoginError::RedeemRefused { .. }),
+        "{error:?}"
+    );
     let text = error.to_string();
-    assert!(text.contains("Invalid redeem token") && text.contains("admin"), "{text}");
+    assert!(
+        text.contains("Invalid redeem token") && text.contains("admin"),
+        "{text}"
+    );
     assert!(!text.contains("not-the-token-0815"), "{text}");
     assert!(!cache_file.exists());
     // The redeem token used before with another manifest.
-    log_in(&server.url(), Grant::Redeem(REDEEM.into()), &dir.join("v1.json"))
-        .await
-        .expect("first redeem");
-    let mut changed = settings(&server.url(), Grant::Redeem(REDEEM.into()), &dir.join("v2.json"));
+    log_in(
+        &server.url(),
+        Grant::Redeem(REDEEM.into()),
+        &dir.join("v1.json"),
+    )
+    .await
+    .expect("first redeem");
+    let mut changed = settings(
+        &server.url(),
+        Grant::Redeem(REDEEM.into()),
+        &dir.join("v2.json"),
+    );
     changed.manifest = manifest("2");
     let error = bounded("login", Session::open(changed))
         .await
@@ -258,7 +314,10 @@ async fn refusals_are_explained() {
     .await
     .expect_err("not arkitekt");
     assert!(matches!(error, LoginError::NotArkitekt { .. }), "{error:?}");
-    assert!(error.to_string().contains("not an Arkitekt deployment"), "{error}");
+    assert!(
+        error.to_string().contains("not an Arkitekt deployment"),
+        "{error}"
+    );
     // Unreachable.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
@@ -284,7 +343,9 @@ async fn a_restart_reuses_the_cached_login_without_redeeming() {
     let first = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
         .await
         .expect("logged in");
-    bounded("token", first.current_token()).await.expect("token");
+    bounded("token", first.current_token())
+        .await
+        .expect("token");
     drop(first);
     let counts = server.platform_counts();
     assert_eq!((counts.redeems, counts.claims), (1, 1));
@@ -295,7 +356,11 @@ async fn a_restart_reuses_the_cached_login_without_redeeming() {
     let serving = Serving::start(agent_config(second).await, components(&["math"]).await).await;
     add(&server, 5, 5).await;
     let counts = server.platform_counts();
-    assert_eq!((counts.redeems, counts.claims), (1, 1), "no redeem or claim on restart");
+    assert_eq!(
+        (counts.redeems, counts.claims),
+        (1, 1),
+        "no redeem or claim on restart"
+    );
     serving.shutdown().await.expect("clean shutdown");
     // The cache is not used for another deployment.
     let other = DevServer::start(platform_server(Duration::from_secs(3600)))
@@ -339,7 +404,10 @@ async fn login_with_an_auto_approved_device_code() {
     .expect("joined");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("/configure/") && stderr.contains("approve the code"), "{stderr}");
+    assert!(
+        stderr.contains("/configure/") && stderr.contains("approve the code"),
+        "{stderr}"
+    );
     assert!(stderr.contains("logged in to"), "{stderr}");
     let counts = server.platform_counts();
     assert_eq!((counts.device_codes, counts.redeems), (1, 0));

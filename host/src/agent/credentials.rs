@@ -15,7 +15,7 @@ pub struct Credentials {
 
 enum Source {
     Fixed(String),
-    Deployment(Session),
+    Deployment(Box<Session>),
 }
 
 impl fmt::Debug for Credentials {
@@ -38,7 +38,7 @@ impl Credentials {
     /// The access tokens of a logged-in deployment client.
     pub fn deployment(session: Session) -> Self {
         Credentials {
-            source: Arc::new(Source::Deployment(session)),
+            source: Arc::new(Source::Deployment(Box::new(session))),
         }
     }
 

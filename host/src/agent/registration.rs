@@ -255,8 +255,15 @@ impl GraphqlClient {
         let mut retries = 0;
         loop {
             match self.request_with(attempt, query, &variables, &token).await {
-                Err(RegistrationError::Unauthenticated { messages, .. }) if retries < AUTH_RETRIES => {
-                    match self.credentials.renew(&token).await.map_err(credentials_error)? {
+                Err(RegistrationError::Unauthenticated { messages, .. })
+                    if retries < AUTH_RETRIES =>
+                {
+                    match self
+                        .credentials
+                        .renew(&token)
+                        .await
+                        .map_err(credentials_error)?
+                    {
                         Some(renewed) => token = renewed,
                         None => {
                             return Err(RegistrationError::Unauthenticated { attempt, messages });

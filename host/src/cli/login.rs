@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use rekuest_host::agent::{Backoff, BackoffConfig};
 use rekuest_host::config::ArkitektSection;
 use rekuest_host::login::{
     self, Grant, LoginError, LoginSettings, Manifest, Session, cache, fakts,
 };
+use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::text::OneLine;
 use rekuest_host::tls::ClientTls;
@@ -86,17 +88,53 @@ fn manifest(file: &ArkitektSection, cache_file: Option<&PathBuf>) -> anyhow::Res
 }
 
 /// Logs in as `settings` says; with `interactive`, a missing login starts a device code.
-pub async fn open(settings: LoginSettings, interactive: bool) -> anyhow::Result<Session> {
+async fn open(settings: LoginSettings, interactive: bool) -> Result<Session, LoginError> {
     if !interactive {
-        return Ok(Session::open(settings).await?);
+        return Session::open(settings).await;
     }
     match Session::open(settings.clone()).await {
         Err(LoginError::NotLoggedIn { .. }) => {
             let mut settings = settings;
             settings.grant = device_code();
-            Ok(Session::open(settings).await?)
+            Session::open(settings).await
         }
-        other => Ok(other?),
+        other => other,
+    }
+}
+
+/// Logs in and finds the rekuest service, retrying with `backoff` while the deployment is
+/// unreachable, down or starting (a refusal stops at once).
+pub async fn connect(
+    settings: LoginSettings,
+    interactive: bool,
+    backoff: BackoffConfig,
+) -> anyhow::Result<(Endpoints, Session)> {
+    let mut backoff = Backoff::new(backoff);
+    let mut session = None;
+    loop {
+        let attempt = async {
+            let opened = match session.take() {
+                Some(opened) => opened,
+                None => open(settings.clone(), interactive).await?,
+            };
+            match opened.rekuest_endpoints().await {
+                Ok(endpoints) => Ok((endpoints, opened)),
+                Err(error) => {
+                    session = Some(opened);
+                    Err(error)
+                }
+            }
+        };
+        let error = match attempt.await {
+            Ok(connected) => return Ok(connected),
+            Err(error) if error.is_transient() => error,
+            Err(error) => return Err(error.into()),
+        };
+        let Some(delay) = backoff.next_delay() else {
+            return Err(error.into());
+        };
+        tracing::warn!("{error}; trying again in {delay:.1?}");
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use rekuest_host::agent::{ActorPool, Agent, AgentConfig, Credentials, ServedComponent};
-use rekuest_host::login::LoginSettings;
+use rekuest_host::agent::{
+    ActorPool, Agent, AgentConfig, BackoffConfig, Credentials, ServedComponent,
+};
 use rekuest_host::config::{self, ComponentSettings, FileConfig};
+use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
@@ -100,7 +102,11 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         .chain(args.ca_certs.iter().cloned())
         .collect();
     let url = args.url.clone().or(file.server.url);
-    let target = match super::login::deployment_settings(&args.deployment, &file.arkitekt, &ca_certs)? {
+    let target = match super::login::deployment_settings(
+        &args.deployment,
+        &file.arkitekt,
+        &ca_certs,
+    )? {
         Some(_) if url.is_some() => bail!(
             "both a deployment (--deployment, FAKTS_URL or [arkitekt] url) and a rekuest server \
              (--url, REKUEST_URL or [server] url) are given: use one"
@@ -247,9 +253,17 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let (endpoints, credentials) = match settings.target {
         Target::Server { url, token } => (Endpoints::from_base(&url)?, Credentials::fixed(token)),
         Target::Deployment(login, interactive) => {
-            let session = super::login::open(*login, interactive).await?;
-            let endpoints = session.rekuest_endpoints().await?;
-            (endpoints, Credentials::deployment(session))
+            let backoff = BackoffConfig {
+                max_attempts: settings.max_reconnect_attempts,
+                ..BackoffConfig::default()
+            };
+            tokio::select! {
+                connected = super::login::connect(*login, interactive, backoff) => {
+                    let (endpoints, session) = connected?;
+                    (endpoints, Credentials::deployment(session))
+                }
+                () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+            }
         }
     };
     let mut agent_config = AgentConfig::new(endpoints, credentials, settings.name);

@@ -125,7 +125,11 @@ fn origin(request: &Request<Incoming>) -> Option<String> {
 }
 
 /// The platform's POST endpoints.
-async fn platform_response(shared: &Shared, path: &str, request: Request<Incoming>) -> Response<Body> {
+async fn platform_response(
+    shared: &Shared,
+    path: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let Some(origin) = origin(&request) else {
         return plain(StatusCode::BAD_REQUEST, "no Host header");
     };
@@ -135,7 +139,10 @@ async fn platform_response(shared: &Shared, path: &str, request: Request<Incomin
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Basic "))
         .and_then(basic_credentials);
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(error) => {
             return plain(

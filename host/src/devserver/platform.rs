@@ -155,7 +155,10 @@ impl Platform {
 
     /// `POST /lok/f/redeem/ {manifest, token}`.
     pub(crate) fn redeem(&self, body: &Value) -> Value {
-        let token = body.get("token").and_then(Value::as_str).unwrap_or_default();
+        let token = body
+            .get("token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let Some(manifest) = body.get("manifest").filter(|m| m.is_object()) else {
             return refused("error", "No manifest provided");
         };
@@ -225,7 +228,10 @@ impl Platform {
 
     /// `POST /lok/f/claim/ {token}`: the client's configuration.
     pub(crate) fn claim(&self, body: &Value, origin: &str, host: &str, port: u16) -> Value {
-        let token = body.get("token").and_then(Value::as_str).unwrap_or_default();
+        let token = body
+            .get("token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut state = self.state();
         let Some(client) = state
             .clients
@@ -265,7 +271,11 @@ impl Platform {
 
     /// `POST /lok/o/token/` (form): `Ok` with the token answer, `Err` with the OAuth2 error
     /// answer (HTTP 401 for a refused client, 400 otherwise).
-    pub(crate) fn token(&self, form: &[u8], basic: Option<(String, String)>) -> Result<Value, (u16, Value)> {
+    pub(crate) fn token(
+        &self,
+        form: &[u8],
+        basic: Option<(String, String)>,
+    ) -> Result<Value, (u16, Value)> {
         let form: TokenForm = serde_urlencoded::from_bytes(form)
             .map_err(|_| (400, json!({"error": "invalid_request"})))?;
         if form.grant_type != "client_credentials" {
@@ -287,7 +297,12 @@ impl Platform {
                 json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
             ));
         };
-        let requested: Vec<&str> = form.scope.as_deref().unwrap_or("").split_whitespace().collect();
+        let requested: Vec<&str> = form
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         if let Some(scope) = requested
             .iter()
             .find(|scope| !client.scopes.iter().any(|allowed| allowed == *scope))
@@ -343,7 +358,9 @@ impl Platform {
             return false;
         };
         client.client_secret = random();
-        state.tokens.retain(|_, issued| issued.client_id != client_id);
+        state
+            .tokens
+            .retain(|_, issued| issued.client_id != client_id);
         true
     }
 
@@ -364,5 +381,88 @@ impl Platform {
     /// How often each endpoint granted something.
     pub(crate) fn counts(&self) -> PlatformCounts {
         self.state().counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(lifetime: Duration) -> Platform {
+        Platform::new(PlatformConfig {
+            redeem_tokens: Some(vec!["r".into()]),
+            token_lifetime: lifetime,
+            approve_device_codes: true,
+        })
+    }
+
+    fn token_for(platform: &Platform, claim_token: &str) -> Result<Value, (u16, Value)> {
+        let config = platform.claim(&json!({"token": claim_token}), "http://h:1", "h", 1);
+        let auth = &config["config"]["auth"];
+        let form = serde_urlencoded::to_string([
+            ("grant_type", "client_credentials"),
+            ("scope", "openid"),
+            ("client_id", auth["client_id"].as_str().unwrap_or_default()),
+            (
+                "client_secret",
+                auth["client_secret"].as_str().unwrap_or_default(),
+            ),
+        ])
+        .expect("form");
+        platform.token(form.as_bytes(), None)
+    }
+
+    #[test]
+    fn redeem_claim_and_tokens_are_checked() {
+        let platform = platform(Duration::from_secs(60));
+        let manifest = json!({"identifier": "a", "version": "1", "scopes": ["openid"]});
+        assert_eq!(
+            platform.redeem(&json!({"manifest": manifest, "token": "x"}))["status"],
+            "error"
+        );
+        let granted = platform.redeem(&json!({"manifest": manifest, "token": "r"}));
+        let claim_token = granted["token"].as_str().expect("claim token").to_string();
+        let again = platform.redeem(&json!({"manifest": manifest, "token": "r"}));
+        assert_eq!(again["token"], claim_token.as_str(), "the same client");
+        let changed = json!({"identifier": "a", "version": "2", "scopes": ["openid"]});
+        let refused = platform.redeem(&json!({"manifest": changed, "token": "r"}));
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("different manifest")
+        );
+        assert_eq!(
+            platform.claim(&json!({"token": "nope"}), "http://h:1", "h", 1)["status"],
+            "error"
+        );
+        let answer = token_for(&platform, &claim_token).expect("token");
+        let access = answer["access_token"].as_str().expect("access token");
+        let client = platform.clients()[0].clone();
+        assert_eq!(platform.principal(access), Some(Ok(client.clone())));
+        assert_eq!(platform.principal("static-token"), None);
+        assert!(platform.revoke(&client));
+        assert_eq!(platform.principal(access), Some(Err("Invalid token")));
+        // The claim gives the new secret.
+        assert!(token_for(&platform, &claim_token).is_ok());
+    }
+
+    #[test]
+    fn tokens_expire_and_device_codes_poll() {
+        let platform = platform(Duration::ZERO);
+        let started =
+            platform.start(&json!({"manifest": {"identifier": "a", "scopes": ["openid"]}}));
+        let code = json!({"code": started["code"]});
+        assert_eq!(platform.challenge(&code)["status"], "pending");
+        let granted = platform.challenge(&code);
+        assert_eq!(granted["status"], "granted");
+        let answer =
+            token_for(&platform, granted["token"].as_str().expect("token")).expect("token");
+        let access = answer["access_token"].as_str().expect("access token");
+        assert_eq!(platform.principal(access), Some(Err("Token expired")));
+        assert_eq!(
+            platform.challenge(&json!({"code": "nope"}))["status"],
+            "expired"
+        );
     }
 }

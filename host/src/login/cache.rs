@@ -58,7 +58,13 @@ pub fn file_for(dir: &Path, deployment: &str) -> PathBuf {
         .next()
         .unwrap_or("deployment")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect::<String>();
     dir.join(format!("{host}-{digest}.json"))
 }
@@ -72,7 +78,11 @@ fn cache_error(path: &Path, reason: impl fmt::Display) -> LoginError {
 
 /// The login in `path` if it was made for `deployment` with the manifest `manifest`; a
 /// missing file, or one for something else, is `None` (the latter is said in the log).
-pub fn load(path: &Path, deployment: &str, manifest: &str) -> Result<Option<CachedLogin>, LoginError> {
+pub fn load(
+    path: &Path,
+    deployment: &str,
+    manifest: &str,
+) -> Result<Option<CachedLogin>, LoginError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -111,7 +121,8 @@ pub fn load(path: &Path, deployment: &str, manifest: &str) -> Result<Option<Cach
 /// directory too).
 pub fn store(path: &Path, login: &CachedLogin) -> Result<(), LoginError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir).map_err(|error| cache_error(path, format!("cannot create {}: {error}", dir.display())))?;
+    create_private_dir(dir)
+        .map_err(|error| cache_error(path, format!("cannot create {}: {error}", dir.display())))?;
     let text = serde_json::to_vec_pretty(login).map_err(|error| cache_error(path, error))?;
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let written = (|| {
@@ -189,11 +200,27 @@ mod tests {
             let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
         }
-        assert!(load(&path, "http://lab.example/", "m1").expect("read").is_some());
-        assert!(load(&path, "http://other.example/", "m1").expect("read").is_none());
-        assert!(load(&path, "http://lab.example/", "m2").expect("read").is_none());
+        assert!(
+            load(&path, "http://lab.example/", "m1")
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            load(&path, "http://other.example/", "m1")
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            load(&path, "http://lab.example/", "m2")
+                .expect("read")
+                .is_none()
+        );
         assert!(!format!("{:?}", login("x")).contains("secret"));
         assert!(forget(&path).expect("deleted"));
-        assert!(load(&path, "http://lab.example/", "m1").expect("read").is_none());
+        assert!(
+            load(&path, "http://lab.example/", "m1")
+                .expect("read")
+                .is_none()
+        );
     }
 }

@@ -24,6 +24,16 @@ pub enum LoginError {
         /// The HTTP client's error.
         source: reqwest::Error,
     },
+    /// The deployment answered with a server error (down, starting, or overloaded).
+    #[error("{step}: {url} answered HTTP {status} (the deployment is down or starting)")]
+    Unavailable {
+        /// What was being attempted.
+        step: &'static str,
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
     /// The server's TLS certificate was refused.
     #[error("{step}: {explanation}")]
     Tls {
@@ -155,10 +165,15 @@ pub enum LoginError {
 }
 
 impl LoginError {
-    /// Whether trying again later may work (the deployment is down or overloaded), as opposed
-    /// to a refusal that needs a person.
+    /// Whether trying again later may work (the deployment or the rekuest service is down,
+    /// starting or overloaded), as opposed to a refusal that needs a person.
     pub fn is_transient(&self) -> bool {
-        matches!(self, LoginError::Unreachable { .. })
+        matches!(
+            self,
+            LoginError::Unreachable { .. }
+                | LoginError::Unavailable { .. }
+                | LoginError::NoReachableAlias { .. }
+        )
     }
 }
 

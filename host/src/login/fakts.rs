@@ -174,10 +174,12 @@ pub fn deployment_url(url: &str) -> Result<Url, LoginError> {
 /// `GET {url}/.well-known/fakts`.
 pub async fn discover(http: &Client, url: &Url) -> Result<Discovered, LoginError> {
     let step = "discovering the deployment";
-    let well_known = url.join(".well-known/fakts").map_err(|error| LoginError::BadUrl {
-        url: url.to_string(),
-        reason: error.to_string(),
-    })?;
+    let well_known = url
+        .join(".well-known/fakts")
+        .map_err(|error| LoginError::BadUrl {
+            url: url.to_string(),
+            reason: error.to_string(),
+        })?;
     let not_arkitekt = |detail: String| LoginError::NotArkitekt {
         url: url.to_string(),
         well_known: well_known.to_string(),
@@ -189,6 +191,13 @@ pub async fn discover(http: &Client, url: &Url) -> Result<Discovered, LoginError
         .await
         .map_err(|source| unreachable(step, &well_known, source))?;
     let status = response.status();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(LoginError::Unavailable {
+            step,
+            url: well_known.to_string(),
+            status: status.as_u16(),
+        });
+    }
     if !status.is_success() {
         return Err(not_arkitekt(format!("answered HTTP {status}")));
     }
@@ -247,6 +256,13 @@ async fn post(
         .await
         .map_err(|source| unreachable(step, &url, source))?;
     let status = response.status();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(LoginError::Unavailable {
+            step,
+            url: url.to_string(),
+            status: status.as_u16(),
+        });
+    }
     let text = response
         .text()
         .await
@@ -275,7 +291,12 @@ async fn post(
     Ok(Err((state, message)))
 }
 
-fn string_field(answer: &Value, field: &str, step: &'static str, url: &Url) -> Result<String, LoginError> {
+fn string_field(
+    answer: &Value,
+    field: &str,
+    step: &'static str,
+    url: &Url,
+) -> Result<String, LoginError> {
     answer
         .get(field)
         .and_then(Value::as_str)
@@ -359,7 +380,11 @@ pub async fn challenge(http: &Client, base: &Url, code: &str) -> Result<Challeng
 }
 
 /// `POST {base}claim/`: the client's configuration for a claim token.
-pub async fn claim(http: &Client, base: &Url, claim_token: &str) -> Result<ClaimedConfig, LoginError> {
+pub async fn claim(
+    http: &Client,
+    base: &Url,
+    claim_token: &str,
+) -> Result<ClaimedConfig, LoginError> {
     let step = "claiming the client configuration";
     let secure = base.scheme() == "https";
     match post(
@@ -384,7 +409,11 @@ pub async fn claim(http: &Client, base: &Url, claim_token: &str) -> Result<Claim
 
 /// The first alias of `instance` whose challenge answers 200 (one without a challenge is
 /// taken as it is).
-pub async fn choose_alias(http: &Client, key: &str, instance: &Instance) -> Result<Url, LoginError> {
+pub async fn choose_alias(
+    http: &Client,
+    key: &str,
+    instance: &Instance,
+) -> Result<Url, LoginError> {
     let mut tried = Vec::new();
     for alias in &instance.aliases {
         let base = match alias.base_url() {
@@ -400,7 +429,12 @@ pub async fn choose_alias(http: &Client, key: &str, instance: &Instance) -> Resu
         let url = with_slash(base.clone())
             .join(challenge.trim_start_matches('/'))
             .unwrap_or_else(|_| base.clone());
-        match http.get(url.clone()).timeout(CHALLENGE_TIMEOUT).send().await {
+        match http
+            .get(url.clone())
+            .timeout(CHALLENGE_TIMEOUT)
+            .send()
+            .await
+        {
             Ok(response) if response.status().is_success() => return Ok(base),
             Ok(response) => tried.push(format!("{url} answered HTTP {}", response.status())),
             Err(error) => tried.push(match explain_certificate_error(&server_of(&url), &error) {

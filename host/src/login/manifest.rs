@@ -67,7 +67,10 @@ impl Manifest {
             description: Some("serves actions as an agent".to_string()),
         }];
         for requirement in extra {
-            if requirements.iter().any(|known| known.key == requirement.key) {
+            if requirements
+                .iter()
+                .any(|known| known.key == requirement.key)
+            {
                 return Err(format!(
                     "the service key '{}' is listed twice",
                     requirement.key
@@ -137,8 +140,8 @@ mod tests {
         assert_eq!(manifest.scopes, ["openid"]);
         assert_eq!(manifest.requirements[0].service, REKUEST_SERVICE);
         assert!(Manifest::new(Some("a/b".into()), None, None, Vec::new(), "n".into()).is_err());
-        let changed = Manifest::new(None, Some("9".into()), None, Vec::new(), "n".into())
-            .expect("valid");
+        let changed =
+            Manifest::new(None, Some("9".into()), None, Vec::new(), "n".into()).expect("valid");
         assert_ne!(manifest.digest(), changed.digest());
     }
 

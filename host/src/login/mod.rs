@@ -115,9 +115,9 @@ pub fn http_client(tls: &ClientTls) -> Result<Client, LoginError> {
 
 /// The cache file for `settings` (explicit, else the default place).
 pub fn cache_file(settings_file: Option<&PathBuf>, deployment: &Url) -> Option<PathBuf> {
-    settings_file.cloned().or_else(|| {
-        cache::default_dir().map(|dir| cache::file_for(&dir, deployment.as_str()))
-    })
+    settings_file
+        .cloned()
+        .or_else(|| cache::default_dir().map(|dir| cache::file_for(&dir, deployment.as_str())))
 }
 
 impl Session {
@@ -242,7 +242,12 @@ impl Session {
                 offered: if config.instances.is_empty() {
                     "nothing".to_string()
                 } else {
-                    config.instances.keys().cloned().collect::<Vec<_>>().join(", ")
+                    config
+                        .instances
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             })
     }

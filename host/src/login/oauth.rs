@@ -111,6 +111,13 @@ pub async fn fetch(
             renew_at: requested + lifetime - RENEW_MARGIN.min(lifetime / 4),
         });
     }
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(TokenFailure::Other(LoginError::Unavailable {
+            step,
+            url: url.to_string(),
+            status: status.as_u16(),
+        }));
+    }
     let Ok(error) = serde_json::from_str::<ErrorAnswer>(&text) else {
         return Err(TokenFailure::Other(LoginError::Response {
             step,
@@ -127,11 +134,6 @@ pub async fn fetch(
         "invalid_scope" => TokenFailure::Other(LoginError::ScopesRefused {
             scopes: scopes.to_vec(),
             detail,
-        }),
-        _ if status.is_server_error() => TokenFailure::Other(LoginError::Response {
-            step,
-            url: url.to_string(),
-            reason: format!("HTTP {status}: {detail}"),
         }),
         _ => TokenFailure::Other(LoginError::Refused {
             step,
