@@ -215,7 +215,11 @@ mod tests {
                 .expect("read")
                 .is_none()
         );
-        assert!(!format!("{:?}", login("x")).contains("secret"));
+        let shown = format!("{:?}", login("x"));
+        assert!(
+            !shown.contains("secret-claim") && !shown.contains("secret-client"),
+            "{shown}"
+        );
         assert!(forget(&path).expect("deleted"));
         assert!(
             load(&path, "http://lab.example/", "m1")
