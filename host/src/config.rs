@@ -7,6 +7,11 @@
 //! token = "..."
 //! name = "microscope-1"
 //!
+//! # Or, instead of [server] url/token: join an Arkitekt deployment (see `login`).
+//! [arkitekt]
+//! url = "https://lab.example"
+//! redeem_token = "..."      # once; the login is cached afterwards
+//!
 //! [agent]
 //! concurrency = 8
 //! shutdown_grace = "30s"
@@ -104,6 +109,31 @@ pub struct ServerSection {
     pub ca_certs: Option<Vec<PathBuf>>,
 }
 
+/// `[arkitekt]`: join a deployment by its URL (fakts) instead of `[server]` url and token.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArkitektSection {
+    /// The deployment URL, e.g. `https://lab.example`.
+    pub url: Option<String>,
+    /// A redeem token the deployment's admin created (used once; the login is cached).
+    pub redeem_token: Option<String>,
+    /// A claim token (as `FAKTS_TOKEN`).
+    pub claim_token: Option<String>,
+    /// The manifest's identifier (default `rekuest-host`).
+    pub identifier: Option<String>,
+    /// The manifest's version (default this program's version).
+    pub version: Option<String>,
+    /// OAuth2 scopes to ask for (default `["openid"]`).
+    pub scopes: Option<Vec<String>>,
+    /// This machine's node id (default: derived from the machine id).
+    pub node_id: Option<String>,
+    /// Services needed besides rekuest, e.g. `[{ key = "mikro", service = "live.arkitekt.mikro" }]`.
+    #[serde(default)]
+    pub requirements: Vec<crate::login::Requirement>,
+    /// Where the login is cached (relative to the config file).
+    pub cache: Option<PathBuf>,
+}
+
 /// `[agent]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +212,9 @@ pub struct FileConfig {
     /// `[server]`.
     #[serde(default)]
     pub server: ServerSection,
+    /// `[arkitekt]`.
+    #[serde(default)]
+    pub arkitekt: ArkitektSection,
     /// `[agent]`.
     #[serde(default)]
     pub agent: AgentSection,
@@ -226,6 +259,9 @@ pub fn load(file: &Path) -> Result<(FileConfig, Vec<ComponentSettings>), ConfigE
         source,
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
+    if let Some(cache) = &mut config.arkitekt.cache {
+        *cache = base.join(&*cache);
+    }
     if let Some(ca_certs) = &mut config.server.ca_certs {
         for path in ca_certs.iter_mut() {
             *path = base.join(&*path);

@@ -7,6 +7,7 @@
 //! - [`agent`]: registration and the agent socket: serving actions to a rekuest server.
 //! - [`config`]: the `rekuest-host.toml` file.
 //! - [`devserver`]: a local rekuest-compatible server for development and tests.
+//! - [`login`]: joining an Arkitekt deployment (fakts discovery, the claim, access tokens).
 //! - [`tls`]: the certificate authorities outbound connections trust.
 //! - [`text`]: guest and server text made safe for a terminal.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod config;
 pub mod definition;
 pub mod devserver;
 pub mod envelope;
+pub mod login;
 pub mod protocol;
 pub mod runtime;
 pub mod text;

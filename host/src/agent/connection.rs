@@ -34,8 +34,8 @@ pub const WRITE_STALL: Duration = Duration::from_secs(10);
 pub struct SocketConfig {
     /// `ws(s)://{base}/agi`.
     pub url: Url,
-    /// The token sent in REGISTER.
-    pub token: String,
+    /// Where the token sent in REGISTER comes from.
+    pub credentials: super::Credentials,
     /// This process's session id (the same across reconnects).
     pub session_id: String,
     /// Take the agent over from another live connection.
@@ -74,10 +74,12 @@ pub(crate) enum SessionEnd {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Runs one session. `registered` is called once INIT arrived; `closing` turning true asks
-/// the session to close cleanly once every report is written and acknowledged.
+/// Runs one session, registering with `token`. `registered` is called once INIT arrived;
+/// `closing` turning true asks the session to close cleanly once every report is written
+/// and acknowledged.
 pub(crate) async fn session(
     config: &SocketConfig,
+    token: &str,
     dispatcher: &Arc<Dispatcher>,
     outbox: &Outbox,
     closing: &mut watch::Receiver<bool>,
@@ -105,7 +107,7 @@ pub(crate) async fn session(
         })?;
         let register = FromAgent::Register(Register {
             id: None,
-            token: config.token.clone(),
+            token: token.to_string(),
             session_id: Some(config.session_id.clone()),
             force: config.force,
         });

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 mod connection;
+pub mod credentials;
 pub mod dispatcher;
 pub mod outbox;
 pub mod registration;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use connection::{MAX_FRAME_BYTES, SocketConfig};
+pub use credentials::Credentials;
 pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits};
 pub use outbox::Outbox;
 pub use registration::{
@@ -45,8 +47,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AgentConfig {
     /// The deployment.
     pub endpoints: Endpoints,
-    /// The token (GraphQL bearer and REGISTER).
-    pub token: String,
+    /// Where the token comes from (GraphQL bearer and REGISTER).
+    pub credentials: Credentials,
     /// The agent's name.
     pub name: String,
     /// Take the agent over from another live connection.
@@ -78,11 +80,12 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for everything but the deployment, token and name.
-    pub fn new(endpoints: Endpoints, token: String, name: String) -> Self {
+    /// Defaults for everything but the deployment, credentials (a fixed token, or a
+    /// deployment login) and name.
+    pub fn new(endpoints: Endpoints, credentials: impl Into<Credentials>, name: String) -> Self {
         AgentConfig {
             endpoints,
-            token,
+            credentials: credentials.into(),
             name,
             force: false,
             concurrency: 16,
@@ -132,6 +135,9 @@ pub enum AgentError {
     /// GraphQL registration failed.
     #[error(transparent)]
     Registration(#[from] RegistrationError),
+    /// No token could be had from the deployment.
+    #[error(transparent)]
+    Login(#[from] crate::login::LoginError),
     /// Close 3003 right after REGISTER.
     #[error(
         "the server refused REGISTER (close 3003{}): the token is wrong, or the agent was not \
@@ -269,11 +275,14 @@ impl Agent {
             executor,
         );
         let tls = ClientTls::new(&config.ca_certs)?;
-        let graphql =
-            GraphqlClient::new(config.endpoints.graphql.clone(), config.token.clone(), &tls)?;
+        let graphql = GraphqlClient::new(
+            config.endpoints.graphql.clone(),
+            config.credentials.clone(),
+            &tls,
+        )?;
         let socket = SocketConfig {
             url: config.endpoints.agent_socket.clone(),
-            token: config.token.clone(),
+            credentials: config.credentials.clone(),
             session_id: uuid::Uuid::new_v4().to_string(),
             force: config.force,
             init_timeout: config.init_timeout,
@@ -413,10 +422,33 @@ impl Agent {
         let mut backoff = Backoff::new(self.config.backoff);
         let started = tokio::time::Instant::now();
         let mut last_failure = String::new();
+        // Whether the last REGISTER was refused with 3003 and the token renewed since.
+        let mut renewed_after_refusal = false;
         loop {
             let mut registered = false;
+            // Read afresh for every connection: a token may have expired meanwhile.
+            let token = match self.socket.credentials.current_token().await {
+                Ok(token) => token,
+                Err(error) if error.is_transient() || *self.online.borrow() => {
+                    let failure = format!("cannot get an access token: {error}");
+                    if *closing.borrow() {
+                        return Ok(());
+                    }
+                    let Some(delay) = backoff.next_delay() else {
+                        return Err(AgentError::GaveUp {
+                            attempts: backoff.attempts(),
+                            last: failure,
+                        });
+                    };
+                    log_retry(&mut last_failure, failure, delay, "trying again");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(error) => return Err(AgentError::Login(error)),
+            };
             let end = connection::session(
                 &self.socket,
+                &token,
                 &self.dispatcher,
                 &self.outbox,
                 &mut closing,
@@ -437,6 +469,7 @@ impl Agent {
             if registered {
                 backoff.reset();
                 last_failure.clear();
+                renewed_after_refusal = false;
             }
             let failure = match end {
                 SessionEnd::Finished => return Ok(()),
@@ -453,7 +486,18 @@ impl Agent {
                     registered,
                 } => match code {
                     close_code::SCHEMA_MISMATCH if !registered => {
-                        return Err(AgentError::Refused { reason });
+                        // The token may have expired or been revoked: renew it once.
+                        let renewed = if renewed_after_refusal {
+                            None
+                        } else {
+                            self.socket.credentials.renew(&token).await?
+                        };
+                        if renewed.is_none() {
+                            return Err(AgentError::Refused { reason });
+                        }
+                        tracing::info!("REGISTER was refused (3003); trying a renewed token");
+                        renewed_after_refusal = true;
+                        continue;
                     }
                     close_code::AGENT_BLOCKED => return Err(AgentError::Blocked { reason }),
                     close_code::ALREADY_CONNECTED => {

@@ -7,11 +7,15 @@ use reqwest::Url;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::credentials::Credentials;
 use crate::definition::Definition;
+use crate::login::LoginError;
 use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
 /// How long one GraphQL request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests sent with a renewed token after the server refused the previous one.
+const AUTH_RETRIES: usize = 2;
 
 const ENSURE_AGENT: &str = "mutation EnsureAgent($input: AgentInput!) { ensureAgent(input: $input) { id hash name connected } }";
 const IMPLEMENT_AGENT: &str = "mutation ImplementAgent($input: ImplementAgentInput!) { implementAgent(input: $input) { id hash } }";
@@ -66,6 +70,23 @@ pub enum RegistrationError {
         /// The error messages, joined.
         messages: String,
     },
+    /// The server refused the token (HTTP 401/403 or GraphQL `UNAUTHENTICATED`), also
+    /// after renewing it where it can be renewed.
+    #[error("{attempt}: the server refused the token: {messages}")]
+    Unauthenticated {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// The server's messages.
+        messages: String,
+    },
+    /// No token could be had from the deployment.
+    #[error("{attempt}: {source}")]
+    Credentials {
+        /// What was being attempted.
+        attempt: &'static str,
+        /// Why.
+        source: LoginError,
+    },
     /// The answer was not the expected shape.
     #[error("{attempt}: unexpected answer from the server: {reason}")]
     Response {
@@ -86,8 +107,10 @@ impl RegistrationError {
             RegistrationError::Http { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
+            RegistrationError::Credentials { source, .. } => source.is_transient(),
             RegistrationError::Tls { .. }
             | RegistrationError::Graphql { .. }
+            | RegistrationError::Unauthenticated { .. }
             | RegistrationError::Response { .. } => false,
         }
     }
@@ -167,17 +190,22 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// Speaks GraphQL to one deployment with one token.
+/// Speaks GraphQL to one deployment with the agent's current token.
 #[derive(Debug, Clone)]
 pub struct GraphqlClient {
     http: reqwest::Client,
     url: Url,
-    token: String,
+    credentials: Credentials,
 }
 
 impl GraphqlClient {
-    /// A client for the endpoint `url`, authorized with `token`, trusting what `tls` trusts.
-    pub fn new(url: Url, token: String, tls: &ClientTls) -> Result<Self, RegistrationError> {
+    /// A client for the endpoint `url`, authorized by `credentials` (a fixed token or a
+    /// deployment login), trusting what `tls` trusts.
+    pub fn new(
+        url: Url,
+        credentials: impl Into<Credentials>,
+        tls: &ClientTls,
+    ) -> Result<Self, RegistrationError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls.rustls_config())
             .timeout(REQUEST_TIMEOUT)
@@ -188,7 +216,11 @@ impl GraphqlClient {
                 url: url.to_string(),
                 source,
             })?;
-        Ok(GraphqlClient { http, url, token })
+        Ok(GraphqlClient {
+            http,
+            url,
+            credentials: credentials.into(),
+        })
     }
 
     /// A request that got no answer; a refused certificate is explained.
@@ -206,17 +238,55 @@ impl GraphqlClient {
         }
     }
 
-    /// Runs `query` with `variables`; returns `data`.
-    async fn request(
+    /// Runs `query` with `variables`; returns `data`. A refused token is renewed and the
+    /// request sent again (a few times at most).
+    pub async fn request(
         &self,
         attempt: &'static str,
         query: &str,
         variables: Value,
     ) -> Result<Value, RegistrationError> {
+        let credentials_error = |source| RegistrationError::Credentials { attempt, source };
+        let mut token = self
+            .credentials
+            .current_token()
+            .await
+            .map_err(credentials_error)?;
+        let mut retries = 0;
+        loop {
+            match self.request_with(attempt, query, &variables, &token).await {
+                Err(RegistrationError::Unauthenticated { messages, .. })
+                    if retries < AUTH_RETRIES =>
+                {
+                    match self
+                        .credentials
+                        .renew(&token)
+                        .await
+                        .map_err(credentials_error)?
+                    {
+                        Some(renewed) => token = renewed,
+                        None => {
+                            return Err(RegistrationError::Unauthenticated { attempt, messages });
+                        }
+                    }
+                    retries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn request_with(
+        &self,
+        attempt: &'static str,
+        query: &str,
+        variables: &Value,
+        token: &str,
+    ) -> Result<Value, RegistrationError> {
         let response = self
             .http
             .post(self.url.clone())
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .json(&json!({"query": query, "variables": variables}))
             .send()
             .await
@@ -231,22 +301,27 @@ impl GraphqlClient {
                 source,
             })?;
         let body: Option<Value> = serde_json::from_str(&text).ok();
-        if let Some(errors) = body
+        let errors = body
             .as_ref()
             .and_then(|body| body.get("errors"))
             .and_then(Value::as_array)
-            .filter(|errors| !errors.is_empty())
-        {
-            let messages: Vec<String> = errors
-                .iter()
-                .map(|error| match error.get("message").and_then(Value::as_str) {
-                    Some(message) => message.to_string(),
-                    None => error.to_string(),
-                })
-                .collect();
+            .filter(|errors| !errors.is_empty());
+        let unauthenticated = errors.is_some_and(|errors| {
+            errors.iter().any(|error| {
+                error.pointer("/extensions/code").and_then(Value::as_str) == Some("UNAUTHENTICATED")
+            })
+        });
+        if status.as_u16() == 401 || status.as_u16() == 403 || unauthenticated {
+            let messages = match errors {
+                Some(errors) => messages(errors),
+                None => format!("HTTP {status}"),
+            };
+            return Err(RegistrationError::Unauthenticated { attempt, messages });
+        }
+        if let Some(errors) = errors {
             return Err(RegistrationError::Graphql {
                 attempt,
-                messages: messages.join("; "),
+                messages: messages(errors),
             });
         }
         if !status.is_success() {
@@ -330,6 +405,18 @@ impl GraphqlClient {
             implemented: true,
         })
     }
+}
+
+/// The `message`s of GraphQL errors, joined.
+fn messages(errors: &[Value]) -> String {
+    errors
+        .iter()
+        .map(|error| match error.get("message").and_then(Value::as_str) {
+            Some(message) => message.to_string(),
+            None => error.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn string_field(

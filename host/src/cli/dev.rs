@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use rekuest_host::agent::{Agent, AgentConfig};
 use rekuest_host::config::{self, ComponentSettings};
-use rekuest_host::devserver::{Control, DevServer, DevServerConfig};
+use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::text::{Lines, OneLine};
@@ -53,6 +53,9 @@ pub struct DevArgs {
     /// restart, a 3001, a network cut) as live, refusing a REGISTER without force with 4004.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub stale_window: Duration,
+    /// Lifetime of the access tokens the local platform issues (short ones try renewal).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub token_lifetime: Duration,
     /// Assign ACTION once with KEY=VALUE args, print its events and exit with its outcome.
     #[arg(long, num_args = 1.., value_name = "ACTION [KEY=VALUE]...")]
     pub assign: Option<Vec<String>>,
@@ -80,6 +83,10 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         reconnect_grace: args.reconnect_grace,
         stale_window: args.stale_window,
         tokens: None,
+        platform: PlatformConfig {
+            token_lifetime: args.token_lifetime,
+            ..PlatformConfig::default()
+        },
     })
     .await?;
     if components.is_empty() {

@@ -1,10 +1,11 @@
-//! The command line: `inspect`, `call`, `run`, `dev` and `assign`.
+//! The command line: `inspect`, `call`, `run`, `dev`, `assign`, `login` and `logout`.
 
 mod args;
 mod assign;
 mod call;
 mod dev;
 mod inspect;
+mod login;
 mod run;
 
 use std::path::PathBuf;
@@ -72,6 +73,11 @@ enum Command {
     ///
     /// Exit codes: 0 completed, 1 failed, 2 bad arguments, 4 crashed, 130 cancelled.
     Assign(assign::AssignArgs),
+    /// Log this host in to an Arkitekt deployment with a device code a person approves, and
+    /// keep the login for `run --deployment URL`.
+    Login(login::LoginArgs),
+    /// Forget the kept login to an Arkitekt deployment.
+    Logout(login::LoginArgs),
 }
 
 /// Limits and grants of a local run.
@@ -209,6 +215,8 @@ impl Cli {
             Command::Run(args) => run::run(args, self.cache_dir()).await,
             Command::Dev(args) => dev::run(args, self.cache_dir()).await,
             Command::Assign(args) => assign::run(args).await,
+            Command::Login(args) => login::login(args).await,
+            Command::Logout(args) => login::logout(args),
         }
     }
 }

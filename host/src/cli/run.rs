@@ -9,8 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use rekuest_host::agent::{ActorPool, Agent, AgentConfig, ServedComponent};
+use rekuest_host::agent::{
+    ActorPool, Agent, AgentConfig, BackoffConfig, Credentials, ServedComponent,
+};
 use rekuest_host::config::{self, ComponentSettings, FileConfig};
+use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
@@ -25,10 +28,13 @@ pub struct RunArgs {
     /// Configuration file (TOML); flags and REKUEST_* variables override it.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Base URL of the rekuest deployment, e.g. https://lab.example/rekuest.
+    #[command(flatten)]
+    pub deployment: super::login::DeploymentArgs,
+    /// Base URL of a plain rekuest server, e.g. https://lab.example/rekuest (with --token;
+    /// for an Arkitekt deployment use --deployment).
     #[arg(long, env = "REKUEST_URL")]
     pub url: Option<String>,
-    /// Token of the agent.
+    /// Token of the agent on a plain rekuest server.
     #[arg(long, env = "REKUEST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Name of the agent.
@@ -51,10 +57,18 @@ pub struct RunArgs {
     pub components: Vec<PathBuf>,
 }
 
+/// Where the agent serves.
+enum Target {
+    /// A plain rekuest server with a fixed token.
+    Server { url: String, token: String },
+    /// An Arkitekt deployment (discovery, login, renewed tokens); `true`: interactive login
+    /// when there is none yet.
+    Deployment(Box<LoginSettings>, bool),
+}
+
 /// Everything `run` needs, from the file, the environment and the flags.
 struct Settings {
-    url: String,
-    token: String,
+    target: Target,
     name: String,
     force: bool,
     ca_certs: Vec<PathBuf>,
@@ -79,31 +93,49 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             .cloned()
             .map(ComponentSettings::plain),
     );
-    let url = args.url.clone().or(file.server.url).context(
-        "no server URL: pass --url, set REKUEST_URL, or set server.url in the config file",
-    )?;
-    let token = args.token.clone().or(file.server.token).context(
-        "no token: pass --token, set REKUEST_TOKEN, or set server.token in the config file",
-    )?;
+    let ca_certs: Vec<PathBuf> = file
+        .server
+        .ca_certs
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(args.ca_certs.iter().cloned())
+        .collect();
+    let url = args.url.clone().or(file.server.url);
+    let target = match super::login::deployment_settings(
+        &args.deployment,
+        &file.arkitekt,
+        &ca_certs,
+    )? {
+        Some(_) if url.is_some() => bail!(
+            "both a deployment (--deployment, FAKTS_URL or [arkitekt] url) and a rekuest server \
+             (--url, REKUEST_URL or [server] url) are given: use one"
+        ),
+        Some((login, interactive)) => Target::Deployment(Box::new(login), interactive),
+        None => {
+            let url = url.context(
+                "no deployment or server: pass --deployment URL with --redeem-token (or set \
+                 FAKTS_URL and FAKTS_REDEEM_TOKEN, or [arkitekt] in the config file), or a \
+                 plain rekuest server with --url and --token",
+            )?;
+            let token = args.token.clone().or(file.server.token).context(
+                "no token: pass --token, set REKUEST_TOKEN, or set server.token in the config file",
+            )?;
+            Target::Server { url, token }
+        }
+    };
     if args.concurrency == Some(0) {
         bail!("--concurrency must be at least 1");
     }
     Ok(Settings {
-        url,
-        token,
+        target,
         name: args
             .name
             .clone()
             .or(file.server.name)
             .unwrap_or_else(|| "rekuest-host".to_string()),
         force: args.force || file.server.force.unwrap_or(false),
-        ca_certs: file
-            .server
-            .ca_certs
-            .unwrap_or_default()
-            .into_iter()
-            .chain(args.ca_certs.iter().cloned())
-            .collect(),
+        ca_certs,
         concurrency: args.concurrency.or(file.agent.concurrency),
         shutdown_grace: args.shutdown_grace.or(grace_from_file),
         max_reconnect_attempts: file.agent.max_reconnect_attempts,
@@ -218,8 +250,23 @@ pub async fn shutdown_signal() {
 /// Runs `run`.
 pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = settings(args)?;
-    let endpoints = Endpoints::from_base(&settings.url)?;
-    let mut agent_config = AgentConfig::new(endpoints, settings.token, settings.name);
+    let (endpoints, credentials) = match settings.target {
+        Target::Server { url, token } => (Endpoints::from_base(&url)?, Credentials::fixed(token)),
+        Target::Deployment(login, interactive) => {
+            let backoff = BackoffConfig {
+                max_attempts: settings.max_reconnect_attempts,
+                ..BackoffConfig::default()
+            };
+            tokio::select! {
+                connected = super::login::connect(*login, interactive, backoff) => {
+                    let (endpoints, session) = connected?;
+                    (endpoints, Credentials::deployment(session))
+                }
+                () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    };
+    let mut agent_config = AgentConfig::new(endpoints, credentials, settings.name);
     agent_config.force = settings.force;
     agent_config.ca_certs = settings.ca_certs;
     if let Some(concurrency) = settings.concurrency {

@@ -1,5 +1,6 @@
-//! The local server's HTTP side: `POST /graphql`, and WebSocket upgrades for `/agi` (agents)
-//! and `/dev/tasks` (the dev caller API).
+//! The local server's HTTP side: `POST /graphql`, WebSocket upgrades for `/agi` (agents)
+//! and `/dev/tasks` (the dev caller API), and the platform's login endpoints
+//! ([`super::platform`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,6 +43,14 @@ pub(crate) async fn handle(
         (&Method::GET, "/dev/tasks") => {
             upgrade(request, move |socket| caller::serve(shared, socket, stop))
         }
+        (&Method::GET, "/.well-known/fakts") => json_response(
+            &shared
+                .platform
+                .well_known(&origin(&request).unwrap_or_default()),
+        ),
+        (&Method::GET, "/ht") => plain(StatusCode::OK, "ok"),
+        (&Method::POST, "/lok/f/redeem" | "/lok/f/start" | "/lok/f/challenge" | "/lok/f/claim")
+        | (&Method::POST, "/lok/o/token") => platform_response(&shared, &path, request).await,
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     })
 }
@@ -109,6 +118,82 @@ where
     response
 }
 
+/// `http://host:port` as the client addressed this server.
+fn origin(request: &Request<Incoming>) -> Option<String> {
+    let host = request.headers().get(header::HOST)?.to_str().ok()?;
+    Some(format!("http://{host}"))
+}
+
+/// The platform's POST endpoints.
+async fn platform_response(
+    shared: &Shared,
+    path: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let Some(origin) = origin(&request) else {
+        return plain(StatusCode::BAD_REQUEST, "no Host header");
+    };
+    let basic = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(basic_credentials);
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("could not read the body: {error}"),
+            );
+        }
+    };
+    let platform = &shared.platform;
+    if path == "/lok/o/token" {
+        return match platform.token(&body, basic) {
+            Ok(answer) => json_response(&answer),
+            Err((status, answer)) => {
+                let mut response = json_response(&answer);
+                *response.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                response
+            }
+        };
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return json_response(&json!({"status": "error", "message": "the body is not JSON"}));
+    };
+    json_response(&match path {
+        "/lok/f/redeem" => platform.redeem(&body),
+        "/lok/f/start" => platform.start(&body),
+        "/lok/f/challenge" => platform.challenge(&body),
+        _ => {
+            let (host, port) = match reqwest::Url::parse(&origin) {
+                Ok(url) => (
+                    url.host_str().unwrap_or("127.0.0.1").to_string(),
+                    url.port_or_known_default().unwrap_or(80),
+                ),
+                Err(_) => ("127.0.0.1".to_string(), 80),
+            };
+            platform.claim(&body, &origin, &host, port)
+        }
+    })
+}
+
+/// `user:password` of an HTTP Basic header value.
+fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 fn graphql_errors(message: &str) -> Value {
     json!({"data": null, "errors": [{"message": message}]})
 }
@@ -138,11 +223,12 @@ async fn graphql_response(shared: &Shared, request: Request<Incoming>) -> Respon
         }
     };
     let Some(token) = token else {
-        return json_response(&graphql_errors("No Authorization header"));
+        return unauthenticated("No Authorization header");
     };
-    if !shared.token_allowed(&token) {
-        return json_response(&graphql_errors("Invalid token"));
-    }
+    let principal = match shared.principal(&token) {
+        Ok(principal) => principal,
+        Err(reason) => return unauthenticated(reason),
+    };
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -152,7 +238,18 @@ async fn graphql_response(shared: &Shared, request: Request<Incoming>) -> Respon
             );
         }
     };
-    json_response(&execute(shared, &token, &request))
+    json_response(&execute(shared, &principal, &request))
+}
+
+/// A refused token, as the real server refuses it: HTTP 401 with a GraphQL error whose
+/// `extensions.code` is `UNAUTHENTICATED`.
+fn unauthenticated(message: &str) -> Response<Body> {
+    let mut response = json_response(&json!({
+        "data": null,
+        "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
+    }));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
 }
 
 /// Runs a GraphQL request (`{"query", "variables", "operationName"}`) for `token`.

@@ -1,6 +1,8 @@
 //! A local, rekuest-compatible server: GraphQL `ensureAgent`/`implementAgent`, the `/agi`
 //! agent socket (REGISTER, INIT with inquiries, heartbeats with the 3001 timeout, EVENT_ACK,
-//! the close codes), and a small dev caller API at `/dev/tasks`.
+//! the close codes), a small dev caller API at `/dev/tasks`, and the Arkitekt platform's
+//! login endpoints (fakts discovery, redeem, device codes, claim, OAuth2 tokens; see
+//! [`platform`]) whose tokens GraphQL and REGISTER check.
 //!
 //! It backs `rekuest-host dev` and the end-to-end tests. State lives in memory; a
 //! [`DevServer::restart`] keeps it, like a real server restarting on its database.
@@ -9,6 +11,7 @@ mod agent_socket;
 pub mod caller;
 pub mod graphql;
 mod http;
+pub mod platform;
 mod state;
 
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use caller::{CallerReply, CallerRequest};
+pub use platform::{PlatformConfig, PlatformCounts};
 pub use state::{
     Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,
     OfferedAction, ServerEvent, TaskSnapshot,
@@ -48,8 +52,11 @@ pub struct DevServerConfig {
     /// network cut, [`DevServer::silence`]) still counts as live: REGISTER without `force`
     /// gets 4004 meanwhile and `ensureAgent` says `connected` (real: ~3 heartbeats, ~30 s).
     pub stale_window: Duration,
-    /// Accepted tokens; `None` accepts any non-empty token.
+    /// Accepted static tokens; `None` accepts any non-empty token. Access tokens the
+    /// platform issued are accepted while they are valid, whatever this says.
     pub tokens: Option<Vec<String>>,
+    /// The login endpoints.
+    pub platform: PlatformConfig,
 }
 
 impl Default for DevServerConfig {
@@ -61,6 +68,7 @@ impl Default for DevServerConfig {
             reconnect_grace: Duration::from_secs(30),
             stale_window: Duration::from_secs(30),
             tokens: None,
+            platform: PlatformConfig::default(),
         }
     }
 }
@@ -252,6 +260,29 @@ impl DevServer {
     /// Its heartbeat timeout still closes connections whose answers it does not read.
     pub fn set_reading(&self, reading: bool) {
         self.shared.set_reading(reading);
+    }
+
+    /// The clients the platform created (by redeem or device code), oldest first; an
+    /// agent logged in as a client is known by its client id (use it where these methods
+    /// take a token).
+    pub fn clients(&self) -> Vec<String> {
+        self.shared.platform.clients()
+    }
+
+    /// How often the platform granted a redeem, a device code, a claim and a token.
+    pub fn platform_counts(&self) -> PlatformCounts {
+        self.shared.platform.counts()
+    }
+
+    /// Revokes a client: its secret changes (claiming again gives the new one) and its access
+    /// tokens stop working. False if there is no such client.
+    pub fn revoke_client(&self, client_id: &str) -> bool {
+        self.shared.platform.revoke(client_id)
+    }
+
+    /// Makes every access token issued so far invalid at once.
+    pub fn expire_tokens(&self) {
+        self.shared.platform.expire_tokens();
     }
 
     /// Drops the agent's TCP connection without a close frame (a network cut).

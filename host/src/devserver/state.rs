@@ -347,6 +347,8 @@ pub(crate) enum ReportEffect {
 /// The server's state; shared by its connections and its handle.
 pub(crate) struct Shared {
     pub(crate) config: DevServerConfig,
+    /// The login endpoints and the tokens they issued.
+    pub(crate) platform: super::platform::Platform,
     db: Mutex<Db>,
     next_connection: AtomicU64,
     /// Whether agent connections are read (tests switch it off).
@@ -361,6 +363,7 @@ fn action_hash(definition: &Value) -> String {
 impl Shared {
     pub(crate) fn new(config: DevServerConfig) -> Arc<Self> {
         Arc::new(Shared {
+            platform: super::platform::Platform::new(config.platform.clone()),
             config,
             db: Mutex::new(Db::default()),
             next_connection: AtomicU64::new(1),
@@ -389,14 +392,23 @@ impl Shared {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Whether `token` may talk to this server at all.
-    pub(crate) fn token_allowed(&self, token: &str) -> bool {
-        !token.is_empty()
+    /// Whom `token` stands for: the client of an access token the platform issued (while it
+    /// is valid), or a static token itself; `Err` says why it is refused.
+    pub(crate) fn principal(&self, token: &str) -> Result<String, &'static str> {
+        if let Some(client) = self.platform.principal(token) {
+            return client;
+        }
+        let allowed = !token.is_empty()
             && self
                 .config
                 .tokens
                 .as_ref()
-                .is_none_or(|tokens| tokens.iter().any(|allowed| allowed == token))
+                .is_none_or(|tokens| tokens.iter().any(|allowed| allowed == token));
+        if allowed {
+            Ok(token.to_string())
+        } else {
+            Err("Invalid token")
+        }
     }
 
     /// GraphQL `ensureAgent`: get or create the token's agent.
@@ -489,11 +501,11 @@ impl Shared {
         outbox: mpsc::UnboundedSender<Outgoing>,
         silent: Arc<AtomicBool>,
     ) -> Registration {
-        let mut db = self.db();
-        if !self.token_allowed(token) {
+        let Ok(principal) = self.principal(token) else {
             return Registration::Refused(None, crate::protocol::close_code::SCHEMA_MISMATCH);
-        }
-        let Some(agent) = db.agent_by_token(token) else {
+        };
+        let mut db = self.db();
+        let Some(agent) = db.agent_by_token(&principal) else {
             // Like the real server: REGISTER only finds agents that ensureAgent created.
             return Registration::Refused(None, crate::protocol::close_code::SCHEMA_MISMATCH);
         };
