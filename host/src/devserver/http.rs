@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::graphql;
 use super::state::Shared;
-use super::{agent_socket, caller};
+use super::{agent_socket, caller, caller_api};
 
 /// Largest GraphQL request body accepted.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -156,7 +156,7 @@ async fn graphql_response(shared: &Shared, request: Request<Incoming>) -> Respon
 }
 
 /// Runs a GraphQL request (`{"query", "variables", "operationName"}`) for `token`.
-fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
+pub(crate) fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
     let Some(document) = request.get("query").and_then(Value::as_str) else {
         return graphql_errors("the request has no query");
     };
@@ -181,14 +181,14 @@ fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
             })),
             ("mutation", "ensureAgent") => Ok(shared.ensure_agent(token, input)),
             ("mutation", "implementAgent") => shared.implement_agent(token, input),
-            (kind, name) => Err(format!(
+            (kind, name) => caller_api::resolve(shared, token, kind, field).unwrap_or_else(|| Err(format!(
                 "Cannot query field \"{name}\" on type \"{}\" of the local server.",
                 if kind == "mutation" {
                     "Mutation"
                 } else {
                     "Query"
                 }
-            )),
+            ))),
         };
         match result {
             Ok(value) => {

@@ -7,6 +7,8 @@
 
 mod agent_socket;
 pub mod caller;
+mod caller_api;
+mod feed;
 pub mod graphql;
 mod http;
 mod state;
