@@ -1,5 +1,5 @@
-//! The local server's HTTP side: `POST /graphql`, and WebSocket upgrades for `/agi` (agents)
-//! and `/dev/tasks` (the dev caller API).
+//! The local server's HTTP side: `POST /graphql`, and WebSocket upgrades for `/graphql`
+//! (subscriptions), `/agi` (agents) and `/dev/tasks` (the dev caller API).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::graphql;
 use super::state::Shared;
+use super::subscriptions::{self, Dialect};
 use super::{agent_socket, caller, caller_api};
 
 /// Largest GraphQL request body accepted.
@@ -36,11 +37,26 @@ pub(crate) async fn handle(
     let path = request.uri().path().trim_end_matches('/').to_string();
     Ok(match (request.method(), path.as_str()) {
         (&Method::POST, "/graphql") => graphql_response(&shared, request).await,
-        (&Method::GET, "/agi") => upgrade(request, move |socket| {
+        (&Method::GET, "/graphql") => {
+            let offer = request
+                .headers()
+                .get(header::SEC_WEBSOCKET_PROTOCOL)
+                .and_then(|value| value.to_str().ok());
+            match Dialect::choose(offer) {
+                Some(dialect) => upgrade(request, Some(dialect.name()), move |socket| {
+                    subscriptions::serve(shared, socket, dialect, stop)
+                }),
+                None => plain(
+                    StatusCode::BAD_REQUEST,
+                    "GraphQL over WebSocket speaks graphql-ws or graphql-transport-ws",
+                ),
+            }
+        }
+        (&Method::GET, "/agi") => upgrade(request, None, move |socket| {
             agent_socket::serve(shared, socket, stop)
         }),
         (&Method::GET, "/dev/tasks") => {
-            upgrade(request, move |socket| caller::serve(shared, socket, stop))
+            upgrade(request, None, move |socket| caller::serve(shared, socket, stop))
         }
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     })
@@ -61,8 +77,13 @@ fn json_response(value: &Value) -> Response<Body> {
     response
 }
 
-/// Accepts a WebSocket upgrade and runs `serve` on the socket once it is upgraded.
-fn upgrade<F, Fut>(mut request: Request<Incoming>, serve: F) -> Response<Body>
+/// Accepts a WebSocket upgrade (answering the subprotocol `protocol`) and runs `serve` on the
+/// socket once it is upgraded.
+fn upgrade<F, Fut>(
+    mut request: Request<Incoming>,
+    protocol: Option<&'static str>,
+    serve: F,
+) -> Response<Body>
 where
     F: FnOnce(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -105,6 +126,12 @@ where
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
     }
     response
 }

@@ -1,6 +1,7 @@
 //! A local, rekuest-compatible server: GraphQL `ensureAgent`/`implementAgent`, the `/agi`
 //! agent socket (REGISTER, INIT with inquiries, heartbeats with the 3001 timeout, EVENT_ACK,
-//! the close codes), and a small dev caller API at `/dev/tasks`.
+//! the close codes), the caller GraphQL (`assign`, the controls, the lookups, and the
+//! `mytasks` subscription over WebSocket), and a small dev caller API at `/dev/tasks`.
 //!
 //! It backs `rekuest-host dev` and the end-to-end tests. State lives in memory; a
 //! [`DevServer::restart`] keeps it, like a real server restarting on its database.
@@ -12,6 +13,7 @@ mod feed;
 pub mod graphql;
 mod http;
 mod state;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use caller::{CallerReply, CallerRequest};
+pub use feed::SUBSCRIBER_QUEUE;
+pub use subscriptions::MAX_SUBSCRIPTIONS;
 pub use state::{
     Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,
     OfferedAction, ServerEvent, TaskSnapshot,
