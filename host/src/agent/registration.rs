@@ -207,7 +207,7 @@ impl GraphqlClient {
     }
 
     /// Runs `query` with `variables`; returns `data`.
-    async fn request(
+    pub async fn request(
         &self,
         attempt: &'static str,
         query: &str,

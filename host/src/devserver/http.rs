@@ -1,5 +1,5 @@
 //! The local server's HTTP side: `POST /graphql`, and WebSocket upgrades for `/graphql`
-//! (subscriptions), `/agi` (agents) and `/dev/tasks` (the dev caller API).
+//! (subscriptions) and `/agi` (agents).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use super::graphql;
 use super::state::Shared;
 use super::subscriptions::{self, Dialect};
-use super::{agent_socket, caller, caller_api};
+use super::{agent_socket, caller_api};
 
 /// Largest GraphQL request body accepted.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -55,9 +55,6 @@ pub(crate) async fn handle(
         (&Method::GET, "/agi") => upgrade(request, None, move |socket| {
             agent_socket::serve(shared, socket, stop)
         }),
-        (&Method::GET, "/dev/tasks") => {
-            upgrade(request, None, move |socket| caller::serve(shared, socket, stop))
-        }
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     })
 }

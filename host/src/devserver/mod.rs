@@ -1,13 +1,12 @@
 //! A local, rekuest-compatible server: GraphQL `ensureAgent`/`implementAgent`, the `/agi`
 //! agent socket (REGISTER, INIT with inquiries, heartbeats with the 3001 timeout, EVENT_ACK,
 //! the close codes), the caller GraphQL (`assign`, the controls, the lookups, and the
-//! `mytasks` subscription over WebSocket), and a small dev caller API at `/dev/tasks`.
+//! `mytasks` subscription over WebSocket).
 //!
 //! It backs `rekuest-host dev` and the end-to-end tests. State lives in memory; a
 //! [`DevServer::restart`] keeps it, like a real server restarting on its database.
 
 mod agent_socket;
-pub mod caller;
 mod caller_api;
 mod feed;
 pub mod graphql;
@@ -27,8 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-pub use caller::{CallerReply, CallerRequest};
-pub use feed::SUBSCRIBER_QUEUE;
+pub use feed::{REPLAY_WINDOW, SUBSCRIBER_QUEUE};
 pub use subscriptions::MAX_SUBSCRIPTIONS;
 pub use state::{
     Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,

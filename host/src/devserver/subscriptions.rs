@@ -154,7 +154,12 @@ pub(crate) async fn serve<S>(
             _ = super::stopped(&mut stop) => break,
             Some(message) = queued.recv() => Next::Send(vec![message]),
             frame = stream.next() => match frame {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) => {
+                    // Sends the close reply tungstenite queued.
+                    let _ = sink.close().await;
+                    break;
+                }
                 Some(Ok(Message::Text(text))) => connection.handle(text.as_str()),
                 Some(Ok(Message::Binary(_))) => connection.malformed("binary frames are not GraphQL"),
                 Some(Ok(_)) => continue,
