@@ -72,16 +72,24 @@ async fn the_official_client_calls_actions_on_the_local_server() {
     assert_eq!(step("count")["value"], json!([1, 2, 3]));
     let divided = step("divide");
     assert!(
-        divided["error"].as_str().is_some_and(|error| !error.is_empty()),
+        divided["error"]
+            .as_str()
+            .is_some_and(|error| !error.is_empty()),
         "divide(1, 0) must raise the client's ErrorCallError: {divided}"
     );
-    assert!(step("cancel")["ticks"].as_u64().is_some_and(|ticks| ticks >= 1));
+    assert!(
+        step("cancel")["ticks"]
+            .as_u64()
+            .is_some_and(|ticks| ticks >= 1)
+    );
 
     // The server saw the cancel: some ticks task yielded, then ended CANCELLED.
-    let cancelled = (1..200).filter_map(|id| server.task(&id.to_string())).any(|task| {
-        task.events.iter().any(|event| event.kind == "YIELD")
-            && task.events.last().map(|event| event.kind.as_str()) == Some("CANCELLED")
-    });
+    let cancelled = (1..200)
+        .filter_map(|id| server.task(&id.to_string()))
+        .any(|task| {
+            task.events.iter().any(|event| event.kind == "YIELD")
+                && task.events.last().map(|event| event.kind.as_str()) == Some("CANCELLED")
+        });
     assert!(cancelled, "no task ended CANCELLED on the server\n{stderr}");
     serving.shutdown().await.expect("clean shutdown");
 }

@@ -23,7 +23,9 @@ const SUBSCRIBE: &str = "subscription { mytasks { create { id reference isDone }
     event { id task kind returns message } } }";
 
 async fn connect(server: &DevServer, protocol: &'static str) -> Socket {
-    let url = Endpoints::from_base(&server.url()).expect("url").ws("graphql");
+    let url = Endpoints::from_base(&server.url())
+        .expect("url")
+        .ws("graphql");
     let mut request = url.as_str().into_client_request().expect("request");
     request
         .headers_mut()
@@ -68,7 +70,11 @@ async fn receive(socket: &mut Socket) -> Option<Value> {
 }
 
 async fn init(socket: &mut Socket) {
-    send(socket, json!({"type": "connection_init", "payload": {"token": "caller"}})).await;
+    send(
+        socket,
+        json!({"type": "connection_init", "payload": {"token": "caller"}}),
+    )
+    .await;
     assert_eq!(
         receive(socket).await.expect("ack")["type"],
         "connection_ack"
@@ -116,7 +122,9 @@ async fn mytasks_streams_a_callers_task_in_order_in_both_subprotocols() {
             match message["id"].as_str() {
                 Some("a") if message["type"] == data => {
                     assert_eq!(message["payload"]["data"]["assign"]["reference"], protocol);
-                    task = message["payload"]["data"]["assign"]["id"].as_str().map(String::from);
+                    task = message["payload"]["data"]["assign"]["id"]
+                        .as_str()
+                        .map(String::from);
                 }
                 Some("a") => assert_eq!(message["type"], "complete"),
                 Some("feed") => {
@@ -162,7 +170,11 @@ async fn malformed_graphql_gets_errors_and_the_server_keeps_serving() {
     .expect("client");
     for (document, variables, expected) in [
         ("mutation { assign(input: ", json!({}), "expected"),
-        ("query { nothing }", json!({}), "Cannot query field \"nothing\""),
+        (
+            "query { nothing }",
+            json!({}),
+            "Cannot query field \"nothing\"",
+        ),
         (
             "mutation A($i: AssignInput!) { assign(input: $i) { id } }",
             json!({"i": {"interface": "nope", "args": {}}}),
@@ -193,7 +205,11 @@ async fn malformed_graphql_gets_errors_and_the_server_keeps_serving() {
     }
 
     let mut socket = connect(&server, "graphql-ws").await;
-    send(&mut socket, json!({"type": "start", "id": "early", "payload": {"query": SUBSCRIBE}})).await;
+    send(
+        &mut socket,
+        json!({"type": "start", "id": "early", "payload": {"query": SUBSCRIBE}}),
+    )
+    .await;
     let refused = receive(&mut socket).await.expect("open");
     assert_eq!(refused["type"], "error", "{refused}");
     init(&mut socket).await;
@@ -201,9 +217,20 @@ async fn malformed_graphql_gets_errors_and_the_server_keeps_serving() {
         .send(Message::text("{not json"))
         .await
         .expect("sends");
-    assert_eq!(receive(&mut socket).await.expect("open")["type"], "connection_error");
-    for query in ["subscription { tasks { id } }", "subscription {", "query { agents { id } "] {
-        send(&mut socket, json!({"type": "start", "id": "bad", "payload": {"query": query}})).await;
+    assert_eq!(
+        receive(&mut socket).await.expect("open")["type"],
+        "connection_error"
+    );
+    for query in [
+        "subscription { tasks { id } }",
+        "subscription {",
+        "query { agents { id } ",
+    ] {
+        send(
+            &mut socket,
+            json!({"type": "start", "id": "bad", "payload": {"query": query}}),
+        )
+        .await;
         let answer = receive(&mut socket).await.expect("open");
         assert_eq!(answer["type"], "error", "{query}: {answer}");
         assert!(answer["payload"]["message"].is_string(), "{answer}");
@@ -219,15 +246,22 @@ async fn malformed_graphql_gets_errors_and_the_server_keeps_serving() {
     let action = &found["payload"]["data"]["action"];
     assert_eq!(action["key"], "add", "{found}");
     assert_eq!(action["id"], action["hash"]);
-    assert_eq!(action["args"][0], json!({"key": "a", "kind": "INT", "nullable": false}));
-    assert_eq!(receive(&mut socket).await.expect("open")["type"], "complete");
-    send(&mut socket, json!({"type": "start", "id": "feed", "payload": {"query": SUBSCRIBE}})).await;
+    assert_eq!(
+        action["args"][0],
+        json!({"key": "a", "kind": "INT", "nullable": false})
+    );
+    assert_eq!(
+        receive(&mut socket).await.expect("open")["type"],
+        "complete"
+    );
     send(
         &mut socket,
-        with_type(
-            assign("a", "add", json!({"a": 40, "b": 2}), "r"),
-            "start",
-        ),
+        json!({"type": "start", "id": "feed", "payload": {"query": SUBSCRIBE}}),
+    )
+    .await;
+    send(
+        &mut socket,
+        with_type(assign("a", "add", json!({"a": 40, "b": 2}), "r"), "start"),
     )
     .await;
     let mut returns = None;

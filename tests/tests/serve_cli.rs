@@ -172,7 +172,10 @@ async fn assign_streams_yields_and_keeps_its_exit_codes_through_graphql() {
     );
     let stderr = text(&counted.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
-    assert!(lines[0].starts_with("task ") && lines[0].ends_with(" assigned"), "{stderr}");
+    assert!(
+        lines[0].starts_with("task ") && lines[0].ends_with(" assigned"),
+        "{stderr}"
+    );
     assert!(lines.contains(&"ASSIGNED"), "{stderr}");
     assert!(lines.contains(&"progress 100% 3 of 3"), "{stderr}");
     assert!(lines.contains(&"[LOG] counted 2"), "{stderr}");
@@ -180,7 +183,11 @@ async fn assign_streams_yields_and_keeps_its_exit_codes_through_graphql() {
 
     let failed = assign(&["divide", "a=1", "b=0"]).await.expect("joins");
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
-    assert!(text(&failed.stderr).contains("FAILED: "), "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stderr).contains("FAILED: "),
+        "{}",
+        text(&failed.stderr)
+    );
     assert!(text(&failed.stdout).is_empty());
 
     let bad = assign(&["add", "a=x", "b=1"]).await.expect("joins");

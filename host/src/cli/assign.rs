@@ -35,7 +35,12 @@ pub struct AssignArgs {
     #[arg(long, env = "REKUEST_URL", default_value = "http://127.0.0.1:8090")]
     pub url: String,
     /// The caller's token (sent as `Authorization: Bearer`); the local server accepts any.
-    #[arg(long, env = "REKUEST_TOKEN", default_value = "dev", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "REKUEST_TOKEN",
+        default_value = "dev",
+        hide_env_values = true
+    )]
     pub token: String,
     /// Also trust the certificate authorities in this PEM file (repeatable).
     #[arg(long = "ca-cert", value_name = "FILE")]

@@ -2,10 +2,10 @@
 
 mod args;
 mod assign;
-mod my_tasks;
 mod call;
 mod dev;
 mod inspect;
+mod my_tasks;
 mod run;
 
 use std::path::PathBuf;

@@ -93,10 +93,13 @@ impl MyTasks {
         })
         .await;
         match acknowledged {
-            Err(_) => bail!("{url} did not acknowledge the subscription within {CONNECT_TIMEOUT:?}"),
+            Err(_) => {
+                bail!("{url} did not acknowledge the subscription within {CONNECT_TIMEOUT:?}")
+            }
             Ok(result) => result?,
         }
-        let start = json!({"type": "start", "id": "1", "payload": {"query": MY_TASKS, "variables": {}}});
+        let start =
+            json!({"type": "start", "id": "1", "payload": {"query": MY_TASKS, "variables": {}}});
         socket
             .send(Message::text(start.to_string()))
             .await
@@ -114,7 +117,9 @@ impl MyTasks {
             match message["type"].as_str() {
                 Some("data") => {}
                 Some("ka") => continue,
-                Some("complete") => bail!("the server ended the subscription before the task ended"),
+                Some("complete") => {
+                    bail!("the server ended the subscription before the task ended")
+                }
                 _ => bail!(
                     "the subscription failed: {}",
                     message.get("payload").unwrap_or(&message)

@@ -27,11 +27,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use feed::{REPLAY_WINDOW, SUBSCRIBER_QUEUE};
-pub use subscriptions::MAX_SUBSCRIPTIONS;
 pub use state::{
     Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,
     OfferedAction, ServerEvent, TaskSnapshot,
 };
+pub use subscriptions::MAX_SUBSCRIPTIONS;
 
 use crate::protocol::ToAgent;
 use state::{Outgoing, Shared};

@@ -98,9 +98,12 @@ fn close(code: u16, reason: &str) -> Message {
 /// at its top level or under `headers`.
 fn token_of(payload: &Value) -> Option<String> {
     let bearer = |value: &Value| {
-        value
-            .as_str()
-            .map(|text| text.strip_prefix("Bearer ").unwrap_or(text).trim().to_string())
+        value.as_str().map(|text| {
+            text.strip_prefix("Bearer ")
+                .unwrap_or(text)
+                .trim()
+                .to_string()
+        })
     };
     payload
         .get("token")

@@ -85,7 +85,8 @@ impl AssignTarget {
     }
 
     fn matches(&self, agent: &AgentRecord, implementation: &Implementation) -> bool {
-        let is = |wanted: &Option<String>, actual: &str| wanted.as_deref().is_none_or(|w| w == actual);
+        let is =
+            |wanted: &Option<String>, actual: &str| wanted.as_deref().is_none_or(|w| w == actual);
         is(&self.action, &implementation.action_hash)
             && is(&self.action_hash, &implementation.action_hash)
             && is(&self.implementation, &implementation.id)
@@ -238,7 +239,12 @@ fn ports(ports: Option<&Value>, typename: &str) -> Value {
 fn action_json(implementation: &Implementation) -> Value {
     let definition = &implementation.definition;
     let text = |key: &str| definition.get(key).and_then(Value::as_str);
-    let flag = |key: &str| definition.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let flag = |key: &str| {
+        definition
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     let collections: Vec<Value> = definition
         .get("collections")
         .and_then(Value::as_array)
@@ -328,7 +334,11 @@ impl Shared {
     /// GraphQL `assign` for the caller `token`: picks an implementation matching the target
     /// whose agent is connected, creates the task (announced on the caller's `mytasks`), and
     /// answers the `Task`.
-    pub(crate) fn caller_assign(&self, token: &str, request: CallerAssign) -> Result<Value, String> {
+    pub(crate) fn caller_assign(
+        &self,
+        token: &str,
+        request: CallerAssign,
+    ) -> Result<Value, String> {
         let mut db = self.db();
         let mut offered = false;
         let mut chosen = None;
@@ -378,8 +388,8 @@ impl Shared {
 
     /// GraphQL `cancel`/`interrupt`/`pause`/`resume`: sends the control, answers the `Task`.
     pub(crate) fn caller_control(&self, input: &Value, control: Control) -> Result<Value, String> {
-        let task = AssignTarget::string(input, "task")?
-            .ok_or("the input needs the 'task' to control")?;
+        let task =
+            AssignTarget::string(input, "task")?.ok_or("the input needs the 'task' to control")?;
         let control = match control {
             Control::Resume(_) => {
                 Control::Resume(input.get("step").and_then(Value::as_bool).unwrap_or(false))
@@ -461,23 +471,31 @@ impl Shared {
 
     /// GraphQL `implementations(filters: {ids, interface: {exact}, actionHash, agent: {ids}})`.
     pub(crate) fn caller_implementations(&self, filters: &Value) -> Result<Value, String> {
-        let filter = ListFilter::read(filters, &["ids", "interface", "actionHash", "agent", "active"])?;
+        let filter = ListFilter::read(
+            filters,
+            &["ids", "interface", "actionHash", "agent", "active"],
+        )?;
         let action_hash = AssignTarget::string(filters, "actionHash")?;
         let agents = filters
             .get("agent")
             .map(|agent| ListFilter::read(agent, &["ids"]))
             .transpose()?;
         let active = filters.get("active").and_then(Value::as_bool);
-        Ok(Value::Array(self.implementations_where(|agent, implementation| {
-            filter.keeps(&implementation.id, &implementation.interface, &implementation.interface)
-                && action_hash
+        Ok(Value::Array(self.implementations_where(
+            |agent, implementation| {
+                filter.keeps(
+                    &implementation.id,
+                    &implementation.interface,
+                    &implementation.interface,
+                ) && action_hash
                     .as_deref()
                     .is_none_or(|hash| hash == implementation.action_hash)
-                && agents
-                    .as_ref()
-                    .is_none_or(|agents| agents.keeps(&agent.id, &agent.name, &agent.name))
-                && active.is_none_or(|active| active == agent.live.is_some())
-        })))
+                    && agents
+                        .as_ref()
+                        .is_none_or(|agents| agents.keeps(&agent.id, &agent.name, &agent.name))
+                    && active.is_none_or(|active| active == agent.live.is_some())
+            },
+        )))
     }
 
     /// GraphQL `action(id | hash | implementation | agent + interface | interface |
@@ -525,7 +543,9 @@ impl Shared {
     pub(crate) fn caller_agents(&self, id: Option<&str>) -> Result<Value, String> {
         let db = self.db();
         match id {
-            None => Ok(Value::Array(db.agents.iter().map(AgentRecord::to_json).collect())),
+            None => Ok(Value::Array(
+                db.agents.iter().map(AgentRecord::to_json).collect(),
+            )),
             Some(id) => db
                 .agents
                 .iter()
@@ -600,14 +620,20 @@ impl ListFilter {
         }
         Ok(ListFilter {
             ids,
-            search: object.get("search").and_then(Value::as_str).map(str::to_lowercase),
+            search: object
+                .get("search")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase),
             lookup,
         })
     }
 
     /// Whether the item with `id`, `name` and `key` passes.
     fn keeps(&self, id: &str, name: &str, key: &str) -> bool {
-        let ids = self.ids.as_ref().is_none_or(|ids| ids.iter().any(|wanted| wanted == id));
+        let ids = self
+            .ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|wanted| wanted == id));
         let search = self.search.as_ref().is_none_or(|search| {
             name.to_lowercase().contains(search) || key.to_lowercase().contains(search)
         });
@@ -623,14 +649,15 @@ impl ListFilter {
                     "contains" => name.contains(&text(wanted)) || key.contains(&text(wanted)),
                     "iContains" => {
                         let wanted = text(wanted).to_lowercase();
-                        name.to_lowercase().contains(&wanted) || key.to_lowercase().contains(&wanted)
+                        name.to_lowercase().contains(&wanted)
+                            || key.to_lowercase().contains(&wanted)
                     }
                     "startsWith" => {
                         name.starts_with(&text(wanted)) || key.starts_with(&text(wanted))
                     }
-                    "inList" => wanted.as_array().is_some_and(|list| {
-                        list.iter().any(|item| item == name || item == key)
-                    }),
+                    "inList" => wanted
+                        .as_array()
+                        .is_some_and(|list| list.iter().any(|item| item == name || item == key)),
                     _ => false,
                 }
             })
