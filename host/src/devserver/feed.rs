@@ -65,10 +65,14 @@ impl Subscribers {
             .queues
             .retain(|queue| !queue.is_closed() && queue.try_send(Arc::clone(&change)).is_ok());
         if inner.queues.is_empty() {
-            if inner.undelivered.len() == SUBSCRIBER_QUEUE {
+            let now = Instant::now();
+            while inner.undelivered.front().is_some_and(|(published, _)| {
+                inner.undelivered.len() >= SUBSCRIBER_QUEUE
+                    || now.duration_since(*published) > REPLAY_WINDOW
+            }) {
                 inner.undelivered.pop_front();
             }
-            inner.undelivered.push_back((Instant::now(), change));
+            inner.undelivered.push_back((now, change));
         }
     }
 
