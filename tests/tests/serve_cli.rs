@@ -154,6 +154,48 @@ async fn assign_talks_to_a_local_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assign_streams_yields_and_keeps_its_exit_codes_through_graphql() {
+    let (server, serving) = serve(&["math", "generator"]).await;
+    let assign = |words: &'static [&'static str]| {
+        let url = server.url();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["assign", "--url", url.as_str(), "--token", "someone"];
+            args.extend_from_slice(words);
+            host(&args)
+        })
+    };
+    let counted = assign(&["count", "n=3"]).await.expect("joins");
+    assert_eq!(counted.status.code(), Some(0), "{}", text(&counted.stderr));
+    assert_eq!(
+        text(&counted.stdout).lines().collect::<Vec<_>>(),
+        [r#"{"return0":1}"#, r#"{"return0":2}"#, r#"{"return0":3}"#]
+    );
+    let stderr = text(&counted.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("task ") && lines[0].ends_with(" assigned"),
+        "{stderr}"
+    );
+    assert!(lines.contains(&"ASSIGNED"), "{stderr}");
+    assert!(lines.contains(&"progress 100% 3 of 3"), "{stderr}");
+    assert!(lines.contains(&"[LOG] counted 2"), "{stderr}");
+    assert_eq!(lines.last(), Some(&"COMPLETED"), "{stderr}");
+
+    let failed = assign(&["divide", "a=1", "b=0"]).await.expect("joins");
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stderr).contains("FAILED: "),
+        "{}",
+        text(&failed.stderr)
+    );
+    assert!(text(&failed.stdout).is_empty());
+
+    let bad = assign(&["add", "a=x", "b=1"]).await.expect("joins");
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_a_config_file_until_sigterm() {
     let server = DevServer::start(fast_server()).await.expect("server");
     let dir = std::env::temp_dir().join(format!("rekuest-run-{}", std::process::id()));

@@ -1,24 +1,23 @@
-//! `rekuest-host assign`: run one action through a local server (`rekuest-host dev`), printing
-//! the task's events as they happen and its returns on stdout.
+//! `rekuest-host assign`: run one action on a rekuest server (a real one, or the local one of
+//! `rekuest-host dev`) through its caller GraphQL, the `assign` mutation and the `mytasks`
+//! subscription, printing the task's events as they happen and its returns on stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Map, Value};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::{Map, Value, json};
 
+use rekuest_host::agent::GraphqlClient;
 use rekuest_host::definition::Definition;
-use rekuest_host::devserver::{CallerReply, CallerRequest};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::text::{self, Lines, OneLine};
-use rekuest_host::tls::{ClientTls, explain_certificate_error, server_of};
+use rekuest_host::tls::ClientTls;
 
 use super::args::build_args;
 use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_CRITICAL, EXIT_FAILED};
+use super::my_tasks::MyTasks;
 
 /// Arguments of `assign`.
 #[derive(Debug, Args)]
@@ -31,9 +30,18 @@ pub struct AssignArgs {
     /// Arguments as one JSON object (key=value words override its keys).
     #[arg(long, value_name = "JSON")]
     pub args_json: Option<String>,
-    /// Base URL of the local server started by `rekuest-host dev`.
-    #[arg(long, env = "REKUEST_DEV_URL", default_value = "http://127.0.0.1:8090")]
+    /// Base URL of the rekuest server (`/graphql` is appended); by default the local server
+    /// of `rekuest-host dev`.
+    #[arg(long, env = "REKUEST_URL", default_value = "http://127.0.0.1:8090")]
     pub url: String,
+    /// The caller's token (sent as `Authorization: Bearer`); the local server accepts any.
+    #[arg(
+        long,
+        env = "REKUEST_TOKEN",
+        default_value = "dev",
+        hide_env_values = true
+    )]
+    pub token: String,
     /// Also trust the certificate authorities in this PEM file (repeatable).
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
@@ -50,14 +58,26 @@ pub enum Shown {
 /// Prints one event: returns on stdout, everything else on stderr.
 pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
     let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or_default();
+    // The local server's own events carry `error`; rekuest's task events, `message`.
+    let error = || match text("error") {
+        "" => text("message"),
+        error => error,
+    };
     match kind {
+        // rekuest calls the task bound to its agent BOUND.
+        "ASSIGNED" | "BOUND" => {
+            eprintln!("ASSIGNED");
+            Shown::Continue
+        }
         "YIELD" => {
             let returns = fields.get("returns").cloned().unwrap_or(Value::Null);
             println!("{}", text::json(&returns.to_string()));
             Shown::Continue
         }
         "LOG" => {
-            eprintln!("[{}] {}", OneLine(text("level")), Lines(text("message")));
+            // The rekuest subscription carries no log level.
+            let level = fields.get("level").and_then(Value::as_str).unwrap_or("LOG");
+            eprintln!("[{}] {}", OneLine(level), Lines(text("message")));
             Shown::Continue
         }
         "PROGRESS" => {
@@ -74,11 +94,11 @@ pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
             Shown::Done(ExitCode::SUCCESS)
         }
         "FAILED" => {
-            eprintln!("FAILED: {}", Lines(text("error")));
+            eprintln!("FAILED: {}", Lines(error()));
             Shown::Done(ExitCode::from(EXIT_FAILED))
         }
         "CRITICAL" => {
-            eprintln!("CRITICAL: {}", Lines(text("error")));
+            eprintln!("CRITICAL: {}", Lines(error()));
             Shown::Done(ExitCode::from(EXIT_CRITICAL))
         }
         "CANCELLED" | "INTERRUPTED" => {
@@ -131,71 +151,48 @@ pub fn args_for(
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// The definition fields `assign` reads, nested as deep as ports nest in practice.
+const PORT_FIELDS: &str = "key kind nullable description label identifier default \
+    choices { value label description }";
 
-async fn request(socket: &mut Socket, request: &CallerRequest) -> anyhow::Result<()> {
-    socket
-        .send(Message::text(serde_json::to_string(request)?))
-        .await
-        .context("the local server went away")
-}
-
-async fn reply(socket: &mut Socket) -> anyhow::Result<Option<CallerReply>> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                return serde_json::from_str(text.as_str())
-                    .map(Some)
-                    .context("the local server sent something unexpected");
-            }
-            Some(Ok(Message::Close(_))) | None => return Ok(None),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => {
-                return Err(error).context("the connection to the local server broke");
-            }
-        }
+fn ports_selection() -> String {
+    let mut selection = format!("{{ {PORT_FIELDS} }}");
+    for _ in 0..4 {
+        selection = format!("{{ {PORT_FIELDS} children {selection} }}");
     }
+    selection
 }
+
+/// The active implementations and their actions' definitions.
+fn offered_query() -> String {
+    let ports = ports_selection();
+    format!(
+        "query Offered {{ implementations(filters: {{active: true}}) {{ interface \
+         action {{ key version name kind description stateful args {ports} returns {ports} }} }} }}"
+    )
+}
+
+const ASSIGN: &str = "mutation Assign($input: AssignInput!) { assign(input: $input) { id } }";
+const CANCEL: &str = "mutation Cancel($input: CancelInput!) { cancel(input: $input) { id } }";
 
 /// Runs `assign`.
 pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
     let endpoints = Endpoints::from_base(&args.url)?;
-    let url = endpoints.ws("dev/tasks");
     let tls = ClientTls::new(&args.ca_certs)?;
-    let connect = tokio_tungstenite::connect_async_tls_with_config(
-        url.as_str(),
-        None,
-        true,
-        Some(tls.websocket_connector()),
-    );
-    let (mut socket, _) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Err(_) => bail!("{url} did not answer within 10s"),
-        Ok(Ok(connected)) => connected,
-        Ok(Err(error)) => match explain_certificate_error(&server_of(&url), &error) {
-            Some(explanation) => bail!("cannot connect to {url}: {explanation}"),
-            None => {
-                return Err(error).with_context(|| {
-                    format!(
-                        "cannot reach a local server at {url}; start one with \
-                         `rekuest-host dev COMPONENT...`"
-                    )
-                });
-            }
-        },
-    };
-    request(&mut socket, &CallerRequest::Actions).await?;
-    let offered = match reply(&mut socket).await? {
-        Some(CallerReply::Actions { actions }) => actions
-            .into_iter()
-            .filter(|action| action["connected"] == Value::Bool(true))
-            .filter_map(|mut action| {
-                let key = action["interface"].as_str()?.to_string();
-                Some(offered(key, action["definition"].take()))
-            })
-            .collect::<Vec<Offered>>(),
-        other => bail!("the local server answered {other:?} to a request for its actions"),
-    };
+    let client = GraphqlClient::new(endpoints.graphql.clone(), args.token.clone(), &tls)?;
+    let data = client
+        .request("listing the offered actions", &offered_query(), json!({}))
+        .await?;
+    let offered: Vec<Offered> = data["implementations"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|implementation| {
+            let key = implementation["interface"].as_str()?.to_string();
+            Some(offered(key, implementation["action"].clone()))
+        })
+        .collect();
     let task_args = match args_for(
         &offered,
         &args.action,
@@ -208,50 +205,44 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_ARGS));
         }
     };
-    request(
-        &mut socket,
-        &CallerRequest::Assign {
-            action: args.action.clone(),
-            args: task_args,
-            step: None,
-        },
-    )
-    .await?;
-    let mut task = None;
+    // Subscribed before assigning, so no event is missed.
+    let mut feed = MyTasks::subscribe(&endpoints.ws("graphql"), &args.token, &tls).await?;
+    let input = json!({"input": {
+        "interface": args.action,
+        "args": task_args,
+        "reference": uuid::Uuid::new_v4().to_string(),
+        "capture": false,
+    }});
+    let data = client
+        .request("assigning the task (assign)", ASSIGN, input)
+        .await?;
+    let task = data["assign"]["id"]
+        .as_str()
+        .context("the server's answer to assign has no task id")?
+        .to_string();
+    eprintln!("task {} assigned", OneLine(&task));
     let mut interrupts = 0;
     loop {
-        let next = tokio::select! {
-            next = reply(&mut socket) => next?,
-            _ = tokio::signal::ctrl_c(), if task.is_some() => {
+        let event = tokio::select! {
+            event = feed.next() => event?,
+            _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts > 1 {
                     return Ok(ExitCode::from(EXIT_CANCELLED));
                 }
                 eprintln!("cancelling the task (Ctrl-C again to stop waiting)");
-                if let Some(task) = &task {
-                    request(&mut socket, &CallerRequest::Cancel { task: String::clone(task) }).await?;
-                }
+                client
+                    .request("cancelling the task (cancel)", CANCEL, json!({"input": {"task": task}}))
+                    .await?;
                 continue;
             }
         };
-        match next {
-            None => bail!("the local server closed the connection before the task ended"),
-            Some(CallerReply::Assigned { task: id }) => {
-                eprintln!("task {} assigned", OneLine(&id));
-                task = Some(id);
-            }
-            Some(CallerReply::Event { event, .. }) => {
-                let kind = event
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                if let Shown::Done(code) = show_event(&kind, &event) {
-                    return Ok(code);
-                }
-            }
-            Some(CallerReply::Error { error }) => bail!("{error}"),
-            Some(CallerReply::Controlled { .. }) | Some(CallerReply::Actions { .. }) => {}
+        if event.task != task {
+            // Another task of the same token.
+            continue;
+        }
+        if let Shown::Done(code) = show_event(&event.kind, &event.fields) {
+            return Ok(code);
         }
     }
 }

@@ -6,6 +6,7 @@ mod call;
 mod dev;
 mod inspect;
 mod login;
+mod my_tasks;
 mod run;
 
 use std::path::PathBuf;
@@ -69,7 +70,8 @@ enum Command {
     ///
     /// Exit codes with --assign: as for `call` (FAILED is 1).
     Dev(dev::DevArgs),
-    /// Assign an action on the local server of `rekuest-host dev` and print its events.
+    /// Assign an action on a rekuest server (by default the local one of `rekuest-host dev`)
+    /// through its caller GraphQL and print its events.
     ///
     /// Exit codes: 0 completed, 1 failed, 2 bad arguments, 4 crashed, 130 cancelled.
     Assign(assign::AssignArgs),

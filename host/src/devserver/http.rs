@@ -1,5 +1,5 @@
-//! The local server's HTTP side: `POST /graphql`, WebSocket upgrades for `/agi` (agents)
-//! and `/dev/tasks` (the dev caller API), and the platform's login endpoints
+//! The local server's HTTP side: `POST /graphql`, WebSocket upgrades for `/graphql`
+//! (subscriptions) and `/agi` (agents), and the platform's login endpoints
 //! ([`super::platform`]).
 
 use std::convert::Infallible;
@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::graphql;
 use super::state::Shared;
-use super::{agent_socket, caller};
+use super::subscriptions::{self, Dialect};
+use super::{agent_socket, caller_api};
 
 /// Largest GraphQL request body accepted.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -37,12 +38,24 @@ pub(crate) async fn handle(
     let path = request.uri().path().trim_end_matches('/').to_string();
     Ok(match (request.method(), path.as_str()) {
         (&Method::POST, "/graphql") => graphql_response(&shared, request).await,
-        (&Method::GET, "/agi") => upgrade(request, move |socket| {
+        (&Method::GET, "/graphql") => {
+            let offer = request
+                .headers()
+                .get(header::SEC_WEBSOCKET_PROTOCOL)
+                .and_then(|value| value.to_str().ok());
+            match Dialect::choose(offer) {
+                Some(dialect) => upgrade(request, Some(dialect.name()), move |socket| {
+                    subscriptions::serve(shared, socket, dialect, stop)
+                }),
+                None => plain(
+                    StatusCode::BAD_REQUEST,
+                    "GraphQL over WebSocket speaks graphql-ws or graphql-transport-ws",
+                ),
+            }
+        }
+        (&Method::GET, "/agi") => upgrade(request, None, move |socket| {
             agent_socket::serve(shared, socket, stop)
         }),
-        (&Method::GET, "/dev/tasks") => {
-            upgrade(request, move |socket| caller::serve(shared, socket, stop))
-        }
         (&Method::GET, "/.well-known/fakts") => json_response(
             &shared
                 .platform
@@ -70,8 +83,13 @@ fn json_response(value: &Value) -> Response<Body> {
     response
 }
 
-/// Accepts a WebSocket upgrade and runs `serve` on the socket once it is upgraded.
-fn upgrade<F, Fut>(mut request: Request<Incoming>, serve: F) -> Response<Body>
+/// Accepts a WebSocket upgrade (answering the subprotocol `protocol`) and runs `serve` on the
+/// socket once it is upgraded.
+fn upgrade<F, Fut>(
+    mut request: Request<Incoming>,
+    protocol: Option<&'static str>,
+    serve: F,
+) -> Response<Body>
 where
     F: FnOnce(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -114,6 +132,12 @@ where
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
     }
     response
 }
@@ -253,7 +277,7 @@ fn unauthenticated(message: &str) -> Response<Body> {
 }
 
 /// Runs a GraphQL request (`{"query", "variables", "operationName"}`) for `token`.
-fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
+pub(crate) fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
     let Some(document) = request.get("query").and_then(Value::as_str) else {
         return graphql_errors("the request has no query");
     };
@@ -278,14 +302,16 @@ fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
             })),
             ("mutation", "ensureAgent") => Ok(shared.ensure_agent(token, input)),
             ("mutation", "implementAgent") => shared.implement_agent(token, input),
-            (kind, name) => Err(format!(
-                "Cannot query field \"{name}\" on type \"{}\" of the local server.",
-                if kind == "mutation" {
-                    "Mutation"
-                } else {
-                    "Query"
-                }
-            )),
+            (kind, name) => caller_api::resolve(shared, token, kind, field).unwrap_or_else(|| {
+                Err(format!(
+                    "Cannot query field \"{name}\" on type \"{}\" of the local server.",
+                    if kind == "mutation" {
+                        "Mutation"
+                    } else {
+                        "Query"
+                    }
+                ))
+            }),
         };
         match result {
             Ok(value) => {

@@ -1,18 +1,21 @@
 //! A local, rekuest-compatible server: GraphQL `ensureAgent`/`implementAgent`, the `/agi`
 //! agent socket (REGISTER, INIT with inquiries, heartbeats with the 3001 timeout, EVENT_ACK,
-//! the close codes), a small dev caller API at `/dev/tasks`, and the Arkitekt platform's
-//! login endpoints (fakts discovery, redeem, device codes, claim, OAuth2 tokens; see
-//! [`platform`]) whose tokens GraphQL and REGISTER check.
+//! the close codes), the caller GraphQL (`assign`, the controls, the lookups, and the
+//! `mytasks` subscription over WebSocket), and the Arkitekt platform's login endpoints (fakts
+//! discovery, redeem, device codes, claim, OAuth2 tokens; see [`platform`]) whose tokens
+//! GraphQL, its subscriptions and REGISTER check.
 //!
 //! It backs `rekuest-host dev` and the end-to-end tests. State lives in memory; a
 //! [`DevServer::restart`] keeps it, like a real server restarting on its database.
 
 mod agent_socket;
-pub mod caller;
+mod caller_api;
+mod feed;
 pub mod graphql;
 mod http;
 pub mod platform;
 mod state;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,12 +29,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-pub use caller::{CallerReply, CallerRequest};
+pub use feed::{REPLAY_WINDOW, SUBSCRIBER_QUEUE};
 pub use platform::{PlatformConfig, PlatformCounts};
 pub use state::{
     Control, MAX_EVENT_BYTES, MAX_MESSAGE_CHARS, MAX_TASK_EVENT_BYTES, MAX_TASK_EVENTS,
     OfferedAction, ServerEvent, TaskSnapshot,
 };
+pub use subscriptions::MAX_SUBSCRIPTIONS;
 
 use crate::protocol::ToAgent;
 use state::{Outgoing, Shared};

@@ -14,7 +14,11 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::DevServerConfig;
+use super::feed::Subscribers;
 use crate::protocol::{Assign, Inquiry, ToAgent};
+
+mod callers;
+pub(crate) use callers::CallerAssign;
 
 /// Something that happened to a task, as a caller sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,6 +152,8 @@ struct TaskRecord {
     yield_order: VecDeque<String>,
     /// Followers of the task; dropped after its terminal event (their streams end).
     watchers: Vec<mpsc::UnboundedSender<ServerEvent>>,
+    /// Set for tasks a GraphQL caller assigned: its `mytasks` feed gets every event.
+    caller: Option<callers::CallerTask>,
 }
 
 impl TaskRecord {
@@ -163,11 +169,15 @@ impl TaskRecord {
             yields: HashSet::new(),
             yield_order: VecDeque::new(),
             watchers: Vec::new(),
+            caller: None,
         }
     }
 
     /// Records `event`, which counts `cost` bytes; returns how many bytes were freed.
     fn push_costing(&mut self, event: ServerEvent, cost: usize) -> usize {
+        if let Some(caller) = &self.caller {
+            caller.publish(self.events.len() + self.dropped_events, &event);
+        }
         self.watchers
             .retain(|watcher| watcher.send(event.clone()).is_ok());
         if event.is_terminal() {
@@ -259,6 +269,8 @@ struct Db {
     heartbeats_answered: u64,
     closes: Vec<u16>,
     registrations: u64,
+    /// The `mytasks` subscribers of each caller token.
+    feeds: HashMap<String, Arc<Subscribers>>,
 }
 
 impl Db {
@@ -315,6 +327,57 @@ impl Db {
                 self.event_bytes -= freed;
             }
         }
+    }
+}
+
+/// The implementation a task goes to.
+pub(crate) struct Chosen {
+    agent: String,
+    implementation: String,
+    interface: String,
+    action: String,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl Db {
+    /// Creates a task for `chosen` (announced to `caller`'s feed, if any) and sends ASSIGN.
+    fn start_task(
+        &mut self,
+        chosen: Chosen,
+        args: Map<String, Value>,
+        step: Option<bool>,
+        caller: Option<callers::CallerTask>,
+    ) -> String {
+        let id = self.next_id();
+        let task = id.to_string();
+        let mut record = TaskRecord::new(chosen.agent);
+        if let Some(mut caller) = caller {
+            caller.announce(&task);
+            record.caller = Some(caller);
+        }
+        record.push(ServerEvent::new("ASSIGNED"));
+        self.tasks.insert(id, record);
+        self.forget_over_bound();
+        let assign = ToAgent::Assign(Box::new(Assign {
+            id: uuid::Uuid::new_v4().to_string(),
+            interface: chosen.interface,
+            step,
+            task: task.clone(),
+            root: None,
+            parent: None,
+            resolution: None,
+            capture: Some(false),
+            reference: Some(uuid::Uuid::new_v4().to_string()),
+            args,
+            message: None,
+            user: "dev".into(),
+            org: "dev".into(),
+            action: chosen.action,
+            implementation: chosen.implementation,
+            token: None,
+        }));
+        let _ = chosen.outbox.send(Outgoing::Text(assign.to_json()));
+        task
     }
 }
 
@@ -752,32 +815,14 @@ impl Shared {
                 format!("No agent implements '{interface}'")
             });
         };
-        let id = db.next_id();
-        let task = id.to_string();
-        let mut record = TaskRecord::new(agent);
-        record.push(ServerEvent::new("ASSIGNED"));
-        db.tasks.insert(id, record);
-        db.forget_over_bound();
-        let assign = ToAgent::Assign(Box::new(Assign {
-            id: uuid::Uuid::new_v4().to_string(),
-            interface: interface.to_string(),
-            step,
-            task: task.clone(),
-            root: None,
-            parent: None,
-            resolution: None,
-            capture: Some(false),
-            reference: Some(uuid::Uuid::new_v4().to_string()),
-            args,
-            message: None,
-            user: "dev".into(),
-            org: "dev".into(),
-            action,
+        let chosen = Chosen {
+            agent,
             implementation,
-            token: None,
-        }));
-        let _ = outbox.send(Outgoing::Text(assign.to_json()));
-        Ok(task)
+            interface: interface.to_string(),
+            action,
+            outbox,
+        };
+        Ok(db.start_task(chosen, args, step, None))
     }
 
     /// Sends a control message for `task` to its agent.

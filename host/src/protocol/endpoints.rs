@@ -116,8 +116,8 @@ mod tests {
             "wss://lab.example/rekuest/agi"
         );
         assert_eq!(
-            prefixed.ws("dev/tasks").as_str(),
-            "wss://lab.example/rekuest/dev/tasks"
+            prefixed.ws("graphql").as_str(),
+            "wss://lab.example/rekuest/graphql"
         );
         assert_eq!(
             prefixed.http("dev/x").as_str(),
