@@ -5,8 +5,11 @@
 //! - `connection`: one socket session (REGISTER, INIT, heartbeats, reports, acks).
 //! - [`dispatcher`]: the task table, concurrency caps and task control.
 //! - [`outbox`]: queued reports and terminal reports retained until acknowledged.
+//! - [`calls`]: calls from running tasks to other actions (ASSIGN_REQUEST and the child's
+//!   events).
 
 pub mod backoff;
+pub mod calls;
 mod connection;
 pub mod dispatcher;
 pub mod outbox;
@@ -259,6 +262,7 @@ impl Agent {
             config.concurrency,
             config.max_queued,
             Arc::clone(&outbox),
+            calls::Calls::new(),
             executor,
         );
         let tls = ClientTls::new(&config.ca_certs)?;

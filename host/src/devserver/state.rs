@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::DevServerConfig;
-use crate::protocol::{Assign, Inquiry, ToAgent};
+use crate::protocol::{Assign, AssignRequest, ChildControl, Inquiry, ToAgent};
 
 /// Something that happened to a task, as a caller sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,6 +78,8 @@ struct Implementation {
     interface: String,
     definition: Value,
     action_hash: String,
+    /// The `dependencies` given at `implementAgent` (slots a child call may name).
+    dependencies: Value,
 }
 
 struct AgentRecord {
@@ -135,6 +137,12 @@ const EVENT_OVERHEAD: usize = 64;
 
 struct TaskRecord {
     agent: String,
+    /// The implementation it runs (its dependencies resolve its children's calls).
+    implementation: String,
+    /// For a child task: the agent that called it, which gets its events as `*_EVENT`.
+    caller: Option<String>,
+    /// For a child task: its parent task.
+    parent: Option<String>,
     events: Vec<ServerEvent>,
     /// The bytes each kept event counts, in step with `events`.
     costs: Vec<usize>,
@@ -151,9 +159,12 @@ struct TaskRecord {
 }
 
 impl TaskRecord {
-    fn new(agent: String) -> Self {
+    fn new(agent: String, implementation: String) -> Self {
         TaskRecord {
             agent,
+            implementation,
+            caller: None,
+            parent: None,
             events: Vec::new(),
             costs: Vec::new(),
             bytes: 0,
@@ -318,6 +329,178 @@ impl Db {
     }
 }
 
+/// Where a new task goes: its agent, implementation and the agent's connection.
+struct Chosen {
+    agent: String,
+    implementation: String,
+    interface: String,
+    action: String,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// A child task's link to its parent.
+struct ParentLink {
+    /// The parent task.
+    task: String,
+    /// The root of the call tree.
+    root: String,
+    /// The agent that called (gets the child's events).
+    caller: String,
+}
+
+impl Db {
+    /// The first implementation that `fits` on a connected agent; `wanted` names it in errors.
+    fn choose(
+        &self,
+        wanted: &str,
+        fits: impl Fn(&AgentRecord, &Implementation) -> bool,
+    ) -> Result<Chosen, String> {
+        let mut offered = false;
+        for agent in &self.agents {
+            for implementation in &agent.implementations {
+                if !fits(agent, implementation) {
+                    continue;
+                }
+                offered = true;
+                if let Some(live) = &agent.live {
+                    return Ok(Chosen {
+                        agent: agent.id.clone(),
+                        implementation: implementation.id.clone(),
+                        interface: implementation.interface.clone(),
+                        action: implementation.action_hash.clone(),
+                        outbox: live.outbox.clone(),
+                    });
+                }
+            }
+        }
+        Err(if offered {
+            format!("No active implementation found for '{wanted}': its agent is offline")
+        } else {
+            format!("No agent implements '{wanted}'")
+        })
+    }
+
+    /// Records a new task on `chosen` and sends it the ASSIGN; returns the task id.
+    fn start_task(
+        &mut self,
+        chosen: Chosen,
+        args: Map<String, Value>,
+        step: Option<bool>,
+        parent: Option<ParentLink>,
+    ) -> String {
+        let id = self.next_id();
+        let task = id.to_string();
+        let mut record = TaskRecord::new(chosen.agent, chosen.implementation.clone());
+        record.caller = parent.as_ref().map(|parent| parent.caller.clone());
+        record.parent = parent.as_ref().map(|parent| parent.task.clone());
+        record.push(ServerEvent::new("ASSIGNED"));
+        self.tasks.insert(id, record);
+        self.forget_over_bound();
+        let assign = ToAgent::Assign(Box::new(Assign {
+            id: uuid::Uuid::new_v4().to_string(),
+            interface: chosen.interface,
+            step,
+            task: task.clone(),
+            root: parent.as_ref().map(|parent| parent.root.clone()),
+            parent: parent.map(|parent| parent.task),
+            resolution: None,
+            capture: Some(false),
+            reference: Some(uuid::Uuid::new_v4().to_string()),
+            args,
+            message: None,
+            user: "dev".into(),
+            org: "dev".into(),
+            action: chosen.action,
+            implementation: chosen.implementation,
+            token: None,
+        }));
+        let _ = chosen.outbox.send(Outgoing::Text(assign.to_json()));
+        task
+    }
+
+    /// Sends a child's event to the agent that called it, as `{KIND}_EVENT`.
+    fn mirror_to_caller(
+        &mut self,
+        caller: &str,
+        report: &crate::protocol::Report,
+        event: ServerEvent,
+    ) {
+        let Some(live) = self
+            .agent_by_id(caller)
+            .and_then(|agent| agent.live.as_ref())
+        else {
+            // Best effort, like the real server: lost while the caller is away.
+            return;
+        };
+        let frame = ToAgent::Execution(crate::protocol::ExecutionEvent {
+            kind: format!("{}_EVENT", event.kind),
+            task: report.task.clone(),
+            event: report.id.clone(),
+            seq: report.seq.and_then(|seq| i64::try_from(seq).ok()),
+            fields: event.fields,
+        });
+        let _ = live.outbox.send(Outgoing::Text(frame.to_json()));
+    }
+
+    /// The root of `task`'s call tree.
+    fn root_of(&self, task: &str) -> String {
+        let mut root = task.to_string();
+        let mut current = self.tasks.get(&task.parse::<u64>().unwrap_or(0));
+        while let Some(parent) = current.and_then(|record| record.parent.clone()) {
+            current = self.tasks.get(&parent.parse::<u64>().unwrap_or(0));
+            root = parent;
+        }
+        root
+    }
+
+    /// The implementation a call through the dependency `slot` (and `method`) of the
+    /// implementation `of` demands: its action key or hash.
+    fn demand(&self, of: &str, slot: &str, method: Option<&str>) -> Result<Demand, String> {
+        let implementation = self
+            .agents
+            .iter()
+            .flat_map(|agent| &agent.implementations)
+            .find(|implementation| implementation.id == of)
+            .ok_or("the calling task's implementation is gone")?;
+        let dependency = implementation
+            .dependencies
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|dependency| dependency.get("key").and_then(Value::as_str) == Some(slot))
+            .ok_or_else(|| {
+                format!(
+                    "'{}' declares no dependency '{slot}'",
+                    implementation.interface
+                )
+            })?;
+        let method = method.unwrap_or(slot);
+        let action = dependency
+            .get("actionDependencies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|action| action.get("key").and_then(Value::as_str) == Some(method))
+            .ok_or_else(|| format!("the dependency '{slot}' has no action '{method}'"))?;
+        let demand = action.get("demand").unwrap_or(&Value::Null);
+        if let Some(hash) = demand.get("hash").and_then(Value::as_str) {
+            return Ok(Demand::Hash(hash.to_string()));
+        }
+        match demand.get("key").and_then(Value::as_str) {
+            Some(key) => Ok(Demand::Key(key.to_string())),
+            None => Err(format!(
+                "the dependency '{slot}' demands neither a hash nor a key"
+            )),
+        }
+    }
+}
+
+/// What a dependency slot demands.
+enum Demand {
+    Hash(String),
+    Key(String),
+}
+
 /// How a REGISTER went.
 pub(crate) enum Registration {
     /// Registered: send this INIT.
@@ -450,7 +633,11 @@ impl Shared {
                 .and_then(Value::as_str)
                 .or_else(|| definition.get("key").and_then(Value::as_str))
                 .ok_or_else(|| format!("implementations[{index}] has no interface"))?;
-            parsed.push((interface.to_string(), definition.clone()));
+            let dependencies = implementation
+                .get("dependencies")
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()));
+            parsed.push((interface.to_string(), definition.clone(), dependencies));
         }
         let hash = input
             .get("hash")
@@ -459,13 +646,14 @@ impl Shared {
             .to_string();
         let mut db = self.db();
         let mut implementations = Vec::new();
-        for (interface, definition) in parsed {
+        for (interface, definition, dependencies) in parsed {
             let id = db.next_id().to_string();
             implementations.push(Implementation {
                 id,
                 action_hash: action_hash(&definition),
                 interface,
                 definition,
+                dependencies,
             });
         }
         let agent = db
@@ -691,9 +879,13 @@ impl Shared {
             _ => {}
         }
         task.done = report.kind.is_terminal();
+        let mirror = task.caller.clone().map(|caller| (caller, event.clone()));
         let freed = task.push_costing(event, cost);
         db.event_bytes = db.event_bytes + cost - freed;
         db.forget_over_bound();
+        if let Some((caller, event)) = mirror {
+            db.mirror_to_caller(&caller, report, event);
+        }
         ReportEffect::Recorded { ack }
     }
 
@@ -713,59 +905,130 @@ impl Shared {
         step: Option<bool>,
     ) -> Result<String, String> {
         let mut db = self.db();
-        let mut offered = false;
-        let mut chosen = None;
-        for agent in &db.agents {
-            if let Some(implementation) = agent
-                .implementations
-                .iter()
-                .find(|implementation| implementation.interface == interface)
-            {
-                offered = true;
-                if let Some(live) = &agent.live {
-                    chosen = Some((
-                        agent.id.clone(),
-                        implementation.id.clone(),
-                        implementation.action_hash.clone(),
-                        live.outbox.clone(),
-                    ));
-                    break;
+        let chosen = db.choose(interface, |_, implementation| {
+            implementation.interface == interface
+        })?;
+        Ok(db.start_task(chosen, args, step, None))
+    }
+
+    /// ASSIGN_REQUEST from the agent `caller`: starts the child of one of its running tasks
+    /// and answers on `reply` with ASSIGN_RESPONSE (an error does not close the socket). The
+    /// answer is queued before any event of the child can be.
+    pub(crate) fn assign_request(
+        &self,
+        caller: &str,
+        request: &AssignRequest,
+        reply: &mpsc::UnboundedSender<Outgoing>,
+    ) {
+        let mut db = self.db();
+        let started = Self::start_child(&mut db, caller, request);
+        let (task, error) = match started {
+            Ok(task) => (Some(task), None),
+            Err(error) => (None, Some(error)),
+        };
+        let answer = ToAgent::AssignResponse {
+            id: uuid::Uuid::new_v4().to_string(),
+            request: request.id.clone(),
+            reference: Some(request.reference.clone()),
+            created: Some(task.is_some()),
+            task,
+            error,
+        };
+        let _ = reply.send(Outgoing::Text(answer.to_json()));
+    }
+
+    fn start_child(db: &mut Db, caller: &str, request: &AssignRequest) -> Result<String, String> {
+        let parent = request
+            .parent
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| db.tasks.get(&id))
+            .filter(|parent| parent.agent == caller)
+            .ok_or_else(|| {
+                format!(
+                    "the parent task '{}' is not a task of this agent",
+                    request.parent
+                )
+            })?;
+        if parent.done {
+            return Err(format!("the parent task '{}' has ended", request.parent));
+        }
+        let parent_implementation = parent.implementation.clone();
+        let chosen = match (
+            &request.action_hash,
+            &request.agent,
+            &request.interface,
+            &request.dependency,
+        ) {
+            (Some(hash), ..) => db.choose(hash, |_, implementation| {
+                implementation.action_hash == *hash
+            })?,
+            (None, Some(agent), Some(interface), _) => {
+                db.choose(interface, |candidate, implementation| {
+                    candidate.id == *agent && implementation.interface == *interface
+                })?
+            }
+            (None, _, _, Some(slot)) => {
+                match db.demand(&parent_implementation, slot, request.method.as_deref())? {
+                    Demand::Hash(hash) => db.choose(&hash, |_, implementation| {
+                        implementation.action_hash == hash
+                    })?,
+                    Demand::Key(key) => {
+                        db.choose(&key, |_, implementation| implementation.interface == key)?
+                    }
                 }
             }
-        }
-        let Some((agent, implementation, action, outbox)) = chosen else {
-            return Err(if offered {
-                format!("No active implementation found for '{interface}': its agent is offline")
-            } else {
-                format!("No agent implements '{interface}'")
-            });
+            _ => {
+                return Err(
+                    "the request names no action: give an action hash, an agent and \
+                     interface, or a dependency"
+                        .into(),
+                );
+            }
         };
-        let id = db.next_id();
-        let task = id.to_string();
-        let mut record = TaskRecord::new(agent);
-        record.push(ServerEvent::new("ASSIGNED"));
-        db.tasks.insert(id, record);
-        db.forget_over_bound();
-        let assign = ToAgent::Assign(Box::new(Assign {
+        let link = ParentLink {
+            root: db.root_of(&request.parent),
+            task: request.parent.clone(),
+            caller: caller.to_string(),
+        };
+        Ok(db.start_task(chosen, request.args.clone(), None, Some(link)))
+    }
+
+    /// CANCEL_REQUEST, ... from the agent `caller` about one of the children it called:
+    /// passes the control on and answers with CONTROL_RESPONSE.
+    pub(crate) fn control_request(
+        &self,
+        caller: &str,
+        id: &str,
+        control: ChildControl,
+        task: &str,
+    ) -> ToAgent {
+        let called_by_caller = task
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| self.db().tasks.get(&id).map(|record| record.caller.clone()))
+            .flatten()
+            .is_some_and(|called_by| called_by == caller);
+        let result = if called_by_caller {
+            self.control(
+                task,
+                match control {
+                    ChildControl::Cancel => Control::Cancel,
+                    ChildControl::Interrupt => Control::Interrupt,
+                    ChildControl::Pause => Control::Pause,
+                    ChildControl::Resume => Control::Resume(false),
+                },
+            )
+        } else {
+            Err(format!("task '{task}' was not called by this agent"))
+        };
+        ToAgent::ControlResponse {
             id: uuid::Uuid::new_v4().to_string(),
-            interface: interface.to_string(),
-            step,
-            task: task.clone(),
-            root: None,
-            parent: None,
-            resolution: None,
-            capture: Some(false),
-            reference: Some(uuid::Uuid::new_v4().to_string()),
-            args,
-            message: None,
-            user: "dev".into(),
-            org: "dev".into(),
-            action,
-            implementation,
-            token: None,
-        }));
-        let _ = outbox.send(Outgoing::Text(assign.to_json()));
-        Ok(task)
+            request: id.to_string(),
+            task: Some(task.to_string()),
+            accepted: result.is_ok(),
+            error: result.err(),
+        }
     }
 
     /// Sends a control message for `task` to its agent.

@@ -76,9 +76,8 @@ impl ChildCall {
 
 /// Where calls go: implemented by the agent over its socket.
 pub trait CallPort: Send + Sync {
-    /// Starts `target` with `args_json` as a child of `parent`, a task at nesting `depth`
-    /// (0 for a task a plain client assigned).
-    fn start(&self, parent: &str, depth: u32, target: CallTarget, args_json: String) -> ChildCall;
+    /// Starts `target` with `args_json` as a child of the task `parent`.
+    fn start(&self, parent: &str, target: CallTarget, args_json: String) -> ChildCall;
 }
 
 /// What a task needs to make calls: the port, its own task id and nesting depth.
@@ -88,6 +87,7 @@ pub struct TaskCalls {
     pub port: Arc<dyn CallPort>,
     /// The running task's id (the children's `parent`).
     pub task: String,
-    /// Its nesting depth.
+    /// Its nesting depth: 0 for a task a plain client assigned, its parent's plus one for a
+    /// child.
     pub depth: u32,
 }

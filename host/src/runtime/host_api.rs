@@ -122,9 +122,7 @@ impl calls::Host for TaskState {
             WitTarget::Dependency(slot) => CallTarget::Dependency(slot),
         };
         self.children += 1;
-        let child = calls
-            .port
-            .start(&calls.task, calls.depth, target, args_json);
+        let child = calls.port.start(&calls.task, target, args_json);
         Ok(Ok(self.table.push(child)?))
     }
 }
