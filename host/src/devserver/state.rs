@@ -1106,6 +1106,16 @@ impl Shared {
         Some((record.events.clone(), receiver))
     }
 
+    /// The child tasks that `task` called, in the order they were started.
+    pub(crate) fn children(&self, task: &str) -> Vec<String> {
+        self.db()
+            .tasks
+            .iter()
+            .filter(|(_, record)| record.parent.as_deref() == Some(task))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
     pub(crate) fn snapshot(&self, task: &str) -> Option<TaskSnapshot> {
         let db = self.db();
         let record = db.tasks.get(&task.parse::<u64>().ok()?)?;
