@@ -921,6 +921,41 @@ mod tests {
     }
 
     #[test]
+    fn dependencies_are_checked_and_kept_out_of_the_definition_sent() {
+        let described = |dependencies: Value| {
+            json!([{
+                "key": "f", "version": "1", "name": "F", "kind": "FUNCTION",
+                "args": [], "returns": [], "dependencies": dependencies,
+            }])
+            .to_string()
+        };
+        let parsed = parse_definitions(&described(json!([
+            {"key": "add", "action": "add"},
+            {"key": "adder", "hash": "abc", "optional": true},
+        ])))
+        .expect("valid dependencies");
+        assert_eq!(parsed[0].dependencies.len(), 2);
+        let sent = serde_json::to_value(&parsed[0]).expect("serializes");
+        assert!(sent.get("dependencies").is_none(), "{sent}");
+        assert_eq!(
+            parsed[0].dependencies[0].to_server()["actionDependencies"][0]["demand"],
+            json!({"key": "add"})
+        );
+        for (bad, reason) in [
+            (json!([{"key": "x"}]), "exactly one of `action`"),
+            (json!([{"key": "x", "action": "a", "hash": "h"}]), "exactly one of `action`"),
+            (json!([{"key": "x y", "action": "a"}]), "not an identifier"),
+            (
+                json!([{"key": "x", "action": "a"}, {"key": "x", "action": "b"}]),
+                "declared twice",
+            ),
+        ] {
+            let error = parse_definitions(&described(bad)).expect_err("refused");
+            assert!(error.to_string().contains(reason), "{error}");
+        }
+    }
+
+    #[test]
     fn fills_defaults_and_accepts_matching_args() {
         let def = definition(json!([
             {"key": "a", "kind": "INT", "nullable": false},

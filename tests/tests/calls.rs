@@ -186,3 +186,22 @@ async fn child_started(server: &DevServer, task: &str) -> String {
     event(server, &child, "STARTED").await;
     child
 }
+
+#[test]
+fn the_python_pipeline_composes_like_the_rust_one() {
+    let output = Command::new(host_binary())
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .arg(example("math"))
+        .arg(rekuest_host_tests::python_component("pipeline"))
+        .args(["--assign", "double_sum", "a=1", "b=2"])
+        .env(
+            "REKUEST_HOST_CACHE_DIR",
+            workspace_root().join("target").join("test-component-cache"),
+        )
+        .output()
+        .expect("rekuest-host runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), r#"{"return0":6}"#, "{stderr}");
+}
