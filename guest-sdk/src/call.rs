@@ -116,7 +116,8 @@ impl Context {
     pub fn call_as<T: Port>(&self, target: impl Into<Target>, args: Value) -> Result<T, CallError> {
         let mut returns = self.call(target, args)?;
         let value = returns.remove("return0").unwrap_or(Value::Null);
-        T::decode(value, &Path::ret("return0")).map_err(|error| CallError::Returns(error.to_string()))
+        T::decode(value, &Path::ret("return0"))
+            .map_err(|error| CallError::Returns(error.to_string()))
     }
 
     /// Calls a generator and iterates its yields as they come.
@@ -187,7 +188,10 @@ mod tests {
             .expect("starts")
             .collect();
         assert_eq!(items.len(), 3, "{items:?}");
-        assert_eq!(items[1].as_ref().ok().map(|returns| &returns["return0"]), Some(&json!(2)));
+        assert_eq!(
+            items[1].as_ref().ok().map(|returns| &returns["return0"]),
+            Some(&json!(2))
+        );
         assert!(items[2].is_err());
     }
 }

@@ -3,8 +3,8 @@
 use std::rc::Rc;
 
 use crate::bindings::arkitekt::rekuest::{calls, host};
-use crate::call::{CallError, ChildStream, Target};
 use crate::bindings::exports::arkitekt::rekuest::actions;
+use crate::call::{CallError, ChildStream, Target};
 use crate::context::{Context, Host, LogLevel};
 use crate::runtime::{self, Action, RunError};
 

@@ -593,7 +593,10 @@ fn check_dependencies(dependencies: &[Dependency]) -> Result<(), String> {
             ));
         }
         if !seen.insert(dependency.key.as_str()) {
-            return Err(format!("the dependency '{}' is declared twice", dependency.key));
+            return Err(format!(
+                "the dependency '{}' is declared twice",
+                dependency.key
+            ));
         }
         let demanded = [&dependency.action, &dependency.hash]
             .into_iter()
@@ -943,7 +946,10 @@ mod tests {
         );
         for (bad, reason) in [
             (json!([{"key": "x"}]), "exactly one of `action`"),
-            (json!([{"key": "x", "action": "a", "hash": "h"}]), "exactly one of `action`"),
+            (
+                json!([{"key": "x", "action": "a", "hash": "h"}]),
+                "exactly one of `action`",
+            ),
             (json!([{"key": "x y", "action": "a"}]), "not an identifier"),
             (
                 json!([{"key": "x", "action": "a"}, {"key": "x", "action": "b"}]),

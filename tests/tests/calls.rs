@@ -81,7 +81,11 @@ async fn cancelling_the_parent_cancels_its_running_child() {
     let events = finish(&server, &task).await;
     assert_eq!(terminal(&events).kind, "CANCELLED", "{events:?}");
     let child_events = finish(&server, &child).await;
-    assert_eq!(terminal(&child_events).kind, "CANCELLED", "{child_events:?}");
+    assert_eq!(
+        terminal(&child_events).kind,
+        "CANCELLED",
+        "{child_events:?}"
+    );
     serving.shutdown().await.expect("clean shutdown");
 }
 
@@ -204,4 +208,48 @@ fn the_python_pipeline_composes_like_the_rust_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.trim(), r#"{"return0":6}"#, "{stderr}");
+}
+
+#[test]
+fn calls_are_an_import_of_their_own_and_need_a_server() {
+    let engine = wasmtime::Engine::default();
+    let imports = |name: &str| -> Vec<String> {
+        let component =
+            wasmtime::component::Component::from_file(&engine, example(name)).expect("compiles");
+        component
+            .component_type()
+            .imports(&engine)
+            .map(|(import, _)| import.to_string())
+            .collect()
+    };
+    // The calls interface is separate from `host`: components built before it existed
+    // (importing only `host`) link as before.
+    let imported = imports("pipeline");
+    assert!(
+        imported
+            .iter()
+            .any(|import| import == "arkitekt:rekuest/calls@0.1.0")
+    );
+    assert!(
+        imported
+            .iter()
+            .any(|import| import == "arkitekt:rekuest/host@0.1.0")
+    );
+    // Without a server (`call`), a call is refused with a clear error the action passes on.
+    let output = Command::new(host_binary())
+        .arg("call")
+        .arg(example("pipeline"))
+        .args(["double_sum", "a=1", "b=2"])
+        .env(
+            "REKUEST_HOST_CACHE_DIR",
+            workspace_root().join("target").join("test-component-cache"),
+        )
+        .output()
+        .expect("rekuest-host runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("calls to other actions need a rekuest server"),
+        "{stderr}"
+    );
 }

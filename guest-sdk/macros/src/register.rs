@@ -76,7 +76,9 @@ fn parse_dependency(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Depend
         Ok(())
     })?;
     if action.is_some() == hash.is_some() {
-        return Err(meta.error("a dependency names exactly one of `action = \"...\"` or `hash = \"...\"`"));
+        return Err(
+            meta.error("a dependency names exactly one of `action = \"...\"` or `hash = \"...\"`")
+        );
     }
     let key = match (key, &action) {
         (Some(key), _) => key,
