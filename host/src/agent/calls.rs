@@ -54,7 +54,6 @@ impl State {
 
 /// The calls of this agent's tasks; shared by the dispatcher (which starts and steers them)
 /// and the connection (which writes their frames and routes the answers).
-#[derive(Default)]
 pub struct Calls {
     state: Mutex<State>,
     ready: Notify,
@@ -66,8 +65,9 @@ impl Calls {
     /// An empty call table.
     pub fn new() -> Arc<Self> {
         Arc::new_cyclic(|this| Calls {
+            state: Mutex::default(),
+            ready: Notify::new(),
             this: this.clone(),
-            ..Calls::default()
         })
     }
 
