@@ -24,6 +24,11 @@ pub(crate) trait Host {
     fn progress(&self, percent: u8, message: Option<&str>);
     fn yield_returns(&self, returns_json: &str);
     fn is_cancelled(&self) -> bool;
+    fn call(
+        &self,
+        target: &crate::call::Target,
+        args_json: &str,
+    ) -> Result<Box<dyn crate::call::ChildStream>, crate::call::CallError>;
 }
 
 /// Access to the host for a running action: logs, progress and cancellation.
@@ -92,6 +97,10 @@ impl Context {
 
     pub(crate) fn yield_returns(&self, returns_json: &str) {
         self.host.yield_returns(returns_json);
+    }
+
+    pub(crate) fn host(&self) -> &dyn Host {
+        &*self.host
     }
 }
 
@@ -169,6 +178,17 @@ pub(crate) mod tests {
     pub(crate) struct FakeHost {
         pub(crate) events: RefCell<Vec<String>>,
         pub(crate) cancel_after_yields: Option<usize>,
+        /// What a call's child yields, then how it ends.
+        pub(crate) child_yields: Vec<Result<String, crate::call::CallError>>,
+    }
+
+    /// A child that yields a fixed list.
+    struct FakeChild(std::collections::VecDeque<Result<String, crate::call::CallError>>);
+
+    impl crate::call::ChildStream for FakeChild {
+        fn next(&mut self) -> Result<Option<String>, crate::call::CallError> {
+            self.0.pop_front().transpose()
+        }
     }
 
     impl FakeHost {
@@ -203,6 +223,17 @@ pub(crate) mod tests {
         fn is_cancelled(&self) -> bool {
             self.cancel_after_yields
                 .is_some_and(|limit| self.yields().len() >= limit)
+        }
+
+        fn call(
+            &self,
+            target: &crate::call::Target,
+            args_json: &str,
+        ) -> Result<Box<dyn crate::call::ChildStream>, crate::call::CallError> {
+            self.events
+                .borrow_mut()
+                .push(format!("call {target:?} {args_json}"));
+            Ok(Box::new(FakeChild(self.child_yields.clone().into())))
         }
     }
 

@@ -2,8 +2,9 @@
 
 use std::rc::Rc;
 
-use crate::bindings::arkitekt::rekuest::host;
+use crate::bindings::arkitekt::rekuest::{calls, host};
 use crate::bindings::exports::arkitekt::rekuest::actions;
+use crate::call::{CallError, ChildStream, Target};
 use crate::context::{Context, Host, LogLevel};
 use crate::runtime::{self, Action, RunError};
 
@@ -37,6 +38,39 @@ impl Host for WitHost {
 
     fn is_cancelled(&self) -> bool {
         host::is_cancelled()
+    }
+
+    fn call(&self, target: &Target, args_json: &str) -> Result<Box<dyn ChildStream>, CallError> {
+        let target = match target {
+            Target::Dependency(slot) => calls::Target::Dependency(slot.clone()),
+            Target::ActionHash(hash) => calls::Target::ActionHash(hash.clone()),
+            Target::AgentInterface { agent, interface } => {
+                calls::Target::AgentInterface(calls::AgentInterface {
+                    agent: agent.clone(),
+                    interface: interface.clone(),
+                })
+            }
+        };
+        let child = calls::call(&target, args_json).map_err(call_error)?;
+        Ok(Box::new(WitChild(child)))
+    }
+}
+
+/// A child call as the WIT resource; dropping it stops the child if it still runs.
+struct WitChild(calls::Child);
+
+impl ChildStream for WitChild {
+    fn next(&mut self) -> Result<Option<String>, CallError> {
+        self.0.next().map_err(call_error)
+    }
+}
+
+fn call_error(error: calls::CallError) -> CallError {
+    match error {
+        calls::CallError::Refused(reason) => CallError::Refused(reason),
+        calls::CallError::Failed(error) => CallError::Failed(error),
+        calls::CallError::Critical(error) => CallError::Critical(error),
+        calls::CallError::Cancelled(reason) => CallError::Cancelled(reason),
     }
 }
 

@@ -77,6 +77,14 @@
 //! [logs](Context::log), [progress](Context::progress) and
 //! [cancellation](Context::is_cancelled).
 //!
+//! # Calling other actions
+//!
+//! Declare what an action calls with `#[register(dependency = "add")]`, then call it through
+//! the slot: `ctx.call_as::<i64>("add", json!({"a": 1, "b": 2}))` (one return, typed),
+//! `ctx.call(...)` (the returns object) or `ctx.iterate(...)` (a generator's yields). The
+//! call blocks until the child answers; a child that fails is an `Err` ([`CallError`]).
+//! [`Target`] also names an action by hash or by key on a given agent.
+//!
 //! # Ports
 //!
 //! | Rust type | port |
@@ -159,6 +167,7 @@
 //! `critical(<message>)`.
 #![warn(missing_docs)]
 
+mod call;
 mod context;
 mod export;
 mod panic;
@@ -172,13 +181,16 @@ mod tests;
 #[cfg(test)]
 extern crate self as rekuest_guest;
 
+pub use call::{CallError, Target, Yields};
 pub use context::{Context, LogLevel, Percent, ProgressMessage};
 pub use port::Port;
 pub use structure::Structure;
 
 /// Registers a plain function as an action: see the [crate docs](crate#actions-register).
 ///
-/// Options: `#[register(name = "...", version = "...")]`; on parameters
+/// Options: `#[register(name = "...", version = "...")]`; dependency slots for
+/// [`Context::call`]: `dependency = "add"` (a slot named after the action key `add`) or
+/// `dependency(key = "slot", action = "key" | hash = "...", optional)`, repeatable; on parameters
 /// `#[arg(default = <JSON literal>, description = "...", label = "...")]`.
 pub use rekuest_guest_macros::register;
 
@@ -194,7 +206,10 @@ pub use rekuest_guest_macros::Model;
 
 /// Everything an action crate needs: `use rekuest_guest::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Context, Enum, LogLevel, Model, Port, Structure, export_actions, register};
+    pub use crate::{
+        CallError, Context, Enum, LogLevel, Model, Port, Structure, Target, export_actions,
+        register,
+    };
 }
 
 /// The WIT bindings of the `action-component` world; used by [`export_actions!`].
@@ -219,7 +234,8 @@ pub mod __private {
     pub use crate::export::{describe, run};
     pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec};
     pub use crate::runtime::{
-        Action, ActionKind, Definition, Returns, RunError, arg, failed, field, port, yield_each,
+        Action, ActionKind, Definition, Dependency, Returns, RunError, arg, failed, field, port,
+        yield_each,
     };
     pub use serde_json::{self, Map, Value};
 }

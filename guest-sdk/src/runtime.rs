@@ -39,10 +39,29 @@ pub struct Definition {
     pub stateful: bool,
     /// UI groups.
     pub collections: &'static [&'static str],
+    /// Other actions it calls through dependency slots.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub dependencies: &'static [Dependency],
     /// Input ports.
     pub args: Vec<PortSpec>,
     /// Output ports, keyed `return0`, `return1`, ...
     pub returns: Vec<PortSpec>,
+}
+
+/// A dependency slot: an action this one calls, by key or hash
+/// (`#[register(dependency = "add")]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    /// The slot's name; calls through it name it.
+    pub key: &'static str,
+    /// The demanded action's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// The demanded action's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<&'static str>,
+    /// Whether the action works without it.
+    pub optional: bool,
 }
 
 /// One registered action, as `#[register]` generates it and `export_actions!` lists it.
@@ -211,6 +230,7 @@ mod tests {
             kind: ActionKind::Function,
             stateful: false,
             collections: &[],
+            dependencies: &[],
             args: vec![
                 port::<i64>("a", Some("the first"), None, None),
                 port::<i64>("b", None, Some("B"), Some(json!(3))),

@@ -32,6 +32,8 @@ pub const MAX_VERSION: usize = 100;
 pub const MAX_NAME: usize = 1_000;
 /// Longest structure/model identifier, in characters.
 pub const MAX_IDENTIFIER: usize = 255;
+/// Most dependency slots one action may declare.
+pub const MAX_DEPENDENCIES: usize = 32;
 /// The key of the element port of a LIST or DICT (the SDKs' convention); such element ports,
 /// and the variants of a UNION, may also be keyed by a decimal index (`0`, `1`). Any other port
 /// key is an identifier (see [`is_identifier`]).
@@ -179,6 +181,48 @@ pub struct Definition {
     /// UI groups.
     #[serde(default)]
     pub collections: Vec<String>,
+    /// Other actions it calls through dependency slots. Registered with its implementation
+    /// (`implementAgent`), not as part of the definition the server stores.
+    #[serde(default, skip_serializing)]
+    pub dependencies: Vec<Dependency>,
+}
+
+/// A dependency slot: an action another one calls, by its key or its hash; the server picks
+/// an implementation when the slot is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    /// The slot's name, which calls through it give.
+    pub key: String,
+    /// The demanded action's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The demanded action's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Whether the action works without it.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl Dependency {
+    /// The slot as `implementAgent` takes it (`DependencyInput`).
+    pub fn to_server(&self) -> Value {
+        let demand = match (&self.hash, &self.action) {
+            (Some(hash), _) => serde_json::json!({ "hash": hash }),
+            (None, action) => serde_json::json!({ "key": action }),
+        };
+        serde_json::json!({
+            "key": self.key,
+            "optional": self.optional,
+            "autoResolvable": true,
+            "actionDependencies": [{
+                "key": self.key,
+                "optional": self.optional,
+                "demand": demand,
+            }],
+        })
+    }
 }
 
 impl Definition {
@@ -306,6 +350,7 @@ mod server {
                 pure: definition.pure.unwrap_or(false),
                 idempotent: definition.idempotent.unwrap_or(false),
                 collections: definition.collections.unwrap_or_default(),
+                dependencies: Vec::new(),
             }
         }
     }
@@ -511,6 +556,7 @@ fn check_definition(definition: &Definition) -> Result<(), String> {
     for port in definition.args.iter().chain(&definition.returns) {
         check_port(port, 1)?;
     }
+    check_dependencies(&definition.dependencies)?;
     let mut size = DescriptionSize::default();
     for port in definition.args.iter().chain(&definition.returns) {
         size.add(port);
@@ -526,6 +572,43 @@ fn check_definition(definition: &Definition) -> Result<(), String> {
             "its ENUM ports have {} choices in all; at most {MAX_CHOICES} are allowed",
             size.choices
         ));
+    }
+    Ok(())
+}
+
+/// Dependency slots: unique identifiers, each demanding exactly one of a key or a hash.
+fn check_dependencies(dependencies: &[Dependency]) -> Result<(), String> {
+    if dependencies.len() > MAX_DEPENDENCIES {
+        return Err(format!(
+            "it declares {} dependencies; at most {MAX_DEPENDENCIES} are allowed",
+            dependencies.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for dependency in dependencies {
+        if !is_identifier(&dependency.key) || dependency.key.len() > MAX_IDENTIFIER {
+            return Err(format!(
+                "the dependency key {} is not an identifier",
+                excerpt(&dependency.key)
+            ));
+        }
+        if !seen.insert(dependency.key.as_str()) {
+            return Err(format!(
+                "the dependency '{}' is declared twice",
+                dependency.key
+            ));
+        }
+        let demanded = [&dependency.action, &dependency.hash]
+            .into_iter()
+            .flatten()
+            .filter(|text| !text.is_empty() && text.len() <= MAX_ACTION_KEY)
+            .count();
+        if demanded != 1 {
+            return Err(format!(
+                "the dependency '{}' must name exactly one of `action` (a key) or `hash`",
+                dependency.key
+            ));
+        }
     }
     Ok(())
 }
@@ -860,6 +943,44 @@ mod tests {
 
     fn args(value: Value) -> serde_json::Map<String, Value> {
         value.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn dependencies_are_checked_and_kept_out_of_the_definition_sent() {
+        let described = |dependencies: Value| {
+            json!([{
+                "key": "f", "version": "1", "name": "F", "kind": "FUNCTION",
+                "args": [], "returns": [], "dependencies": dependencies,
+            }])
+            .to_string()
+        };
+        let parsed = parse_definitions(&described(json!([
+            {"key": "add", "action": "add"},
+            {"key": "adder", "hash": "abc", "optional": true},
+        ])))
+        .expect("valid dependencies");
+        assert_eq!(parsed[0].dependencies.len(), 2);
+        let sent = serde_json::to_value(&parsed[0]).expect("serializes");
+        assert!(sent.get("dependencies").is_none(), "{sent}");
+        assert_eq!(
+            parsed[0].dependencies[0].to_server()["actionDependencies"][0]["demand"],
+            json!({"key": "add"})
+        );
+        for (bad, reason) in [
+            (json!([{"key": "x"}]), "exactly one of `action`"),
+            (
+                json!([{"key": "x", "action": "a", "hash": "h"}]),
+                "exactly one of `action`",
+            ),
+            (json!([{"key": "x y", "action": "a"}]), "not an identifier"),
+            (
+                json!([{"key": "x", "action": "a"}, {"key": "x", "action": "b"}]),
+                "declared twice",
+            ),
+        ] {
+            let error = parse_definitions(&described(bad)).expect_err("refused");
+            assert!(error.to_string().contains(reason), "{error}");
+        }
     }
 
     #[test]

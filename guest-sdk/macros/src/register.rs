@@ -16,6 +16,15 @@ use crate::docs;
 pub(crate) struct Options {
     name: Option<LitStr>,
     version: Option<LitStr>,
+    dependencies: Vec<DependencyOption>,
+}
+
+/// `dependency = "add"` or `dependency(key = "adder", action = "add" | hash = "...", optional)`.
+struct DependencyOption {
+    key: LitStr,
+    action: Option<LitStr>,
+    hash: Option<LitStr>,
+    optional: bool,
 }
 
 impl Options {
@@ -25,13 +34,63 @@ impl Options {
             self.name = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("version") {
             self.version = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("dependency") {
+            self.dependencies.push(parse_dependency(&meta)?);
         } else {
-            return Err(
-                meta.error("unknown option; expected `name = \"...\"` or `version = \"...\"`")
-            );
+            return Err(meta.error(
+                "unknown option; expected `name = \"...\"`, `version = \"...\"`, \
+                 `dependency = \"action\"` or `dependency(key = \"...\", action = \"...\")`",
+            ));
         }
         Ok(())
     }
+}
+
+/// Parses a `dependency` option (its slot is named after the action unless `key` is given).
+fn parse_dependency(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<DependencyOption> {
+    if meta.input.peek(syn::Token![=]) {
+        let action: LitStr = meta.value()?.parse()?;
+        return Ok(DependencyOption {
+            key: action.clone(),
+            action: Some(action),
+            hash: None,
+            optional: false,
+        });
+    }
+    let mut key: Option<LitStr> = None;
+    let mut action: Option<LitStr> = None;
+    let mut hash: Option<LitStr> = None;
+    let mut optional = false;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("key") {
+            key = Some(inner.value()?.parse()?);
+        } else if inner.path.is_ident("action") {
+            action = Some(inner.value()?.parse()?);
+        } else if inner.path.is_ident("hash") {
+            hash = Some(inner.value()?.parse()?);
+        } else if inner.path.is_ident("optional") {
+            optional = true;
+        } else {
+            return Err(inner.error("expected `key`, `action`, `hash` or `optional`"));
+        }
+        Ok(())
+    })?;
+    if action.is_some() == hash.is_some() {
+        return Err(
+            meta.error("a dependency names exactly one of `action = \"...\"` or `hash = \"...\"`")
+        );
+    }
+    let key = match (key, &action) {
+        (Some(key), _) => key,
+        (None, Some(action)) => action.clone(),
+        (None, None) => return Err(meta.error("a dependency by `hash` needs a `key` (its slot)")),
+    };
+    Ok(DependencyOption {
+        key,
+        action,
+        hash,
+        optional,
+    })
 }
 
 /// Options of `#[arg(...)]` on a parameter.
@@ -97,6 +156,17 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
     let description = docs.description.as_deref().unwrap_or("No Description");
 
     let sdk = quote!(::rekuest_guest::__private);
+    let dependencies = options.dependencies.iter().map(|dependency| {
+        let DependencyOption {
+            key,
+            action,
+            hash,
+            optional,
+        } = dependency;
+        let action = option_str(action.as_ref().map(LitStr::value).as_deref());
+        let hash = option_str(hash.as_ref().map(LitStr::value).as_deref());
+        quote!(#sdk::Dependency { key: #key, action: #action, hash: #hash, optional: #optional })
+    });
     let kind = if output.generator {
         quote!(#sdk::ActionKind::Generator)
     } else {
@@ -205,6 +275,7 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
                     kind: #kind,
                     stateful: false,
                     collections: &[],
+                    dependencies: &[#(#dependencies),*],
                     args: ::std::vec![#(#arg_ports),*],
                     returns: ::std::vec![#(#return_ports),*],
                 }

@@ -87,6 +87,16 @@ JSON object keyed ``return0``, ...: once for a function (``{}`` without return p
 per item for a generator, which stops early (and is closed) when the caller cancels,
 checked after each item. A returned value that does not fit its port fails the task.
 
+Calling other actions
+---------------------
+
+Declare what an action calls with ``@register(dependencies=["add"])`` and call it through
+the slot: ``call("add", a=1, b=2)`` (or ``ctx.call(...)``) blocks until the child answers
+and gives its returns (one value, a tuple for several); ``iterate("count", n=3)`` yields a
+generator's items as they come. A child that fails raises `CallError` (``kind``:
+``refused``, ``failed``, ``critical``, ``cancelled``), which the action may catch.
+``action_hash(...)`` and ``agent_interface(agent, key)`` name a target without a slot.
+
 Raising `ActionError` fails the task (FAILED) with its message: a failure meant for the
 caller, like a Rust ``Err``. Any other exception is a bug, like a Rust panic: the task
 ends CRITICAL with the traceback's last line (``ZeroDivisionError: division by zero``) and
@@ -96,12 +106,19 @@ the whole traceback is sent as a CRITICAL log line.
 from ._ports import DefinitionError, PortError, model, structure
 from ._runtime import (
     ActionError,
+    CallError,
+    Child,
     Context,
     Host,
     LogLevel,
+    action_hash,
     actions,
+    agent_interface,
+    call,
+    dependency,
     describe,
     is_cancelled,
+    iterate,
     log,
     progress,
     register,
@@ -111,14 +128,21 @@ from ._runtime import (
 
 __all__ = [
     "ActionError",
+    "CallError",
+    "Child",
     "Context",
     "DefinitionError",
     "Host",
     "LogLevel",
     "PortError",
+    "action_hash",
     "actions",
+    "agent_interface",
+    "call",
+    "dependency",
     "describe",
     "is_cancelled",
+    "iterate",
     "log",
     "model",
     "progress",

@@ -7,6 +7,7 @@ generates); the build's entry module imports the action module, then this.
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.actions import RunError_Critical, RunError_Failed
+from wit_world.imports import calls as _calls
 from wit_world.imports import host as _wit
 
 from . import _runtime
@@ -36,6 +37,49 @@ class WitHost(_runtime.Host):
 
     def is_cancelled(self):
         return _wit.is_cancelled()
+
+    def call(self, target, args_json):
+        kind = target[0]
+        if kind == "dependency":
+            wit_target = _calls.Target_Dependency(target[1])
+        elif kind == "hash":
+            wit_target = _calls.Target_ActionHash(target[1])
+        else:
+            wit_target = _calls.Target_AgentInterface(_calls.AgentInterface(target[1], target[2]))
+        try:
+            return WitChild(_calls.call(wit_target, args_json))
+        except Err as error:
+            raise _call_error(error.value) from None
+
+
+class WitChild(_runtime.Child):
+    """A child call as the WIT resource; closing it stops the child if it still runs."""
+
+    def __init__(self, child):
+        self._child = child
+
+    def next(self):
+        try:
+            return self._child.next()
+        except Err as error:
+            raise _call_error(error.value) from None
+
+    def close(self):
+        if self._child is not None:
+            self._child.__exit__(None, None, None)
+            self._child = None
+
+
+_CALL_ERROR_KINDS = {
+    _calls.CallError_Refused: "refused",
+    _calls.CallError_Failed: "failed",
+    _calls.CallError_Critical: "critical",
+    _calls.CallError_Cancelled: "cancelled",
+}
+
+
+def _call_error(error):
+    return _runtime.CallError(_CALL_ERROR_KINDS.get(type(error), "critical"), str(error.value))
 
 
 _description = None

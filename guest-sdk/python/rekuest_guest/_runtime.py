@@ -26,12 +26,19 @@ from ._ports import (
 __all__ = [
     "Action",
     "ActionError",
+    "CallError",
+    "Child",
     "Context",
     "Host",
     "LogLevel",
+    "action_hash",
     "actions",
+    "agent_interface",
+    "call",
+    "dependency",
     "describe",
     "is_cancelled",
+    "iterate",
     "log",
     "progress",
     "register",
@@ -91,6 +98,98 @@ class Host:
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def call(self, target: tuple[str, ...], args_json: str) -> "Child":
+        raise CallError(
+            "refused",
+            "calls to other actions need rekuest-host: this action is not running in a component",
+        )
+
+
+class Child:
+    """A running child task as the host reaches it."""
+
+    def next(self) -> str | None:
+        """The next returns as JSON text; None once the child completed."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stops the child if it still runs."""
+
+
+class CallError(Exception):
+    """A call to another action gave no (more) returns: `kind` is ``refused`` (not made),
+    ``failed`` or ``critical`` (how the child ended), ``cancelled`` (the child was stopped) or
+    ``returns`` (its returns were not what the caller expected)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{_CALL_ERROR_PREFIX.get(kind, kind)}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+_CALL_ERROR_PREFIX = {
+    "refused": "the call was refused",
+    "failed": "the called action failed",
+    "critical": "the called action crashed",
+    "cancelled": "the called action was stopped",
+    "returns": "the called action's returns do not fit",
+}
+
+
+def dependency(slot: str) -> tuple[str, ...]:
+    """A call target: a dependency slot the action declared."""
+    return ("dependency", slot)
+
+
+def action_hash(hash_: str) -> tuple[str, ...]:
+    """A call target: the action with this hash."""
+    return ("hash", hash_)
+
+
+def agent_interface(agent: str, interface: str) -> tuple[str, ...]:
+    """A call target: the action `interface` on the agent `agent` (its id)."""
+    return ("agent", agent, interface)
+
+
+def _target(target: str | tuple[str, ...]) -> tuple[str, ...]:
+    return dependency(target) if isinstance(target, str) else tuple(target)
+
+
+def _unpack(returns_json: str) -> Any:
+    try:
+        returns = json.loads(returns_json)
+    except ValueError as error:
+        raise CallError("returns", str(error)) from None
+    if not isinstance(returns, dict):
+        raise CallError("returns", "the returns are not a JSON object")
+    values = [returns[f"return{index}"] for index in range(len(returns)) if f"return{index}" in returns]
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def iterate(target: str | tuple[str, ...], /, **args: Any) -> Iterator[Any]:
+    """Calls a generator (`target`: a dependency slot, or `action_hash(...)`,
+    `agent_interface(...)`) with keyword args and yields its items as they come (one value, a
+    tuple for several returns). Raises `CallError` if the child does not complete."""
+    child = _host.call(_target(target), json.dumps(args))
+    try:
+        while True:
+            returns = child.next()
+            if returns is None:
+                return
+            yield _unpack(returns)
+    finally:
+        child.close()
+
+
+def call(target: str | tuple[str, ...], /, **args: Any) -> Any:
+    """Calls another action with keyword args and waits for its returns (one value, a tuple
+    for several, None for none). Raises `CallError` if the child does not complete: catch it
+    to handle the child's failure."""
+    results = list(iterate(target, **args))
+    return results[0] if results else None
 
 
 _host: Host = Host()
@@ -159,6 +258,14 @@ class Context:
 
     def is_cancelled(self) -> bool:
         return is_cancelled()
+
+    def call(self, target: str | tuple[str, ...], /, **args: Any) -> Any:
+        """Calls another action and waits for its returns (see the module-level `call`)."""
+        return call(target, **args)
+
+    def iterate(self, target: str | tuple[str, ...], /, **args: Any) -> Iterator[Any]:
+        """Calls a generator and yields its items (see the module-level `iterate`)."""
+        return iterate(target, **args)
 
 
 _ITERATOR_ORIGINS = (
@@ -257,6 +364,7 @@ def _define(
     version: str,
     description: str | None,
     collections_: list[str],
+    dependencies: list[Any],
 ) -> Action:
     where = f"action {key!r}"
     if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
@@ -351,7 +459,26 @@ def _define(
         "stateful": False,
         "collections": list(collections_),
     }
+    if dependencies:
+        definition["dependencies"] = [_dependency(item, where) for item in dependencies]
     return Action(key, function, definition, args, context_params, returns, generator)
+
+
+def _dependency(item: Any, where: str) -> dict[str, Any]:
+    """A dependency slot: ``"add"`` (named after the action) or
+    ``{"key": ..., "action": ... | "hash": ..., "optional": ...}``."""
+    if isinstance(item, str):
+        return {"key": item, "action": item, "optional": False}
+    if isinstance(item, dict) and set(item) <= {"key", "action", "hash", "optional"}:
+        demands = [field for field in ("action", "hash") if item.get(field)]
+        if len(demands) == 1 and (item.get("key") or item.get("action")):
+            slot = {"key": item.get("key") or item["action"], demands[0]: item[demands[0]]}
+            slot["optional"] = bool(item.get("optional", False))
+            return slot
+    raise DefinitionError(
+        f"{where}: a dependency is an action key or "
+        f"{{'key': ..., 'action': ... or 'hash': ..., 'optional': ...}}, not {item!r}"
+    )
 
 
 def register(
@@ -361,18 +488,23 @@ def register(
     version: str = "1",
     description: str | None = None,
     collections: list[str] | None = None,
+    dependencies: list[Any] | None = None,
 ) -> Any:
     """Registers a plain function as an action: `@register` or `@register(name=...)`.
 
     The definition comes from the signature and the docstring (see the package docs); the
     function itself is returned unchanged, still callable from your own code and tests.
+    `dependencies` declares the actions it calls (``["add"]``): call them with
+    `call("add", a=1, b=2)`.
     """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         key = function.__name__
         if key in _actions:
             raise DefinitionError(f"an action with the key {key!r} is already registered")
-        _actions[key] = _define(function, key, name, str(version), description, collections or [])
+        _actions[key] = _define(
+            function, key, name, str(version), description, collections or [], dependencies or []
+        )
         return function
 
     if function is not None:

@@ -541,3 +541,94 @@ class HostApi(Isolated):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FakeChild(_runtime.Child):
+    """A child that yields a fixed list, then completes or raises."""
+
+    def __init__(self, items: list) -> None:
+        self.items = list(items)
+        self.closed = False
+
+    def next(self):
+        if not self.items:
+            return None
+        item = self.items.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return json.dumps(item)
+
+    def close(self):
+        self.closed = True
+
+
+class CallingHost(RecordingHost):
+    """Answers calls with a FakeChild of `items`, recording the target and args."""
+
+    def __init__(self, items: list) -> None:
+        super().__init__()
+        self.items = items
+        self.calls: list = []
+        self.children: list[FakeChild] = []
+
+    def call(self, target, args_json):
+        self.calls.append((target, json.loads(args_json)))
+        child = FakeChild(self.items)
+        self.children.append(child)
+        return child
+
+
+class Calls(Isolated):
+    def with_host(self, items: list) -> CallingHost:
+        host = CallingHost(items)
+        _runtime.set_host(host)
+        self.host = host
+        return host
+
+    def test_dependencies_are_declared_in_the_definition(self) -> None:
+        @register(dependencies=["add", {"key": "adder", "hash": "abc", "optional": True}])
+        def twice(a: int) -> int:
+            return a
+
+        self.assertEqual(
+            self.definition("twice")["dependencies"],
+            [
+                {"key": "add", "action": "add", "optional": False},
+                {"key": "adder", "hash": "abc", "optional": True},
+            ],
+        )
+        with self.assertRaises(DefinitionError):
+
+            @register(dependencies=[{"key": "x"}])
+            def broken(a: int) -> int:
+                return a
+
+    def test_a_call_gives_the_childs_returns(self) -> None:
+        host = self.with_host([{"return0": 3}])
+        self.assertEqual(_runtime.call("add", a=1, b=2), 3)
+        self.assertEqual(host.calls, [(("dependency", "add"), {"a": 1, "b": 2})])
+        self.assertTrue(host.children[0].closed)
+
+    def test_a_childs_failure_raises_a_call_error_the_action_can_catch(self) -> None:
+        self.with_host([_runtime.CallError("failed", "cannot divide by zero")])
+
+        @register(dependencies=["divide"])
+        def safe(a: float, b: float) -> str:
+            try:
+                return str(_runtime.call("divide", a=a, b=b))
+            except _runtime.CallError as error:
+                return f"{error.kind}: {error.message}"
+
+        error, yields = self.run_action("safe", {"a": 1.0, "b": 0.0})
+        self.assertIsNone(error)
+        self.assertEqual(yields, [{"return0": "failed: cannot divide by zero"}])
+
+    def test_a_generator_is_iterated(self) -> None:
+        self.with_host([{"return0": 1}, {"return0": 2}, {"return0": 3}])
+        self.assertEqual(list(Context().iterate(_runtime.dependency("count"), n=3)), [1, 2, 3])
+
+    def test_outside_a_component_calls_are_refused(self) -> None:
+        _runtime.set_host(Host())
+        with self.assertRaises(_runtime.CallError) as caught:
+            _runtime.call("add", a=1)
+        self.assertEqual(caught.exception.kind, "refused")

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
+use super::calls::Calls;
 use super::dispatcher::Dispatcher;
 use super::outbox::Outbox;
 use crate::protocol::messages::frame_type;
@@ -290,7 +291,21 @@ async fn run(
                         protocol_error = Some(error);
                     }
                     ToAgent::Execution(event) => {
-                        tracing::debug!(task = %event.task, "{} from the server", event.kind);
+                        if !dispatcher.calls().route(&event) {
+                            tracing::debug!(task = %event.task, "{} from the server", event.kind);
+                        }
+                    }
+                    ToAgent::AssignResponse { request, task, error, .. } => {
+                        dispatcher.calls().answered(&request, task, error);
+                    }
+                    ToAgent::ControlResponse { task, accepted, error, .. } => {
+                        if !accepted {
+                            tracing::warn!(
+                                task = task.as_deref().unwrap_or_default(),
+                                "the server refused to pass a control on to a child task: {}",
+                                error.as_deref().unwrap_or("no reason given")
+                            );
+                        }
                     }
                     ToAgent::Unknown => {
                         tracing::warn!(
@@ -306,6 +321,11 @@ async fn run(
                 }
                 if !outbox.is_empty() {
                     outbox.wake();
+                }
+            }
+            () = dispatcher.calls().ready() => {
+                if let Err(end) = write_calls(&mut sink, dispatcher.calls()).await {
+                    return end;
                 }
             }
             () = sleep_until(logs_due), if logs_due.is_some() => outbox.wake(),
@@ -326,6 +346,29 @@ async fn run(
 
 fn stalled() -> String {
     format!("the server took nothing written for {WRITE_STALL:?}: it stopped reading")
+}
+
+/// Writes the frames of calls from running tasks (ASSIGN_REQUEST, CANCEL_REQUEST, ...); the
+/// ones not written go back to the queue.
+async fn write_calls<S>(sink: &mut S, calls: &Calls) -> Result<(), SessionEnd>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let mut frames: std::collections::VecDeque<FromAgent> = calls.take_outgoing().into();
+    let write = async {
+        while let Some(frame) = frames.front() {
+            sink.feed(Message::text(frame.to_json())).await?;
+            frames.pop_front();
+        }
+        sink.flush().await
+    };
+    let result = tokio::time::timeout(WRITE_STALL, write).await;
+    calls.requeue(frames.into());
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(SessionEnd::Lost(format!("writing a call failed: {error}"))),
+        Err(_) => Err(SessionEnd::Lost(stalled())),
+    }
 }
 
 /// Resolves at `due` (never for `None`).

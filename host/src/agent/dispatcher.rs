@@ -12,10 +12,12 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::calls::Calls;
 use super::outbox::Outbox;
-use crate::protocol::{Assign, Inquiry, Report, ReportKind};
+use crate::protocol::{Assign, ChildControl, Inquiry, Report, ReportKind};
 use crate::runtime::{
-    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskControl, TaskEvent,
+    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls, TaskControl,
+    TaskEvent,
 };
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
@@ -80,6 +82,8 @@ struct Entry {
     progress: Option<i64>,
     /// The size of its ASSIGN frame while it waits for a slot; 0 once it runs.
     queued_bytes: usize,
+    /// How many calls deep the task is nested (see [`TaskCalls::depth`]).
+    depth: u32,
 }
 
 #[derive(Default)]
@@ -130,6 +134,7 @@ pub struct Dispatcher {
     max_queued_bytes: usize,
     table: Mutex<Table>,
     outbox: Arc<Outbox>,
+    calls: Arc<Calls>,
     executor: Handle,
     accepting: AtomicBool,
     idle: Notify,
@@ -172,6 +177,7 @@ impl Dispatcher {
         concurrency: usize,
         queue: QueueLimits,
         outbox: Arc<Outbox>,
+        calls: Arc<Calls>,
         executor: Handle,
     ) -> Arc<Self> {
         let actions = actions
@@ -194,6 +200,7 @@ impl Dispatcher {
             max_queued_bytes: queue.bytes,
             table: Mutex::new(Table::default()),
             outbox,
+            calls,
             executor,
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
@@ -204,6 +211,11 @@ impl Dispatcher {
         self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The calls of the tasks to other actions.
+    pub fn calls(&self) -> &Arc<Calls> {
+        &self.calls
     }
 
     /// How many tasks are queued or running.
@@ -281,6 +293,14 @@ impl Dispatcher {
             ));
             return;
         };
+        // A child of a task running here is one deeper; of a task elsewhere, at least 1.
+        let depth = match &assign.parent {
+            None => 0,
+            Some(parent) => table
+                .running
+                .get(parent)
+                .map_or(1, |parent| parent.depth.saturating_add(1)),
+        };
         let control = TaskControl::new();
         if assign.step == Some(true) {
             // Stepping from the start: park at the first epoch tick until RESUME.
@@ -293,6 +313,7 @@ impl Dispatcher {
                 started: false,
                 progress: None,
                 queued_bytes: frame_bytes,
+                depth,
             },
         );
         table.queued_bytes += frame_bytes;
@@ -302,8 +323,14 @@ impl Dispatcher {
         let dispatcher = Arc::clone(self);
         // Boxed once here: the task's future is large, and moving it by value into the spawned
         // task cost more instructions per task than the guest call.
-        let run =
-            Box::pin(Arc::clone(self).run_task(task.clone(), assign, component, permits, control));
+        let run = Box::pin(Arc::clone(self).run_task(
+            task.clone(),
+            assign,
+            component,
+            permits,
+            control,
+            depth,
+        ));
         let executor = self.executor.clone();
         tokio::spawn(async move {
             match run_here_then_offload(run, &executor).await {
@@ -350,6 +377,7 @@ impl Dispatcher {
         component: Arc<ActionComponent>,
         permits: Option<Arc<Semaphore>>,
         control: TaskControl,
+        depth: u32,
     ) -> Option<UsedSlot> {
         let Some(permits) = self.acquire(permits, &control).await else {
             let outcome = match control.signal() {
@@ -375,7 +403,18 @@ impl Dispatcher {
                 .push(Report::new(task.clone(), ReportKind::Paused));
         }
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
-        let run = component.run_keeping_sandbox(&assign.interface, assign.args, events, &control);
+        let calls = TaskCalls {
+            port: Arc::clone(&self.calls) as _,
+            task: task.clone(),
+            depth,
+        };
+        let run = component.run_calling(
+            &assign.interface,
+            assign.args,
+            events,
+            &control,
+            Some(calls),
+        );
         tokio::pin!(run);
         // Events are forwarded as they come; the channel stays open while the sandbox lives,
         // so the end of the run (not of the channel) ends the loop. While the outbox is full
@@ -504,8 +543,10 @@ impl Dispatcher {
         if let Some(control) = self.control_of(task) {
             if interrupt {
                 control.interrupt();
+                self.calls.control_children(task, ChildControl::Interrupt);
             } else {
                 control.cancel();
+                self.calls.control_children(task, ChildControl::Cancel);
             }
             return;
         }
@@ -530,6 +571,7 @@ impl Dispatcher {
         match self.control_of(task) {
             Some(control) => {
                 control.pause();
+                self.calls.control_children(task, ChildControl::Pause);
                 self.outbox.push(Report::new(task, ReportKind::Paused));
             }
             None => tracing::warn!(%task, "PAUSE for a task that is not running here; ignored"),
@@ -543,6 +585,7 @@ impl Dispatcher {
             return;
         };
         control.resume();
+        self.calls.control_children(task, ChildControl::Resume);
         self.outbox.push(Report::new(task, ReportKind::Resumed));
         if step {
             let dispatcher = Arc::clone(self);

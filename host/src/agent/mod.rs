@@ -5,8 +5,11 @@
 //! - `connection`: one socket session (REGISTER, INIT, heartbeats, reports, acks).
 //! - [`dispatcher`]: the task table, concurrency caps and task control.
 //! - [`outbox`]: queued reports and terminal reports retained until acknowledged.
+//! - [`calls`]: calls from running tasks to other actions (ASSIGN_REQUEST and the child's
+//!   events).
 
 pub mod backoff;
+pub mod calls;
 mod connection;
 pub mod credentials;
 pub mod dispatcher;
@@ -272,6 +275,7 @@ impl Agent {
                 bytes: config.max_queued_bytes,
             },
             Arc::clone(&outbox),
+            calls::Calls::new(),
             executor,
         );
         let tls = ClientTls::new(&config.ca_certs)?;

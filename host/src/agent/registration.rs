@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::credentials::Credentials;
-use crate::definition::Definition;
+use crate::definition::{Definition, Dependency};
 use crate::login::LoginError;
 use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
@@ -150,10 +150,14 @@ pub fn definition_hash(implementations: &[Implementation]) -> String {
         if index > 0 {
             canonical.push(',');
         }
-        let value = json!({
+        let mut value = json!({
             "interface": implementation.interface,
             "definition": implementation.definition,
         });
+        // Only when declared, so hashes of actions without any stay as they were.
+        if !implementation.definition.dependencies.is_empty() {
+            value["dependencies"] = json!(implementation.definition.dependencies);
+        }
         write_canonical(&value, &mut canonical);
     }
     canonical.push(']');
@@ -385,7 +389,12 @@ impl GraphqlClient {
                 json!({
                     "interface": implementation.interface,
                     "definition": implementation.definition,
-                    "dependencies": [],
+                    "dependencies": implementation
+                        .definition
+                        .dependencies
+                        .iter()
+                        .map(Dependency::to_server)
+                        .collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -20,17 +20,12 @@ use crate::protocol::{FromAgent, MessageError, ToAgent, close_code};
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Frame types the real server accepts that the local one records nowhere.
-const IGNORED_TYPES: [&str; 10] = [
+const IGNORED_TYPES: [&str; 5] = [
     "STATE_PATCH",
     "STATE_SNAPSHOT",
     "LOCK",
     "UNLOCK",
     "APP_CANCELLED",
-    "ASSIGN_REQUEST",
-    "CANCEL_REQUEST",
-    "INTERRUPT_REQUEST",
-    "PAUSE_REQUEST",
-    "RESUME_REQUEST",
 ];
 
 /// Serves one agent connection until it ends.
@@ -236,6 +231,13 @@ pub(crate) async fn serve<S>(
                 }
             },
             FromAgent::SessionInit(_) => {}
+            FromAgent::AssignRequest(request) => {
+                shared.assign_request(&agent, &request, &outbox);
+            }
+            FromAgent::ControlRequest { id, control, task } => {
+                let answer = shared.control_request(&agent, &id, control, &task);
+                let _ = outbox.send(Outgoing::Text(answer.to_json()));
+            }
             FromAgent::Register(_) => {
                 close(close_code::SCHEMA_MISMATCH, "a second REGISTER");
             }

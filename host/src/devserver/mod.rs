@@ -1,9 +1,10 @@
 //! A local, rekuest-compatible server: GraphQL `ensureAgent`/`implementAgent`, the `/agi`
 //! agent socket (REGISTER, INIT with inquiries, heartbeats with the 3001 timeout, EVENT_ACK,
 //! the close codes), the caller GraphQL (`assign`, the controls, the lookups, and the
-//! `mytasks` subscription over WebSocket), and the Arkitekt platform's login endpoints (fakts
-//! discovery, redeem, device codes, claim, OAuth2 tokens; see [`platform`]) whose tokens
-//! GraphQL, its subscriptions and REGISTER check.
+//! `mytasks` subscription over WebSocket), calls from running tasks (ASSIGN_REQUEST, the
+//! child's `*_EVENT` frames routed to the caller, CANCEL_REQUEST, ...), and the Arkitekt
+//! platform's login endpoints (fakts discovery, redeem, device codes, claim, OAuth2 tokens;
+//! see [`platform`]) whose tokens GraphQL, its subscriptions and REGISTER check.
 //!
 //! It backs `rekuest-host dev` and the end-to-end tests. State lives in memory; a
 //! [`DevServer::restart`] keeps it, like a real server restarting on its database.
@@ -199,6 +200,11 @@ impl DevServer {
     /// What the server knows about `task`.
     pub fn task(&self, task: &str) -> Option<TaskSnapshot> {
         self.shared.snapshot(task)
+    }
+
+    /// The child tasks `task` called from inside its action, in the order they started.
+    pub fn children(&self, task: &str) -> Vec<String> {
+        self.shared.children(task)
     }
 
     /// Every action agents offer.

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::DevServerConfig;
 use super::feed::Subscribers;
-use crate::protocol::{Assign, Inquiry, ToAgent};
+use crate::protocol::{Assign, AssignRequest, ChildControl, Inquiry, ToAgent};
 
 mod callers;
 pub(crate) use callers::CallerAssign;
@@ -82,6 +82,8 @@ struct Implementation {
     interface: String,
     definition: Value,
     action_hash: String,
+    /// The `dependencies` given at `implementAgent` (slots a child call may name).
+    dependencies: Value,
 }
 
 struct AgentRecord {
@@ -139,6 +141,12 @@ const EVENT_OVERHEAD: usize = 64;
 
 struct TaskRecord {
     agent: String,
+    /// The implementation it runs (its dependencies resolve its children's calls).
+    implementation: String,
+    /// For a child task: the agent that called it, which gets its events as `*_EVENT`.
+    calling_agent: Option<String>,
+    /// For a child task: its parent task.
+    parent: Option<String>,
     events: Vec<ServerEvent>,
     /// The bytes each kept event counts, in step with `events`.
     costs: Vec<usize>,
@@ -157,9 +165,12 @@ struct TaskRecord {
 }
 
 impl TaskRecord {
-    fn new(agent: String) -> Self {
+    fn new(agent: String, implementation: String) -> Self {
         TaskRecord {
             agent,
+            implementation,
+            calling_agent: None,
+            parent: None,
             events: Vec::new(),
             costs: Vec::new(),
             bytes: 0,
@@ -330,7 +341,7 @@ impl Db {
     }
 }
 
-/// The implementation a task goes to.
+/// Where a new task goes: its agent, implementation and the agent's connection.
 pub(crate) struct Chosen {
     agent: String,
     implementation: String,
@@ -339,22 +350,67 @@ pub(crate) struct Chosen {
     outbox: mpsc::UnboundedSender<Outgoing>,
 }
 
+/// A child task's link to its parent.
+struct ParentLink {
+    /// The parent task.
+    task: String,
+    /// The root of the call tree.
+    root: String,
+    /// The agent that called (gets the child's events).
+    calling_agent: String,
+}
+
 impl Db {
-    /// Creates a task for `chosen` (announced to `caller`'s feed, if any) and sends ASSIGN.
+    /// The first implementation that `fits` on a connected agent; `wanted` names it in errors.
+    fn choose(
+        &self,
+        wanted: &str,
+        fits: impl Fn(&AgentRecord, &Implementation) -> bool,
+    ) -> Result<Chosen, String> {
+        let mut offered = false;
+        for agent in &self.agents {
+            for implementation in &agent.implementations {
+                if !fits(agent, implementation) {
+                    continue;
+                }
+                offered = true;
+                if let Some(live) = &agent.live {
+                    return Ok(Chosen {
+                        agent: agent.id.clone(),
+                        implementation: implementation.id.clone(),
+                        interface: implementation.interface.clone(),
+                        action: implementation.action_hash.clone(),
+                        outbox: live.outbox.clone(),
+                    });
+                }
+            }
+        }
+        Err(if offered {
+            format!("No active implementation found for '{wanted}': its agent is offline")
+        } else {
+            format!("No agent implements '{wanted}'")
+        })
+    }
+
+    /// Records a new task on `chosen` (announced to a GraphQL `caller`'s feed, if any; the
+    /// child of `parent`, if any) and sends it the ASSIGN; returns the task id.
     fn start_task(
         &mut self,
         chosen: Chosen,
         args: Map<String, Value>,
         step: Option<bool>,
         caller: Option<callers::CallerTask>,
+        parent: Option<ParentLink>,
     ) -> String {
         let id = self.next_id();
         let task = id.to_string();
-        let mut record = TaskRecord::new(chosen.agent);
+        let mut record = TaskRecord::new(chosen.agent, chosen.implementation.clone());
         if let Some(mut caller) = caller {
             caller.announce(&task);
             record.caller = Some(caller);
         }
+        record.calling_agent = parent.as_ref().map(|parent| parent.calling_agent.clone());
+        record.parent = parent.as_ref().map(|parent| parent.task.clone());
         record.push(ServerEvent::new("ASSIGNED"));
         self.tasks.insert(id, record);
         self.forget_over_bound();
@@ -363,8 +419,8 @@ impl Db {
             interface: chosen.interface,
             step,
             task: task.clone(),
-            root: None,
-            parent: None,
+            root: parent.as_ref().map(|parent| parent.root.clone()),
+            parent: parent.map(|parent| parent.task),
             resolution: None,
             capture: Some(false),
             reference: Some(uuid::Uuid::new_v4().to_string()),
@@ -379,6 +435,88 @@ impl Db {
         let _ = chosen.outbox.send(Outgoing::Text(assign.to_json()));
         task
     }
+
+    /// Sends a child's event to the agent that called it, as `{KIND}_EVENT`.
+    fn mirror_to_caller(
+        &mut self,
+        caller: &str,
+        report: &crate::protocol::Report,
+        event: ServerEvent,
+    ) {
+        let Some(live) = self
+            .agent_by_id(caller)
+            .and_then(|agent| agent.live.as_ref())
+        else {
+            // Best effort, like the real server: lost while the caller is away.
+            return;
+        };
+        let frame = ToAgent::Execution(crate::protocol::ExecutionEvent {
+            kind: format!("{}_EVENT", event.kind),
+            task: report.task.clone(),
+            event: report.id.clone(),
+            seq: report.seq.and_then(|seq| i64::try_from(seq).ok()),
+            fields: event.fields,
+        });
+        let _ = live.outbox.send(Outgoing::Text(frame.to_json()));
+    }
+
+    /// The root of `task`'s call tree.
+    fn root_of(&self, task: &str) -> String {
+        let mut root = task.to_string();
+        let mut current = self.tasks.get(&task.parse::<u64>().unwrap_or(0));
+        while let Some(parent) = current.and_then(|record| record.parent.clone()) {
+            current = self.tasks.get(&parent.parse::<u64>().unwrap_or(0));
+            root = parent;
+        }
+        root
+    }
+
+    /// The implementation a call through the dependency `slot` (and `method`) of the
+    /// implementation `of` demands: its action key or hash.
+    fn demand(&self, of: &str, slot: &str, method: Option<&str>) -> Result<Demand, String> {
+        let implementation = self
+            .agents
+            .iter()
+            .flat_map(|agent| &agent.implementations)
+            .find(|implementation| implementation.id == of)
+            .ok_or("the calling task's implementation is gone")?;
+        let dependency = implementation
+            .dependencies
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|dependency| dependency.get("key").and_then(Value::as_str) == Some(slot))
+            .ok_or_else(|| {
+                format!(
+                    "'{}' declares no dependency '{slot}'",
+                    implementation.interface
+                )
+            })?;
+        let method = method.unwrap_or(slot);
+        let action = dependency
+            .get("actionDependencies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|action| action.get("key").and_then(Value::as_str) == Some(method))
+            .ok_or_else(|| format!("the dependency '{slot}' has no action '{method}'"))?;
+        let demand = action.get("demand").unwrap_or(&Value::Null);
+        if let Some(hash) = demand.get("hash").and_then(Value::as_str) {
+            return Ok(Demand::Hash(hash.to_string()));
+        }
+        match demand.get("key").and_then(Value::as_str) {
+            Some(key) => Ok(Demand::Key(key.to_string())),
+            None => Err(format!(
+                "the dependency '{slot}' demands neither a hash nor a key"
+            )),
+        }
+    }
+}
+
+/// What a dependency slot demands.
+enum Demand {
+    Hash(String),
+    Key(String),
 }
 
 /// How a REGISTER went.
@@ -525,7 +663,11 @@ impl Shared {
                 .and_then(Value::as_str)
                 .or_else(|| definition.get("key").and_then(Value::as_str))
                 .ok_or_else(|| format!("implementations[{index}] has no interface"))?;
-            parsed.push((interface.to_string(), definition.clone()));
+            let dependencies = implementation
+                .get("dependencies")
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()));
+            parsed.push((interface.to_string(), definition.clone(), dependencies));
         }
         let hash = input
             .get("hash")
@@ -534,13 +676,14 @@ impl Shared {
             .to_string();
         let mut db = self.db();
         let mut implementations = Vec::new();
-        for (interface, definition) in parsed {
+        for (interface, definition, dependencies) in parsed {
             let id = db.next_id().to_string();
             implementations.push(Implementation {
                 id,
                 action_hash: action_hash(&definition),
                 interface,
                 definition,
+                dependencies,
             });
         }
         let agent = db
@@ -766,9 +909,13 @@ impl Shared {
             _ => {}
         }
         task.done = report.kind.is_terminal();
+        let mirror = task.calling_agent.clone().map(|caller| (caller, event.clone()));
         let freed = task.push_costing(event, cost);
         db.event_bytes = db.event_bytes + cost - freed;
         db.forget_over_bound();
+        if let Some((caller, event)) = mirror {
+            db.mirror_to_caller(&caller, report, event);
+        }
         ReportEffect::Recorded { ack }
     }
 
@@ -788,41 +935,130 @@ impl Shared {
         step: Option<bool>,
     ) -> Result<String, String> {
         let mut db = self.db();
-        let mut offered = false;
-        let mut chosen = None;
-        for agent in &db.agents {
-            if let Some(implementation) = agent
-                .implementations
-                .iter()
-                .find(|implementation| implementation.interface == interface)
-            {
-                offered = true;
-                if let Some(live) = &agent.live {
-                    chosen = Some((
-                        agent.id.clone(),
-                        implementation.id.clone(),
-                        implementation.action_hash.clone(),
-                        live.outbox.clone(),
-                    ));
-                    break;
+        let chosen = db.choose(interface, |_, implementation| {
+            implementation.interface == interface
+        })?;
+        Ok(db.start_task(chosen, args, step, None, None))
+    }
+
+    /// ASSIGN_REQUEST from the agent `caller`: starts the child of one of its running tasks
+    /// and answers on `reply` with ASSIGN_RESPONSE (an error does not close the socket). The
+    /// answer is queued before any event of the child can be.
+    pub(crate) fn assign_request(
+        &self,
+        caller: &str,
+        request: &AssignRequest,
+        reply: &mpsc::UnboundedSender<Outgoing>,
+    ) {
+        let mut db = self.db();
+        let started = Self::start_child(&mut db, caller, request);
+        let (task, error) = match started {
+            Ok(task) => (Some(task), None),
+            Err(error) => (None, Some(error)),
+        };
+        let answer = ToAgent::AssignResponse {
+            id: uuid::Uuid::new_v4().to_string(),
+            request: request.id.clone(),
+            reference: Some(request.reference.clone()),
+            created: Some(task.is_some()),
+            task,
+            error,
+        };
+        let _ = reply.send(Outgoing::Text(answer.to_json()));
+    }
+
+    fn start_child(db: &mut Db, caller: &str, request: &AssignRequest) -> Result<String, String> {
+        let parent = request
+            .parent
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| db.tasks.get(&id))
+            .filter(|parent| parent.agent == caller)
+            .ok_or_else(|| {
+                format!(
+                    "the parent task '{}' is not a task of this agent",
+                    request.parent
+                )
+            })?;
+        if parent.done {
+            return Err(format!("the parent task '{}' has ended", request.parent));
+        }
+        let parent_implementation = parent.implementation.clone();
+        let chosen = match (
+            &request.action_hash,
+            &request.agent,
+            &request.interface,
+            &request.dependency,
+        ) {
+            (Some(hash), ..) => db.choose(hash, |_, implementation| {
+                implementation.action_hash == *hash
+            })?,
+            (None, Some(agent), Some(interface), _) => {
+                db.choose(interface, |candidate, implementation| {
+                    candidate.id == *agent && implementation.interface == *interface
+                })?
+            }
+            (None, _, _, Some(slot)) => {
+                match db.demand(&parent_implementation, slot, request.method.as_deref())? {
+                    Demand::Hash(hash) => db.choose(&hash, |_, implementation| {
+                        implementation.action_hash == hash
+                    })?,
+                    Demand::Key(key) => {
+                        db.choose(&key, |_, implementation| implementation.interface == key)?
+                    }
                 }
             }
+            _ => {
+                return Err(
+                    "the request names no action: give an action hash, an agent and \
+                     interface, or a dependency"
+                        .into(),
+                );
+            }
+        };
+        let link = ParentLink {
+            root: db.root_of(&request.parent),
+            task: request.parent.clone(),
+            calling_agent: caller.to_string(),
+        };
+        Ok(db.start_task(chosen, request.args.clone(), None, None, Some(link)))
+    }
+
+    /// CANCEL_REQUEST, ... from the agent `caller` about one of the children it called:
+    /// passes the control on and answers with CONTROL_RESPONSE.
+    pub(crate) fn control_request(
+        &self,
+        caller: &str,
+        id: &str,
+        control: ChildControl,
+        task: &str,
+    ) -> ToAgent {
+        let called_by_caller = task
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| self.db().tasks.get(&id).map(|record| record.calling_agent.clone()))
+            .flatten()
+            .is_some_and(|called_by| called_by == caller);
+        let result = if called_by_caller {
+            self.control(
+                task,
+                match control {
+                    ChildControl::Cancel => Control::Cancel,
+                    ChildControl::Interrupt => Control::Interrupt,
+                    ChildControl::Pause => Control::Pause,
+                    ChildControl::Resume => Control::Resume(false),
+                },
+            )
+        } else {
+            Err(format!("task '{task}' was not called by this agent"))
+        };
+        ToAgent::ControlResponse {
+            id: uuid::Uuid::new_v4().to_string(),
+            request: id.to_string(),
+            task: Some(task.to_string()),
+            accepted: result.is_ok(),
+            error: result.err(),
         }
-        let Some((agent, implementation, action, outbox)) = chosen else {
-            return Err(if offered {
-                format!("No active implementation found for '{interface}': its agent is offline")
-            } else {
-                format!("No agent implements '{interface}'")
-            });
-        };
-        let chosen = Chosen {
-            agent,
-            implementation,
-            interface: interface.to_string(),
-            action,
-            outbox,
-        };
-        Ok(db.start_task(chosen, args, step, None))
     }
 
     /// Sends a control message for `task` to its agent.
@@ -898,6 +1134,16 @@ impl Shared {
             record.watchers.push(sender);
         }
         Some((record.events.clone(), receiver))
+    }
+
+    /// The child tasks that `task` called, in the order they were started.
+    pub(crate) fn children(&self, task: &str) -> Vec<String> {
+        self.db()
+            .tasks
+            .iter()
+            .filter(|(_, record)| record.parent.as_deref() == Some(task))
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     pub(crate) fn snapshot(&self, task: &str) -> Option<TaskSnapshot> {

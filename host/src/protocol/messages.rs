@@ -207,6 +207,44 @@ pub enum ToAgent {
         #[serde(default)]
         error: String,
     },
+    /// The answer to an ASSIGN_REQUEST: the child task, or why there is none.
+    AssignResponse {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The id of the ASSIGN_REQUEST.
+        request: String,
+        /// The requester's reference.
+        #[serde(default)]
+        reference: Option<String>,
+        /// The child task's id.
+        #[serde(default)]
+        task: Option<String>,
+        /// Whether the task was created now (not found by its reference).
+        #[serde(default)]
+        created: Option<bool>,
+        /// Why the request was refused.
+        #[serde(default)]
+        error: Option<String>,
+    },
+    /// The answer to a CANCEL_REQUEST, INTERRUPT_REQUEST, PAUSE_REQUEST or RESUME_REQUEST.
+    ControlResponse {
+        /// Message id.
+        #[serde(default)]
+        id: String,
+        /// The id of the request.
+        #[serde(default)]
+        request: String,
+        /// The task.
+        #[serde(default)]
+        task: Option<String>,
+        /// Whether the control was passed on.
+        #[serde(default)]
+        accepted: bool,
+        /// Why not.
+        #[serde(default)]
+        error: Option<String>,
+    },
     /// A task event mirrored to the identity that created the task (`STARTED_EVENT`,
     /// `YIELD_EVENT`, ..., see [`ExecutionEvent`]): normal traffic of the real server.
     #[serde(skip)]
@@ -532,6 +570,70 @@ struct ReportFrame {
     error: Option<String>,
 }
 
+/// A call from inside a running task: run an action as a child of `parent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignRequest {
+    /// Message id (ASSIGN_RESPONSE names it as `request`).
+    pub id: String,
+    /// The caller's idempotency key.
+    pub reference: String,
+    /// The running task making the call.
+    pub parent: String,
+    /// The args, keyed by arg port.
+    #[serde(default)]
+    pub args: Map<String, Value>,
+    /// The action by its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_hash: Option<String>,
+    /// The agent whose implementation of `interface` to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The action key on `agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// The dependency slot (of the parent's implementation) to call through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
+    /// The action dependency within the slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+/// The control requests an agent may send about a child task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildControl {
+    /// CANCEL_REQUEST.
+    Cancel,
+    /// INTERRUPT_REQUEST.
+    Interrupt,
+    /// PAUSE_REQUEST.
+    Pause,
+    /// RESUME_REQUEST.
+    Resume,
+}
+
+impl ChildControl {
+    /// The wire type.
+    pub fn wire_type(self) -> &'static str {
+        match self {
+            ChildControl::Cancel => "CANCEL_REQUEST",
+            ChildControl::Interrupt => "INTERRUPT_REQUEST",
+            ChildControl::Pause => "PAUSE_REQUEST",
+            ChildControl::Resume => "RESUME_REQUEST",
+        }
+    }
+
+    fn from_wire(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "CANCEL_REQUEST" => ChildControl::Cancel,
+            "INTERRUPT_REQUEST" => ChildControl::Interrupt,
+            "PAUSE_REQUEST" => ChildControl::Pause,
+            "RESUME_REQUEST" => ChildControl::Resume,
+            _ => return None,
+        })
+    }
+}
+
 /// A frame from the agent to the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FromAgent {
@@ -546,6 +648,17 @@ pub enum FromAgent {
     SessionInit(SessionInit),
     /// A report about a task.
     Report(Report),
+    /// A call from inside a running task.
+    AssignRequest(Box<AssignRequest>),
+    /// A control request about a child task.
+    ControlRequest {
+        /// Message id.
+        id: String,
+        /// Which control.
+        control: ChildControl,
+        /// The child task.
+        task: String,
+    },
     /// Another type (named); the local server ignores the ones it knows to exist.
     Other(String),
 }
@@ -582,6 +695,22 @@ impl FromAgent {
             }
         };
         let schema = MessageError::Schema;
+        if let Some(control) = ChildControl::from_wire(&kind) {
+            let text_of = |field: &str| {
+                object
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let task = text_of("task").ok_or_else(|| {
+                MessageError::Schema(serde_json::Error::custom("missing field `task`"))
+            })?;
+            return Ok(FromAgent::ControlRequest {
+                id: text_of("id").unwrap_or_default(),
+                control,
+                task,
+            });
+        }
         match kind.as_str() {
             "REGISTER" => {
                 object.remove("type");
@@ -599,6 +728,12 @@ impl FromAgent {
             "SESSION_INIT" => serde_json::from_value(Value::Object(object))
                 .map(FromAgent::SessionInit)
                 .map_err(schema),
+            "ASSIGN_REQUEST" => {
+                object.remove("type");
+                serde_json::from_value(Value::Object(object))
+                    .map(|request| FromAgent::AssignRequest(Box::new(request)))
+                    .map_err(schema)
+            }
             kind if REPORT_TYPES.contains(&kind) => {
                 // Parsed from the text (not the Value) so returns stay the sender's text.
                 let frame: ReportFrame = serde_json::from_str(text).map_err(schema)?;
@@ -629,6 +764,16 @@ impl FromAgent {
                 serde_json::to_string(&value)
             }
             FromAgent::Report(report) => serde_json::to_string(report),
+            FromAgent::AssignRequest(request) => {
+                let mut value = serde_json::to_value(request).unwrap_or(Value::Null);
+                if let Value::Object(object) = &mut value {
+                    object.insert("type".into(), Value::from("ASSIGN_REQUEST"));
+                }
+                serde_json::to_string(&value)
+            }
+            FromAgent::ControlRequest { id, control, task } => serde_json::to_string(
+                &serde_json::json!({"type": control.wire_type(), "id": id, "task": task}),
+            ),
             FromAgent::Other(kind) => serde_json::to_string(&serde_json::json!({"type": kind})),
         };
         // Plain data (and returns that are already valid JSON) always serializes.

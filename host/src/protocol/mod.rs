@@ -6,8 +6,8 @@ pub mod messages;
 
 pub use endpoints::{EndpointError, Endpoints};
 pub use messages::{
-    Assign, ExecutionEvent, FromAgent, Inquiry, MessageError, Register, Report, ReportKind,
-    SessionInit, ToAgent,
+    Assign, AssignRequest, ChildControl, ExecutionEvent, FromAgent, Inquiry, MessageError,
+    Register, Report, ReportKind, SessionInit, ToAgent,
 };
 
 /// Read buffer of a protocol WebSocket. tungstenite zero-fills the free part of its read

@@ -5,7 +5,9 @@ wasmtime::component::bindgen!({
     world: "action-component",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: { "arkitekt:rekuest/calls.child": super::calls::ChildCall },
 });
 
+pub use arkitekt::rekuest::calls::{CallError, Target as WitTarget};
 pub use arkitekt::rekuest::host::LogLevel as WitLogLevel;
 pub use exports::arkitekt::rekuest::actions::RunError;

@@ -11,6 +11,7 @@ use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ActionComponentPre, RunError};
+use super::calls::TaskCalls;
 use super::host_api::{ContractViolation, TaskState};
 use super::limits::{LimitExceeded, Limits, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
@@ -126,6 +127,7 @@ impl ActionComponent {
                 false,
                 TaskOutput::new(events),
                 &TaskControl::new(),
+                None,
             )
             .await;
         drain.abort();
@@ -201,6 +203,20 @@ impl ActionComponent {
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> (Outcome, Sandbox) {
+        self.run_calling(action, args, events, control, None).await
+    }
+
+    /// [`run_keeping_sandbox`](Self::run_keeping_sandbox) for a task that may call other
+    /// actions through `calls`. Children still running when the sandbox is dropped are
+    /// stopped.
+    pub async fn run_calling(
+        &self,
+        action: &str,
+        args: Map<String, Value>,
+        events: mpsc::Sender<TaskEvent>,
+        control: &TaskControl,
+        calls: Option<TaskCalls>,
+    ) -> (Outcome, Sandbox) {
         let Some(&index) = self.by_key.get(action) else {
             let known: Vec<&str> = self.definitions.iter().map(|d| d.key.as_str()).collect();
             let outcome = Outcome::Failed(Failure::InvalidArgs(format!(
@@ -237,7 +253,7 @@ impl ActionComponent {
         let output =
             TaskOutput::new(events).wrapping_structures(self.structure_returns[index].clone());
         let (result, sandbox) = self
-            .sandboxed(call, &limits, generator, output, control)
+            .sandboxed(call, &limits, generator, output, control, calls)
             .await;
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
@@ -261,9 +277,11 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         control: &TaskControl,
+        calls: Option<TaskCalls>,
     ) -> (Result<Returned, Outcome>, Sandbox) {
         let signal = control.subscribe();
-        let mut store = match self.new_store(limits, generator, output.clone(), signal.clone()) {
+        let store = self.new_store(limits, generator, output.clone(), signal.clone(), calls);
+        let mut store = match store {
             Ok(store) => store,
             Err(error) => {
                 tracing::error!(component = %self.name, "could not set up a sandbox: {error:?}");
@@ -322,6 +340,7 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         signal: watch::Receiver<Signal>,
+        calls: Option<TaskCalls>,
     ) -> Result<Store<TaskState>, wasmtime::Error> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.policy.resources.host_resources);
@@ -336,6 +355,8 @@ impl ActionComponent {
             contract_error: None,
             resource_caps: self.policy.resources,
             descriptors: self.runtime.descriptor_budget().claim(),
+            calls,
+            children: 0,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);

@@ -1,10 +1,14 @@
 //! The per-task store data and the `host` imports a guest calls.
 
 use tokio::sync::watch;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{WitLogLevel, arkitekt::rekuest::host::Host};
+use super::bindings::arkitekt::rekuest::{calls, host::Host};
+use super::bindings::{CallError, WitLogLevel, WitTarget};
+use super::calls::{
+    CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH, MAX_CHILDREN_PER_TASK, TaskCalls,
+};
 use super::guest_fs::DescriptorClaim;
 use super::limits::{HostResourceCaps, TaskLimiter};
 use super::output::{TaskOutput, YieldError};
@@ -26,6 +30,10 @@ pub struct TaskState {
     pub(crate) resource_caps: HostResourceCaps,
     /// The task's share of the process's descriptor budget.
     pub(crate) descriptors: DescriptorClaim,
+    /// Where calls to other actions go (`None`: this run cannot call, e.g. `rekuest-host call`).
+    pub(crate) calls: Option<TaskCalls>,
+    /// How many calls this task started.
+    pub(crate) children: u32,
 }
 
 impl WasiView for TaskState {
@@ -82,5 +90,76 @@ impl Host for TaskState {
             *self.signal.borrow(),
             Signal::Cancel | Signal::Interrupt
         ))
+    }
+}
+
+impl calls::Host for TaskState {
+    async fn call(
+        &mut self,
+        target: WitTarget,
+        args_json: String,
+    ) -> wasmtime::Result<Result<Resource<ChildCall>, CallError>> {
+        let Some(calls) = &self.calls else {
+            return Ok(Err(CallError::Refused(
+                "calls to other actions need a rekuest server: this task was not assigned by \
+                 one (run it with `rekuest-host dev` or `serve`)"
+                    .into(),
+            )));
+        };
+        if calls.depth >= MAX_CALL_DEPTH {
+            return Ok(Err(CallError::Refused(format!(
+                "call depth cap reached: this task is nested {} calls deep and at most \
+                 {MAX_CALL_DEPTH} are allowed (does an action call itself without end?)",
+                calls.depth
+            ))));
+        }
+        if self.children >= MAX_CHILDREN_PER_TASK {
+            return Ok(Err(CallError::Refused(format!(
+                "child cap reached: a task may start at most {MAX_CHILDREN_PER_TASK} calls"
+            ))));
+        }
+        let target = match target {
+            WitTarget::ActionHash(hash) => CallTarget::ActionHash(hash),
+            WitTarget::AgentInterface(reference) => CallTarget::AgentInterface {
+                agent: reference.agent,
+                interface: reference.interface,
+            },
+            WitTarget::Dependency(slot) => CallTarget::Dependency(slot),
+        };
+        self.children += 1;
+        let child = calls.port.start(&calls.task, target, args_json);
+        Ok(Ok(self.table.push(child)?))
+    }
+}
+
+impl calls::HostChild for TaskState {
+    async fn next(
+        &mut self,
+        child: Resource<ChildCall>,
+    ) -> wasmtime::Result<Result<Option<String>, CallError>> {
+        let child = self.table.get_mut(&child)?;
+        if child.done {
+            return Ok(Ok(None));
+        }
+        let event = child.events.recv().await;
+        let answer = match event {
+            Some(ChildEvent::Yield(returns)) => return Ok(Ok(Some(returns))),
+            Some(ChildEvent::Completed) => Ok(None),
+            Some(ChildEvent::Refused(reason)) => Err(CallError::Refused(reason)),
+            Some(ChildEvent::Failed(error)) => Err(CallError::Failed(error)),
+            Some(ChildEvent::Critical(error)) => Err(CallError::Critical(error)),
+            Some(ChildEvent::Cancelled(reason)) => Err(CallError::Cancelled(reason)),
+            None => Err(CallError::Critical(
+                "the host lost track of the child task (the agent is shutting down)".into(),
+            )),
+        };
+        child.done = true;
+        Ok(answer)
+    }
+
+    async fn drop(&mut self, child: Resource<ChildCall>) -> wasmtime::Result<()> {
+        // Dropping the call stops the child if it still runs.
+        self.table.delete(child)?;
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 mod bindings;
 mod cache;
+mod calls;
 mod component;
 mod engine;
 mod guest_fs;
@@ -22,6 +23,9 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use cache::ComponentCache;
+pub use calls::{
+    CallPort, CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH, MAX_CHILDREN_PER_TASK, TaskCalls,
+};
 pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
 pub use guest_fs::DescriptorBudget;
@@ -33,7 +37,7 @@ pub use output::{
 pub use sandbox::{DirGrant, SandboxPolicy};
 pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 
-use bindings::{ActionComponentPre, arkitekt::rekuest::host};
+use bindings::{ActionComponentPre, arkitekt::rekuest::calls as call_api, arkitekt::rekuest::host};
 use engine::{EpochTicker, build_engine};
 use host_api::TaskState;
 
@@ -188,6 +192,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         guest_fs::shadow_filesystem(&mut linker).map_err(engine_error)?;
         host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        call_api::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
         Ok(Runtime {

@@ -379,7 +379,7 @@ impl Shared {
             created_at: now(),
             feed,
         };
-        let task = db.start_task(chosen, request.args, request.step, Some(caller));
+        let task = db.start_task(chosen, request.args, request.step, Some(caller), None);
         db.tasks
             .get(&task.parse::<u64>().map_err(|error| error.to_string())?)
             .map(|record| task_json(&task, record))
