@@ -38,6 +38,10 @@ impl Host for WitHost {
     fn is_cancelled(&self) -> bool {
         host::is_cancelled()
     }
+
+    fn task_token(&self) -> Option<String> {
+        host::task_token()
+    }
 }
 
 /// Sends a panic's message to the host as a CRITICAL log line: on wasm32-wasip2 the panic then

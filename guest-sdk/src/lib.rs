@@ -161,6 +161,7 @@
 
 mod context;
 mod export;
+pub mod http;
 mod panic;
 pub mod port;
 mod runtime;

@@ -107,6 +107,7 @@ from ._runtime import (
     register,
     run,
     set_host,
+    task_token,
 )
 
 __all__ = [
@@ -126,6 +127,7 @@ __all__ = [
     "run",
     "set_host",
     "structure",
+    "task_token",
 ]
 
 __version__ = "0.1.0"

@@ -37,6 +37,9 @@ class WitHost(_runtime.Host):
     def is_cancelled(self):
         return _wit.is_cancelled()
 
+    def task_token(self):
+        return _wit.task_token()
+
 
 _description = None
 

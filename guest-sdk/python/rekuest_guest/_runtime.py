@@ -37,6 +37,7 @@ __all__ = [
     "register",
     "run",
     "set_host",
+    "task_token",
 ]
 
 
@@ -79,6 +80,7 @@ class Host:
     def __init__(self) -> None:
         self.yields: list[str] = []
         self.cancelled = False
+        self.token: str | None = None
 
     def log(self, level: LogLevel, message: str) -> None:
         print(f"[{level.value}] {message}")
@@ -91,6 +93,9 @@ class Host:
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def task_token(self) -> str | None:
+        return self.token
 
 
 _host: Host = Host()
@@ -126,6 +131,13 @@ def is_cancelled() -> bool:
     return _host.is_cancelled()
 
 
+def task_token() -> str | None:
+    """The task's provenance token (rekuest's signed token naming the user, the agent and the
+    task), or None. Requests to origins the host knows as Arkitekt services carry it already;
+    send it as header `Rekuest-Task` to other services acting on the task's behalf."""
+    return _host.task_token()
+
+
 class Context:
     """Access to the host for a running action: logs, progress and cancellation.
 
@@ -159,6 +171,9 @@ class Context:
 
     def is_cancelled(self) -> bool:
         return is_cancelled()
+
+    def task_token(self) -> str | None:
+        return task_token()
 
 
 _ITERATOR_ORIGINS = (

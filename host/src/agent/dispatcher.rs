@@ -334,7 +334,13 @@ impl Dispatcher {
                 .push(Report::new(task.clone(), ReportKind::Paused));
         }
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
-        let run = component.run_keeping_sandbox(&assign.interface, assign.args, events, &control);
+        let run = component.run_keeping_sandbox(
+            &assign.interface,
+            assign.args,
+            assign.token,
+            events,
+            &control,
+        );
         tokio::pin!(run);
         // Events are forwarded as they come; the channel stays open while the sandbox lives,
         // so the end of the run (not of the channel) ends the loop. While the outbox is full

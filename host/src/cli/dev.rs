@@ -59,6 +59,8 @@ pub struct DevArgs {
     /// Args of --assign as one JSON object.
     #[arg(long, value_name = "JSON", requires = "assign")]
     pub args_json: Option<String>,
+    #[command(flatten)]
+    pub http: super::http_args::HttpArgs,
 }
 
 /// Runs `dev`.
@@ -72,6 +74,11 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             .iter()
             .cloned()
             .map(ComponentSettings::plain),
+    );
+    // Service origins get the embedded agent's token, as `run` sends its own.
+    args.http.apply_all(
+        &mut components,
+        &super::http_args::client(&[], Some(DEV_TOKEN))?,
     );
     let server = DevServer::start(DevServerConfig {
         listen: args.listen,

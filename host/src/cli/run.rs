@@ -49,6 +49,8 @@ pub struct RunArgs {
     pub shutdown_grace: Option<Duration>,
     /// Components to serve (.wasm), in addition to those of the config file.
     pub components: Vec<PathBuf>,
+    #[command(flatten)]
+    pub http: super::http_args::HttpArgs,
 }
 
 /// Everything `run` needs, from the file, the environment and the flags.
@@ -158,7 +160,8 @@ pub async fn load(
             .policy
             .action_limits
             .keys()
-            .chain(settings.action_concurrency.keys());
+            .chain(settings.action_concurrency.keys())
+            .chain(settings.policy.http.action_grants.keys());
         for action in configured {
             if component.definition(action).is_none() {
                 let known: Vec<&str> = component
@@ -217,7 +220,10 @@ pub async fn shutdown_signal() {
 
 /// Runs `run`.
 pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let settings = settings(args)?;
+    let mut settings = settings(args)?;
+    // Guests' requests trust what the agent trusts; service origins get the agent's token.
+    let client = super::http_args::client(&settings.ca_certs, Some(&settings.token))?;
+    args.http.apply_all(&mut settings.components, &client);
     let endpoints = Endpoints::from_base(&settings.url)?;
     let mut agent_config = AgentConfig::new(endpoints, settings.token, settings.name);
     agent_config.force = settings.force;

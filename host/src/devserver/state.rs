@@ -762,7 +762,8 @@ impl Shared {
             org: "dev".into(),
             action,
             implementation,
-            token: None,
+            // A stand-in for rekuest's signed provenance JWT: the same per-task role, unsigned.
+            token: Some(format!("dev-task-{task}")),
         }));
         let _ = outbox.send(Outgoing::Text(assign.to_json()));
         Ok(task)

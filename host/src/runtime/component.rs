@@ -12,6 +12,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ActionComponentPre, RunError};
 use super::host_api::{ContractViolation, TaskState};
+use super::http::TaskHttp;
 use super::limits::{LimitExceeded, Limits, MAX_HOST_RESOURCES, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
 use super::sandbox::SandboxPolicy;
@@ -119,6 +120,13 @@ impl ActionComponent {
                 }
             }
         });
+        // Describing reaches nothing: no grants, no token.
+        let http = TaskHttp::new(
+            Arc::default(),
+            component.policy.http.limits,
+            component.policy.http.client.clone(),
+            None,
+        );
         let (result, _sandbox) = component
             .sandboxed(
                 Call::Describe,
@@ -126,6 +134,7 @@ impl ActionComponent {
                 false,
                 TaskOutput::new(events),
                 &TaskControl::new(),
+                http,
             )
             .await;
         drain.abort();
@@ -186,18 +195,21 @@ impl ActionComponent {
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> Outcome {
-        self.run_keeping_sandbox(action, args, events, control)
+        self.run_keeping_sandbox(action, args, None, events, control)
             .await
             .0
     }
 
-    /// [`run`](Self::run), handing back the used sandbox: whoever reports the outcome drops
-    /// it afterwards, so resetting the instance's memory does not delay the report. Every
-    /// event is in `events` when this returns, but the channel only closes with the sandbox.
+    /// [`run`](Self::run) on behalf of a task with provenance token `task_token` (ASSIGN's
+    /// `token`: sent to Arkitekt services and readable by the guest), handing back the used
+    /// sandbox: whoever reports the outcome drops it afterwards, so resetting the instance's
+    /// memory does not delay the report. Every event is in `events` when this returns, but the
+    /// channel only closes with the sandbox.
     pub async fn run_keeping_sandbox(
         &self,
         action: &str,
         args: Map<String, Value>,
+        task_token: Option<String>,
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> (Outcome, Sandbox) {
@@ -236,8 +248,15 @@ impl ActionComponent {
         };
         let output =
             TaskOutput::new(events).wrapping_structures(self.structure_returns[index].clone());
+        let http = &self.policy.http;
+        let http = TaskHttp::new(
+            Arc::clone(http.grants_for(action)),
+            http.limits,
+            http.client.clone(),
+            task_token,
+        );
         let (result, sandbox) = self
-            .sandboxed(call, &limits, generator, output, control)
+            .sandboxed(call, &limits, generator, output, control, http)
             .await;
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
@@ -261,9 +280,11 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         control: &TaskControl,
+        http: TaskHttp,
     ) -> (Result<Returned, Outcome>, Sandbox) {
         let signal = control.subscribe();
-        let mut store = match self.new_store(limits, generator, output.clone(), signal.clone()) {
+        let new_store = self.new_store(limits, generator, output.clone(), signal.clone(), http);
+        let mut store = match new_store {
             Ok(store) => store,
             Err(error) => {
                 tracing::error!(component = %self.name, "could not set up a sandbox: {error:?}");
@@ -322,12 +343,15 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         signal: watch::Receiver<Signal>,
+        http: TaskHttp,
     ) -> Result<Store<TaskState>, wasmtime::Error> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HOST_RESOURCES);
         let state = TaskState {
             wasi: self.policy.wasi_ctx(&output)?,
             table,
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http,
             limiter: TaskLimiter::new(limits),
             output,
             signal,

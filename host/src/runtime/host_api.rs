@@ -5,6 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{WitLogLevel, arkitekt::rekuest::host::Host};
+use super::http::TaskHttp;
 use super::limits::TaskLimiter;
 use super::output::{TaskOutput, YieldError};
 use super::task::{LogLevel, Signal};
@@ -13,6 +14,9 @@ use super::task::{LogLevel, Signal};
 pub struct TaskState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    pub(crate) http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    /// Outbound HTTP under the action's grants.
+    pub(crate) http: TaskHttp,
     pub(crate) limiter: TaskLimiter,
     pub(crate) output: TaskOutput,
     pub(crate) signal: watch::Receiver<Signal>,
@@ -77,5 +81,9 @@ impl Host for TaskState {
             *self.signal.borrow(),
             Signal::Cancel | Signal::Interrupt
         ))
+    }
+
+    async fn task_token(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.http.task_token.clone())
     }
 }

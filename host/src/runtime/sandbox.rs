@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+use super::http::HttpPolicy;
 use super::limits::Limits;
 use super::output::{Stdio, TaskOutput};
 use super::stdio::GuestStdio;
@@ -32,6 +33,8 @@ pub struct SandboxPolicy {
     pub dirs: Vec<DirGrant>,
     /// Environment variables the guest can read.
     pub env: Vec<(String, String)>,
+    /// Origins the guest may reach over HTTP, and how.
+    pub http: HttpPolicy,
 }
 
 impl SandboxPolicy {
