@@ -224,7 +224,9 @@ impl Request {
                 return Ok(response);
             };
             let next = resolve(&request.url, location);
-            if response.status == 303 || (response.status != 307 && response.status != 308 && request.method == "POST") {
+            if response.status == 303
+                || (response.status != 307 && response.status != 308 && request.method == "POST")
+            {
                 request.method = "GET";
                 request.body = None;
             }
@@ -356,14 +358,17 @@ mod transport {
         };
         outgoing.set_method(&method).map_err(|_| invalid())?;
         outgoing.set_scheme(Some(&scheme)).map_err(|_| invalid())?;
-        outgoing.set_authority(Some(authority)).map_err(|_| invalid())?;
+        outgoing
+            .set_authority(Some(authority))
+            .map_err(|_| invalid())?;
         outgoing
             .set_path_with_query(Some(path))
             .map_err(|_| invalid())?;
         let body = outgoing
             .body()
             .map_err(|_| failed("the request body is unavailable".into()))?;
-        let future = outgoing_handler::handle(outgoing, None).map_err(|code| failed(describe(code)))?;
+        let future =
+            outgoing_handler::handle(outgoing, None).map_err(|code| failed(describe(code)))?;
         if let Some(bytes) = &request.body {
             let stream = body
                 .write()
@@ -428,7 +433,10 @@ mod transport {
             ErrorCode::HttpRequestDenied => "not allowed by the host".into(),
             ErrorCode::DnsError(payload) => format!(
                 "DNS lookup failed{}",
-                payload.rcode.map(|rcode| format!(": {rcode}")).unwrap_or_default()
+                payload
+                    .rcode
+                    .map(|rcode| format!(": {rcode}"))
+                    .unwrap_or_default()
             ),
             ErrorCode::ConnectionRefused => "connection refused".into(),
             other => format!("{other:?}"),
@@ -474,7 +482,9 @@ mod tests {
 
     #[test]
     fn outside_wasm_requests_fail_clearly() {
-        let error = get("http://a.example/").send().expect_err("no wasi:http here");
+        let error = get("http://a.example/")
+            .send()
+            .expect_err("no wasi:http here");
         assert!(error.to_string().contains("wasi:http"), "{error}");
     }
 }

@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::runtime::limits::{check_memory_limit, parse_bytes, parse_duration};
 use crate::runtime::http::{HttpGrant, HttpLimits, HttpPolicy};
+use crate::runtime::limits::{check_memory_limit, parse_bytes, parse_duration};
 use crate::runtime::{DirGrant, Limits, SandboxPolicy};
 
 /// Why the configuration is unusable: which file, which key, why.
@@ -471,16 +471,19 @@ fn http_grants(
                 HttpGrantEntry::Origin(origin) => (origin, false, false),
                 HttpGrantEntry::Marked(marked) => (&marked.origin, marked.private, marked.service),
             };
-            let grant: HttpGrant = origin
-                .parse()
-                .map_err(|error: crate::runtime::http::InvalidOrigin| {
-                    invalid(file, format!("{key}[{position}]"), error.to_string())
-                })?;
-            Ok(HttpGrant {
-                private,
-                service,
-                ..grant
-            })
+            let mut grant: HttpGrant =
+                origin
+                    .parse()
+                    .map_err(|error: crate::runtime::http::InvalidOrigin| {
+                        invalid(file, format!("{key}[{position}]"), error.to_string())
+                    })?;
+            if private {
+                grant = grant.allow_private();
+            }
+            if service {
+                grant = grant.as_service();
+            }
+            Ok(grant)
         })
         .collect()
 }
@@ -514,7 +517,11 @@ fn http_limits(
     if let Some(timeout) = &section.timeout {
         limits.timeout = span_value(file, &format!("{key}.timeout"), timeout)?;
         if limits.timeout.is_zero() {
-            return Err(invalid(file, format!("{key}.timeout"), "must be above zero"));
+            return Err(invalid(
+                file,
+                format!("{key}.timeout"),
+                "must be above zero",
+            ));
         }
     }
     if let Some(concurrency) = positive(file, &format!("{key}.concurrency"), section.concurrency)? {
@@ -600,10 +607,14 @@ mod tests {
             }
         );
 
-        let (_dir, file) = write("[[component]]\npath = \"m.wasm\"\nhttp = [\"mikro.lab.example\"]\n");
+        let (_dir, file) =
+            write("[[component]]\npath = \"m.wasm\"\nhttp = [\"mikro.lab.example\"]\n");
         let error = load(&file).expect_err("no scheme").to_string();
         assert!(error.contains("`component[0].http[0]`"), "{error}");
-        assert!(error.contains("must start with http:// or https://"), "{error}");
+        assert!(
+            error.contains("must start with http:// or https://"),
+            "{error}"
+        );
     }
 
     #[test]

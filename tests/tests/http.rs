@@ -147,9 +147,17 @@ async fn serve(
     arrived.notify_one();
     let path = request.path.as_str();
     match (request.method.as_str(), path) {
-        ("GET", "/hello") => respond(&mut stream, "200 OK", &[], b"hello from the test server").await,
+        ("GET", "/hello") => {
+            respond(&mut stream, "200 OK", &[], b"hello from the test server").await
+        }
         ("GET", "/redirect-same") => {
-            respond(&mut stream, "302 Found", &[("location", "/hello".into())], b"").await
+            respond(
+                &mut stream,
+                "302 Found",
+                &[("location", "/hello".into())],
+                b"",
+            )
+            .await
         }
         ("GET", "/redirect-away") => {
             let target = redirect_to.unwrap_or(own);
@@ -276,8 +284,17 @@ async fn a_granted_origin_answers() {
     let (text, outcome) = call(&http, "fetch_text", json!({"url": server.url("/hello")})).await;
     assert_eq!(outcome, Outcome::Completed);
     assert_eq!(text, json!("hello from the test server"));
-    let (text, outcome) = call(&http, "fetch_text", json!({"url": server.url("/redirect-same")})).await;
-    assert_eq!(outcome, Outcome::Completed, "a redirect within the grant is followed");
+    let (text, outcome) = call(
+        &http,
+        "fetch_text",
+        json!({"url": server.url("/redirect-same")}),
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::Completed,
+        "a redirect within the grant is followed"
+    );
     assert_eq!(text, json!("hello from the test server"));
 }
 
@@ -307,7 +324,10 @@ async fn scheme_host_and_port_must_match_the_grant() {
         let (_, outcome) = call(&http, "fetch_text", json!({"url": url})).await;
         let error = action_error(&outcome);
         assert!(error.contains("not allowed"), "{url}: {error}");
-        assert!(error.contains(&format!("granted are: {}", granted.origin())), "{error}");
+        assert!(
+            error.contains(&format!("granted are: {}", granted.origin())),
+            "{error}"
+        );
     }
     assert!(granted.seen().is_empty() && other.seen().is_empty());
 }
@@ -316,7 +336,11 @@ async fn scheme_host_and_port_must_match_the_grant() {
 async fn a_wildcard_grant_does_not_match_a_lookalike_host() {
     let server = TestServer::start(None).await;
     let port = server.address.port();
-    let http = load("http", policy(vec![grant(&format!("http://*.lab.example:{port}"))])).await;
+    let http = load(
+        "http",
+        policy(vec![grant(&format!("http://*.lab.example:{port}"))]),
+    )
+    .await;
     let url = format!("http://evil-mikro.lab.example.attacker:{port}/hello");
     let (_, outcome) = call(&http, "fetch_text", json!({"url": url})).await;
     let error = action_error(&outcome);
@@ -331,14 +355,25 @@ async fn a_redirect_to_an_origin_not_granted_is_refused() {
     let elsewhere = TestServer::start(None).await;
     let server = TestServer::start(Some(elsewhere.address)).await;
     let http = load("http", policy(vec![grant(&server.origin())])).await;
-    let (_, outcome) = call(&http, "fetch_text", json!({"url": server.url("/redirect-away")})).await;
+    let (_, outcome) = call(
+        &http,
+        "fetch_text",
+        json!({"url": server.url("/redirect-away")}),
+    )
+    .await;
     let error = action_error(&outcome);
     assert!(
-        error.contains(&format!("not allowed: HTTP requests to {} are not granted", elsewhere.origin())),
+        error.contains(&format!(
+            "not allowed: HTTP requests to {} are not granted",
+            elsewhere.origin()
+        )),
         "{error}"
     );
     assert_eq!(server.seen().len(), 1);
-    assert!(elsewhere.seen().is_empty(), "the redirect target was never contacted");
+    assert!(
+        elsewhere.seen().is_empty(),
+        "the redirect target was never contacted"
+    );
 }
 
 #[tokio::test]
@@ -353,10 +388,7 @@ async fn a_name_resolving_to_loopback_needs_a_private_grant() {
     assert!(error.contains("a loopback address"), "{error}");
     assert!(server.seen().is_empty());
 
-    let private = HttpGrant {
-        private: true,
-        ..grant(&origin)
-    };
+    let private = grant(&origin).allow_private();
     let marked = load("http", policy(vec![private])).await;
     let (text, outcome) = call(&marked, "fetch_text", json!({"url": url})).await;
     assert_eq!(outcome, Outcome::Completed);
@@ -385,10 +417,21 @@ async fn responses_are_capped_per_request_and_per_task() {
     let http = load("http", limited(&server, limits)).await;
     let (_, outcome) = call(&http, "fetch_text", json!({"url": server.url("/big")})).await;
     let error = action_error(&outcome);
-    assert!(error.contains("is 4 KiB long; at most 1 KiB per request"), "{error}");
-    let (_, outcome) = call(&http, "fetch_text", json!({"url": server.url("/big-unannounced")})).await;
+    assert!(
+        error.contains("is 4 KiB long; at most 1 KiB per request"),
+        "{error}"
+    );
+    let (_, outcome) = call(
+        &http,
+        "fetch_text",
+        json!({"url": server.url("/big-unannounced")}),
+    )
+    .await;
     let error = action_error(&outcome);
-    assert!(error.contains("exceeds the limit of 1 KiB per request"), "{error}");
+    assert!(
+        error.contains("exceeds the limit of 1 KiB per request"),
+        "{error}"
+    );
 
     // 26 bytes each: two fit in 60, the third crosses it.
     let (total, outcome) = call(
@@ -468,10 +511,7 @@ async fn only_service_origins_get_the_agent_and_task_tokens() {
     let service = TestServer::start(None).await;
     let plain = TestServer::start(None).await;
     let mut policy = policy(vec![
-        HttpGrant {
-            service: true,
-            ..grant(&service.origin())
-        },
+        grant(&service.origin()).as_service(),
         grant(&plain.origin()),
     ]);
     policy.http.client =
@@ -498,8 +538,14 @@ async fn only_service_origins_get_the_agent_and_task_tokens() {
         Some("provenance-of-task-1")
     );
     let to_plain = &plain.seen()[0];
-    assert!(!to_plain.headers.contains_key("authorization"), "{to_plain:?}");
-    assert!(!to_plain.headers.contains_key("rekuest-task"), "{to_plain:?}");
+    assert!(
+        !to_plain.headers.contains_key("authorization"),
+        "{to_plain:?}"
+    );
+    assert!(
+        !to_plain.headers.contains_key("rekuest-task"),
+        "{to_plain:?}"
+    );
 
     // The guest reads the provenance token, never the agent's.
     let (token, outcome) = run_task(
@@ -510,20 +556,16 @@ async fn only_service_origins_get_the_agent_and_task_tokens() {
         &TaskControl::new(),
     )
     .await;
-    assert_eq!((token, outcome), (json!("provenance-of-task-1"), Outcome::Completed));
+    assert_eq!(
+        (token, outcome),
+        (json!("provenance-of-task-1"), Outcome::Completed)
+    );
 }
 
 #[tokio::test]
 async fn a_service_origin_without_credentials_is_refused_clearly() {
     let service = TestServer::start(None).await;
-    let http = load(
-        "http",
-        policy(vec![HttpGrant {
-            service: true,
-            ..grant(&service.origin())
-        }]),
-    )
-    .await;
+    let http = load("http", policy(vec![grant(&service.origin()).as_service()])).await;
     let (_, outcome) = call(&http, "fetch_text", json!({"url": service.url("/hello")})).await;
     let error = action_error(&outcome);
     assert!(error.contains("marked as an Arkitekt service"), "{error}");
@@ -574,7 +616,10 @@ async fn the_structure_example_loads_and_uploads_through_dev_assign() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains(r#""object":"8""#) || stdout.contains(r#""8""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""object":"8""#) || stdout.contains(r#""8""#),
+        "{stdout}"
+    );
     let seen = mikro.seen();
     let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(
@@ -594,7 +639,10 @@ async fn the_structure_example_loads_and_uploads_through_dev_assign() {
             Some("Bearer dev"),
             "{request:?}"
         );
-        let provenance = request.headers.get("rekuest-task").expect("provenance header");
+        let provenance = request
+            .headers
+            .get("rekuest-task")
+            .expect("provenance header");
         assert!(provenance.starts_with("dev-task-"), "{provenance}");
     }
 }
@@ -624,14 +672,26 @@ async fn a_python_action_fetches_json_and_bytes() {
         &TaskControl::new(),
     )
     .await;
-    assert_eq!((token, outcome), (json!("provenance-of-task-2"), Outcome::Completed));
+    assert_eq!(
+        (token, outcome),
+        (json!("provenance-of-task-2"), Outcome::Completed)
+    );
 
     let ungranted = runtime
         .load_file(&path, SandboxPolicy::default())
         .await
         .expect("without a grant it still loads");
-    let (_, outcome) = call(&ungranted, "fetch_text", json!({"url": server.url("/hello")})).await;
+    let (_, outcome) = call(
+        &ungranted,
+        "fetch_text",
+        json!({"url": server.url("/hello")}),
+    )
+    .await;
     let error = action_error(&outcome);
     assert!(error.contains("not allowed"), "{error}");
-    assert_eq!(server.seen().len(), 2, "only the granted component's requests arrived");
+    assert_eq!(
+        server.seen().len(),
+        2,
+        "only the granted component's requests arrived"
+    );
 }

@@ -58,7 +58,10 @@ fn post_text(url: String, body: String) -> Result<String, String> {
 fn fetch_repeatedly(url: String, times: u32) -> Result<u64, String> {
     let mut total = 0;
     for _ in 0..times {
-        total += http::get(&url).bytes().map_err(|error| error.to_string())?.len() as u64;
+        total += http::get(&url)
+            .bytes()
+            .map_err(|error| error.to_string())?
+            .len() as u64;
     }
     Ok(total)
 }
@@ -73,4 +76,10 @@ fn task_token(ctx: &Context) -> String {
     ctx.task_token().unwrap_or_default()
 }
 
-export_actions!(fetch_text, fetch_status, post_text, fetch_repeatedly, task_token);
+export_actions!(
+    fetch_text,
+    fetch_status,
+    post_text,
+    fetch_repeatedly,
+    task_token
+);

@@ -37,7 +37,9 @@ fn check_id(id: &str) -> Result<&str, String> {
     if valid {
         Ok(id)
     } else {
-        Err(format!("{id:?} is not an image id (letters, digits and '-')"))
+        Err(format!(
+            "{id:?} is not an image id (letters, digits and '-')"
+        ))
     }
 }
 

@@ -35,23 +35,25 @@ fn parse_grant(text: &str) -> Result<HttpGrant, String> {
 impl HttpArgs {
     /// Every grant of the flags.
     pub fn grants(&self) -> Vec<HttpGrant> {
-        let private = self.http_private.iter().map(|grant| HttpGrant {
-            private: true,
-            ..grant.clone()
-        });
-        let service = self.http_service.iter().map(|grant| HttpGrant {
-            service: true,
-            ..grant.clone()
-        });
-        self.http.iter().cloned().chain(private).chain(service).collect()
+        let private = self
+            .http_private
+            .iter()
+            .cloned()
+            .map(HttpGrant::allow_private);
+        let service = self.http_service.iter().cloned().map(HttpGrant::as_service);
+        self.http
+            .iter()
+            .cloned()
+            .chain(private)
+            .chain(service)
+            .collect()
     }
 
     /// Adds the flags' grants to every action of `policy` and sends requests with `client`.
     pub fn apply(&self, policy: &mut SandboxPolicy, client: &HttpClient) {
         let added = self.grants();
-        let extend = |grants: &std::sync::Arc<[HttpGrant]>| {
-            grants.iter().chain(&added).cloned().collect()
-        };
+        let extend =
+            |grants: &std::sync::Arc<[HttpGrant]>| grants.iter().chain(&added).cloned().collect();
         policy.http.grants = extend(&policy.http.grants);
         for grants in policy.http.action_grants.values_mut() {
             *grants = extend(grants);

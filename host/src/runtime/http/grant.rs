@@ -58,7 +58,9 @@ pub struct HttpGrant {
 
 /// Why an origin could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{origin}' is not an HTTP origin: {reason} (expected e.g. https://mikro.lab.example, https://*.lab.example:8443 or http://127.0.0.1:8080)")]
+#[error(
+    "'{origin}' is not an HTTP origin: {reason} (expected e.g. https://mikro.lab.example, https://*.lab.example:8443 or http://127.0.0.1:8080)"
+)]
 pub struct InvalidOrigin {
     origin: String,
     reason: &'static str,
@@ -166,6 +168,22 @@ impl fmt::Display for RequestOrigin {
 }
 
 impl HttpGrant {
+    /// This grant, allowed to resolve to loopback, link-local or private addresses.
+    pub fn allow_private(self) -> Self {
+        HttpGrant {
+            private: true,
+            ..self
+        }
+    }
+
+    /// This grant, marked as an Arkitekt service.
+    pub fn as_service(self) -> Self {
+        HttpGrant {
+            service: true,
+            ..self
+        }
+    }
+
     /// Whether a request to `origin` is covered by this grant.
     pub fn matches(&self, origin: &RequestOrigin) -> bool {
         if self.scheme != origin.scheme || self.port != origin.port {
@@ -337,7 +355,10 @@ mod tests {
             "https://a..b",
         ] {
             let error = text.parse::<HttpGrant>().expect_err(text);
-            assert!(error.to_string().contains("is not an HTTP origin"), "{error}");
+            assert!(
+                error.to_string().contains("is not an HTTP origin"),
+                "{error}"
+            );
         }
         assert_eq!(
             grant("HTTPS://[::1]:8443").to_string(),
@@ -370,10 +391,7 @@ mod tests {
         let loopback = grant("http://127.0.0.1:8080");
         assert!(loopback.admits("127.0.0.1".parse().expect("ip")));
         assert!(!loopback.admits("127.0.0.2".parse().expect("ip")));
-        let marked = HttpGrant {
-            private: true,
-            ..grant("http://mikro.lab.internal")
-        };
+        let marked = grant("http://mikro.lab.internal").allow_private();
         assert!(marked.admits("10.0.0.5".parse().expect("ip")));
     }
 }

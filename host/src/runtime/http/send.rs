@@ -26,7 +26,8 @@ use crate::runtime::limits::format_bytes;
 pub const PROVENANCE_HEADER: &str = "rekuest-task";
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
-type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
 
 /// One task's outbound HTTP: its grants, limits and usage.
 pub(crate) struct TaskHttp {
@@ -207,10 +208,12 @@ async fn send(
     };
     tokio::pin!(response);
     // The connection does the IO: drive it while the response head is awaited.
+    let mut connection_ended = false;
     let response = tokio::select! {
         biased;
         response = &mut response => response?,
         ended = &mut connection => {
+            connection_ended = true;
             ended.map_err(Error::Hyper)?;
             response.await?
         }
@@ -235,7 +238,12 @@ async fn send(
         }
         .boxed_unsync()
     });
-    let io: IoFuture = Box::new(async move { connection.await.map_err(Error::Hyper) });
+    let io: IoFuture = Box::new(async move {
+        if connection_ended {
+            return Ok(());
+        }
+        connection.await.map_err(Error::Hyper)
+    });
     Ok((response, io))
 }
 
@@ -264,8 +272,9 @@ async fn add_service_headers(
     headers.insert(AUTHORIZATION, bearer);
     headers.remove(PROVENANCE_HEADER);
     if let Some(task_token) = service.task_token {
-        let mut value = HeaderValue::try_from(task_token)
-            .map_err(|_| refused("the task's provenance token is not a valid header value".into()))?;
+        let mut value = HeaderValue::try_from(task_token).map_err(|_| {
+            refused("the task's provenance token is not a valid header value".into())
+        })?;
         value.set_sensitive(true);
         headers.insert(PROVENANCE_HEADER, value);
     }
