@@ -22,6 +22,16 @@ import json as _json
 from typing import Any, Mapping
 from urllib.parse import urljoin, urlsplit
 
+try:
+    # Inside a component build: the wasi:http bindings componentize-py generated. Imported
+    # here, at build time, so that they are part of the component's snapshot.
+    from componentize_py_types import Err as _Err
+    from wit_world.imports import outgoing_handler as _outgoing_handler
+    from wit_world.imports import streams as _streams
+    from wit_world.imports import types as _types
+except ImportError:  # a normal Python: no wasi:http
+    _types = None
+
 __all__ = ["HTTPError", "MAX_REDIRECTS", "Response", "delete", "get", "post", "put", "request"]
 
 MAX_REDIRECTS = 5
@@ -118,13 +128,9 @@ def _send(method: str, url: str, headers: Mapping[str, str], body: bytes | None)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise HTTPError(f"{url!r} is not an absolute http:// or https:// URL")
-    try:
-        from componentize_py_types import Err
-        from wit_world.imports import outgoing_handler, streams, types
-    except ImportError:
-        raise HTTPError(
-            "HTTP needs the wasi:http host of rekuest-host (build the module with build.sh)"
-        ) from None
+    if _types is None:
+        raise HTTPError("HTTP needs the wasi:http host of rekuest-host (build the module with build.sh)")
+    Err, outgoing_handler, streams, types = _Err, _outgoing_handler, _streams, _types
     failed = f"{method} {url} failed"
     try:
         fields = types.Fields()
