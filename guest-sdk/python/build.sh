@@ -57,6 +57,37 @@ else
     exit 1
 fi
 
+# The world Python actions are built against: `action-component` plus `wasi:http` (for
+# `rekuest_guest.http`). The wasi:http WIT is the one of wasmtime-wasi-http, the host's
+# implementation, from its sources that cargo fetched for the host build.
+http_wit_deps() {
+    local manifest
+    manifest="$(cd "$root" && cargo metadata --format-version 1 2>/dev/null |
+        "$python" -c 'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "wasmtime-wasi-http"))')" || {
+        echo "build.sh: cannot find the wasi:http WIT (cargo metadata failed; run cargo fetch)" >&2
+        return 1
+    }
+    echo "$(dirname "$manifest")/wit/deps"
+}
+
+python_wit() {
+    local dir="$1" deps version
+    deps="$(http_wit_deps)" || return 1
+    version="$(sed -n 's/^package wasi:http@\([0-9.]*\);.*/\1/p' "$deps/http.wit" | head -n 1)"
+    mkdir -p "$dir/deps"
+    cp "$root"/wit/*.wit "$dir/"
+    cp "$deps"/*.wit "$dir/deps/"
+    cat >"$dir/python-http.wit" <<EOF
+package arkitekt:rekuest@0.1.0;
+
+/// action-component with wasi:http for rekuest_guest.http.
+world action-component-python {
+    include action-component;
+    import wasi:http/outgoing-handler@$version;
+}
+EOF
+}
+
 build() {
     local target="$1" file name module dir out
     if [[ -d "$target" ]]; then
@@ -98,7 +129,8 @@ EOF
     local started=$SECONDS python_paths=(-p "$work" -p "$dir" -p "$sdk")
     for path in "${paths[@]}"; do python_paths+=(-p "$path"); done
     echo "$name: building $out from $file"
-    if ! componentize_py -q -d "$root/wit" -w action-component componentize rekuest_component \
+    python_wit "$work/wit" || { rm -rf "$work"; return 1; }
+    if ! componentize_py -q -d "$work/wit" -w action-component-python componentize rekuest_component \
         "${python_paths[@]}" -o "$out.tmp"; then
         rm -rf "$work" "$out.tmp"
         echo "build.sh: building $file failed" >&2

@@ -29,6 +29,7 @@ pub(crate) trait Host {
         target: &crate::call::Target,
         args_json: &str,
     ) -> Result<Box<dyn crate::call::ChildStream>, crate::call::CallError>;
+    fn task_token(&self) -> Option<String>;
 }
 
 /// Access to the host for a running action: logs, progress and cancellation.
@@ -93,6 +94,14 @@ impl Context {
     /// Whether the caller asked to stop; a long action may check it and return early.
     pub fn is_cancelled(&self) -> bool {
         self.host.is_cancelled()
+    }
+
+    /// The task's provenance token (rekuest's signed token naming the user, the agent and the
+    /// task), if the task has one. Requests to origins the host knows as Arkitekt services
+    /// carry it already; send it as header `Rekuest-Task` to other services that act on the
+    /// task's behalf.
+    pub fn task_token(&self) -> Option<String> {
+        self.host.task_token()
     }
 
     pub(crate) fn yield_returns(&self, returns_json: &str) {
@@ -223,6 +232,10 @@ pub(crate) mod tests {
         fn is_cancelled(&self) -> bool {
             self.cancel_after_yields
                 .is_some_and(|limit| self.yields().len() >= limit)
+        }
+
+        fn task_token(&self) -> Option<String> {
+            None
         }
 
         fn call(

@@ -40,6 +40,10 @@ impl Host for WitHost {
         host::is_cancelled()
     }
 
+    fn task_token(&self) -> Option<String> {
+        host::task_token()
+    }
+
     fn call(&self, target: &Target, args_json: &str) -> Result<Box<dyn ChildStream>, CallError> {
         let target = match target {
             Target::Dependency(slot) => calls::Target::Dependency(slot.clone()),

@@ -170,6 +170,7 @@
 mod call;
 mod context;
 mod export;
+pub mod http;
 mod panic;
 pub mod port;
 mod runtime;

@@ -26,10 +26,13 @@
 //! dirs = [{ host = "/srv/data", guest = "/data", writable = false }]
 //! env = { MODE = "fast" }
 //! pass_env = ["HOME"]
+//! http = ["https://*.lab.example", { origin = "https://mikro.lab.example", service = true }]
+//! http_limits = { response_bytes = "16MiB", total_bytes = "256MiB", timeout = "30s", concurrency = 8 }
 //!
 //! [component.actions.add]
 //! timeout = "5s"
 //! concurrency = 1
+//! http = []                 # this action reaches nothing
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +41,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::runtime::http::{HttpGrant, HttpLimits, HttpPolicy};
 use crate::runtime::limits::{check_memory_limit, parse_bytes, parse_duration};
 use crate::runtime::{DirGrant, HostResourceCaps, Limits, SandboxPolicy};
 
@@ -171,6 +175,8 @@ pub struct ActionSection {
     pub timeout: Option<Span>,
     /// Most tasks of this action at once.
     pub concurrency: Option<usize>,
+    /// HTTP origins of this action, replacing the component's.
+    pub http: Option<Vec<HttpGrantEntry>>,
 }
 
 /// `[[component]]`.
@@ -200,9 +206,53 @@ pub struct ComponentSection {
     /// Host environment variables passed through.
     #[serde(default)]
     pub pass_env: Vec<String>,
+    /// HTTP origins its actions may reach.
+    #[serde(default)]
+    pub http: Vec<HttpGrantEntry>,
+    /// Limits of its actions' HTTP requests.
+    #[serde(default)]
+    pub http_limits: HttpLimitsSection,
     /// Per-action overrides.
     #[serde(default)]
     pub actions: BTreeMap<String, ActionSection>,
+}
+
+/// One HTTP grant: an origin, or a table marking it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum HttpGrantEntry {
+    /// `"https://mikro.lab.example"`.
+    Origin(String),
+    /// `{ origin = "...", private = true, service = true }`.
+    Marked(MarkedGrant),
+}
+
+/// An HTTP grant with marks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkedGrant {
+    /// The origin.
+    pub origin: String,
+    /// It may resolve to loopback, link-local or private addresses.
+    #[serde(default)]
+    pub private: bool,
+    /// It is an Arkitekt service: requests carry the agent's and the task's tokens.
+    #[serde(default)]
+    pub service: bool,
+}
+
+/// `http_limits` of a component.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsSection {
+    /// Bytes of one response body.
+    pub response_bytes: Option<Size>,
+    /// Bytes of all response bodies of a task.
+    pub total_bytes: Option<Size>,
+    /// Connect and first-byte timeout.
+    pub timeout: Option<Span>,
+    /// Requests in flight per task.
+    pub concurrency: Option<usize>,
 }
 
 /// The whole file.
@@ -365,8 +415,17 @@ fn resolve_component(
     )?;
     let mut action_limits = HashMap::new();
     let mut action_concurrency = HashMap::new();
+    let mut http = HttpPolicy {
+        grants: http_grants(file, &format!("{prefix}.http"), &section.http)?,
+        limits: http_limits(file, &format!("{prefix}.http_limits"), &section.http_limits)?,
+        ..HttpPolicy::default()
+    };
     for (key, action) in &section.actions {
         let action_prefix = format!("{prefix}.actions.{key}");
+        if let Some(grants) = &action.http {
+            let grants = http_grants(file, &format!("{action_prefix}.http"), grants)?;
+            http.action_grants.insert(key.clone(), grants);
+        }
         action_limits.insert(
             key.clone(),
             limits(
@@ -434,6 +493,7 @@ fn resolve_component(
             dirs,
             env,
             resources,
+            http,
         },
         concurrency: positive(file, &format!("{prefix}.concurrency"), section.concurrency)?,
         action_concurrency,
@@ -471,6 +531,79 @@ fn resource_caps(
     Ok(caps)
 }
 
+/// The grants of `entries`, checked.
+fn http_grants(
+    file: &Path,
+    key: &str,
+    entries: &[HttpGrantEntry],
+) -> Result<std::sync::Arc<[HttpGrant]>, ConfigError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(position, entry)| {
+            let (origin, private, service) = match entry {
+                HttpGrantEntry::Origin(origin) => (origin, false, false),
+                HttpGrantEntry::Marked(marked) => (&marked.origin, marked.private, marked.service),
+            };
+            let mut grant: HttpGrant =
+                origin
+                    .parse()
+                    .map_err(|error: crate::runtime::http::InvalidOrigin| {
+                        invalid(file, format!("{key}[{position}]"), error.to_string())
+                    })?;
+            if private {
+                grant = grant.allow_private();
+            }
+            if service {
+                grant = grant.as_service();
+            }
+            Ok(grant)
+        })
+        .collect()
+}
+
+/// The HTTP limits of `section` over the defaults, checked.
+fn http_limits(
+    file: &Path,
+    key: &str,
+    section: &HttpLimitsSection,
+) -> Result<HttpLimits, ConfigError> {
+    let mut limits = HttpLimits::default();
+    let bytes = |name: &str, size: &Size| {
+        let key = format!("{key}.{name}");
+        let bytes = match size {
+            Size::Bytes(bytes) => *bytes,
+            Size::Text(text) => {
+                parse_bytes(text).map_err(|reason| invalid(file, key.clone(), reason))?
+            }
+        };
+        match bytes {
+            0 => Err(invalid(file, key, "must be above zero")),
+            bytes => Ok(bytes),
+        }
+    };
+    if let Some(size) = &section.response_bytes {
+        limits.response_bytes = bytes("response_bytes", size)?;
+    }
+    if let Some(size) = &section.total_bytes {
+        limits.total_bytes = bytes("total_bytes", size)?;
+    }
+    if let Some(timeout) = &section.timeout {
+        limits.timeout = span_value(file, &format!("{key}.timeout"), timeout)?;
+        if limits.timeout.is_zero() {
+            return Err(invalid(
+                file,
+                format!("{key}.timeout"),
+                "must be above zero",
+            ));
+        }
+    }
+    if let Some(concurrency) = positive(file, &format!("{key}.concurrency"), section.concurrency)? {
+        limits.concurrency = concurrency;
+    }
+    Ok(limits)
+}
+
 /// The largest memory limit of any action: the pool's slot size.
 pub fn largest_memory(components: &[ComponentSettings]) -> u64 {
     components
@@ -498,6 +631,64 @@ mod tests {
         let file = dir.join("rekuest-host.toml");
         std::fs::write(&file, text).expect("write");
         (dir, file)
+    }
+
+    #[test]
+    fn reads_http_grants_and_limits() {
+        let (_dir, file) = write(
+            r#"
+            [[component]]
+            path = "mikro.wasm"
+            http = [
+                "https://*.lab.example",
+                { origin = "https://mikro.lab.example", service = true },
+                { origin = "http://mikro.lab.internal:8080", private = true },
+            ]
+            http_limits = { response_bytes = "1MiB", total_bytes = 4096, timeout = "5s", concurrency = 2 }
+
+            [component.actions.offline]
+            http = []
+            "#,
+        );
+        let (_, components) = load(&file).expect("valid");
+        let http = &components[0].policy.http;
+        let grants: Vec<String> = http.grants.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            grants,
+            [
+                "https://*.lab.example:443",
+                "https://mikro.lab.example:443",
+                "http://mikro.lab.internal:8080"
+            ]
+        );
+        assert_eq!(
+            (http.grants[1].service, http.grants[1].private),
+            (true, false)
+        );
+        assert_eq!(
+            (http.grants[2].service, http.grants[2].private),
+            (false, true)
+        );
+        assert!(http.grants_for("offline").is_empty());
+        assert_eq!(http.grants_for("other").len(), 3);
+        assert_eq!(
+            http.limits,
+            HttpLimits {
+                response_bytes: 1024 * 1024,
+                total_bytes: 4096,
+                timeout: Duration::from_secs(5),
+                concurrency: 2,
+            }
+        );
+
+        let (_dir, file) =
+            write("[[component]]\npath = \"m.wasm\"\nhttp = [\"mikro.lab.example\"]\n");
+        let error = load(&file).expect_err("no scheme").to_string();
+        assert!(error.contains("`component[0].http[0]`"), "{error}");
+        assert!(
+            error.contains("must start with http:// or https://"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ from ._runtime import (
     register,
     run,
     set_host,
+    task_token,
 )
 
 __all__ = [
@@ -150,6 +151,7 @@ __all__ = [
     "run",
     "set_host",
     "structure",
+    "task_token",
 ]
 
 __version__ = "0.1.0"

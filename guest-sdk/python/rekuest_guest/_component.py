@@ -38,6 +38,9 @@ class WitHost(_runtime.Host):
     def is_cancelled(self):
         return _wit.is_cancelled()
 
+    def task_token(self):
+        return _wit.task_token()
+
     def call(self, target, args_json):
         kind = target[0]
         if kind == "dependency":

@@ -44,6 +44,7 @@ __all__ = [
     "register",
     "run",
     "set_host",
+    "task_token",
 ]
 
 
@@ -86,6 +87,7 @@ class Host:
     def __init__(self) -> None:
         self.yields: list[str] = []
         self.cancelled = False
+        self.token: str | None = None
 
     def log(self, level: LogLevel, message: str) -> None:
         print(f"[{level.value}] {message}")
@@ -98,6 +100,9 @@ class Host:
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def task_token(self) -> str | None:
+        return self.token
 
     def call(self, target: tuple[str, ...], args_json: str) -> "Child":
         raise CallError(
@@ -225,6 +230,13 @@ def is_cancelled() -> bool:
     return _host.is_cancelled()
 
 
+def task_token() -> str | None:
+    """The task's provenance token (rekuest's signed token naming the user, the agent and the
+    task), or None. Requests to origins the host knows as Arkitekt services carry it already;
+    send it as header `Rekuest-Task` to other services acting on the task's behalf."""
+    return _host.task_token()
+
+
 class Context:
     """Access to the host for a running action: logs, progress and cancellation.
 
@@ -266,6 +278,9 @@ class Context:
     def iterate(self, target: str | tuple[str, ...], /, **args: Any) -> Iterator[Any]:
         """Calls a generator and yields its items (see the module-level `iterate`)."""
         return iterate(target, **args)
+
+    def task_token(self) -> str | None:
+        return task_token()
 
 
 _ITERATOR_ORIGINS = (

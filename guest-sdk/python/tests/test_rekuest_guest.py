@@ -539,6 +539,38 @@ class HostApi(Isolated):
             log("x", "loud")
 
 
+
+class HttpOutsideTheHost(unittest.TestCase):
+    def test_requests_fail_clearly_without_wasi_http(self):
+        from rekuest_guest import http
+
+        with self.assertRaisesRegex(http.HTTPError, "wasi:http host of rekuest-host"):
+            http.get("http://a.example/")
+        with self.assertRaisesRegex(http.HTTPError, "not an absolute http"):
+            http.post("ftp://a.example/", json={"a": 1})
+
+    def test_response_helpers(self):
+        from rekuest_guest import http
+
+        response = http.Response("http://a.example/x", 404, [("Content-Type", b"text/plain")], b"gone")
+        self.assertEqual(response.headers["content-type"], "text/plain")
+        self.assertFalse(response.ok)
+        with self.assertRaisesRegex(http.HTTPError, "answered 404: gone") as raised:
+            response.raise_for_status()
+        self.assertEqual(raised.exception.status, 404)
+        self.assertEqual(http.Response("u", 200, [], b'{"a": 1}').json(), {"a": 1})
+
+    def test_task_token_comes_from_the_host(self):
+        host = _runtime.Host()
+        host.token = "provenance"
+        previous = _runtime.set_host(host)
+        try:
+            self.assertEqual(_runtime.task_token(), "provenance")
+            self.assertEqual(_runtime.Context().task_token(), "provenance")
+        finally:
+            _runtime.set_host(previous)
+
+
 if __name__ == "__main__":
     unittest.main()
 

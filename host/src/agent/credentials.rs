@@ -85,3 +85,13 @@ impl From<String> for Credentials {
         Credentials::fixed(token)
     }
 }
+
+/// Guests' requests to Arkitekt service origins carry the agent's current access token.
+#[async_trait::async_trait]
+impl crate::runtime::http::AgentCredentials for Credentials {
+    async fn access_token(&self) -> Result<String, String> {
+        self.current_token()
+            .await
+            .map_err(|error| error.to_string())
+    }
+}

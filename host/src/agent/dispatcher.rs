@@ -411,6 +411,7 @@ impl Dispatcher {
         let run = component.run_calling(
             &assign.interface,
             assign.args,
+            assign.token,
             events,
             &control,
             Some(calls),

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,6 +17,7 @@ use rekuest_host::agent::{Agent, AgentConfig};
 use rekuest_host::config::{self, ComponentSettings};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::protocol::Endpoints;
+use rekuest_host::runtime::http::StaticToken;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::text::{Lines, OneLine};
 
@@ -62,6 +64,8 @@ pub struct DevArgs {
     /// Args of --assign as one JSON object.
     #[arg(long, value_name = "JSON", requires = "assign")]
     pub args_json: Option<String>,
+    #[command(flatten)]
+    pub http: super::http_args::HttpArgs,
 }
 
 /// Runs `dev`.
@@ -75,6 +79,11 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             .iter()
             .cloned()
             .map(ComponentSettings::plain),
+    );
+    // Service origins get the embedded agent's token, as `run` sends its own.
+    args.http.apply_all(
+        &mut components,
+        &super::http_args::client(&[], Some(Arc::new(StaticToken(DEV_TOKEN.to_string()))))?,
     );
     let server = DevServer::start(DevServerConfig {
         listen: args.listen,

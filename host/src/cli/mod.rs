@@ -4,6 +4,7 @@ mod args;
 mod assign;
 mod call;
 mod dev;
+mod http_args;
 mod inspect;
 mod login;
 mod my_tasks;
@@ -100,6 +101,8 @@ struct SandboxArgs {
     /// Let the guest read an environment variable: NAME=VALUE, or NAME to pass the host's.
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
     env: Vec<String>,
+    #[command(flatten)]
+    http: http_args::HttpArgs,
 }
 
 impl SandboxArgs {
@@ -114,7 +117,7 @@ impl SandboxArgs {
                     .with_context(|| format!("--env {entry}: not set in this environment")),
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(SandboxPolicy {
+        let mut policy = SandboxPolicy {
             limits: Limits {
                 fuel: self.fuel,
                 memory_bytes: self.memory,
@@ -123,7 +126,10 @@ impl SandboxArgs {
             dirs: self.dirs.clone(),
             env,
             ..SandboxPolicy::default()
-        })
+        };
+        // A local call has no agent token: service origins are refused with that reason.
+        self.http.apply(&mut policy, &http_args::client(&[], None)?);
+        Ok(policy)
     }
 }
 

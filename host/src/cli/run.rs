@@ -55,6 +55,8 @@ pub struct RunArgs {
     pub shutdown_grace: Option<Duration>,
     /// Components to serve (.wasm), in addition to those of the config file.
     pub components: Vec<PathBuf>,
+    #[command(flatten)]
+    pub http: super::http_args::HttpArgs,
 }
 
 /// Where the agent serves.
@@ -190,7 +192,8 @@ pub async fn load(
             .policy
             .action_limits
             .keys()
-            .chain(settings.action_concurrency.keys());
+            .chain(settings.action_concurrency.keys())
+            .chain(settings.policy.http.action_grants.keys());
         for action in configured {
             if component.definition(action).is_none() {
                 let known: Vec<&str> = component
@@ -249,7 +252,7 @@ pub async fn shutdown_signal() {
 
 /// Runs `run`.
 pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let settings = settings(args)?;
+    let mut settings = settings(args)?;
     let (endpoints, credentials) = match settings.target {
         Target::Server { url, token } => (Endpoints::from_base(&url)?, Credentials::fixed(token)),
         Target::Deployment(login, interactive) => {
@@ -266,6 +269,10 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             }
         }
     };
+    // Guests' requests trust what the agent trusts; service origins get the agent's token.
+    let client =
+        super::http_args::client(&settings.ca_certs, Some(Arc::new(credentials.clone())))?;
+    args.http.apply_all(&mut settings.components, &client);
     let mut agent_config = AgentConfig::new(endpoints, credentials, settings.name);
     agent_config.force = settings.force;
     agent_config.ca_certs = settings.ca_certs;

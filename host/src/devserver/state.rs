@@ -430,7 +430,8 @@ impl Db {
             org: "dev".into(),
             action: chosen.action,
             implementation: chosen.implementation,
-            token: None,
+            // A stand-in for rekuest's signed provenance JWT: the same per-task role, unsigned.
+            token: Some(format!("dev-task-{task}")),
         }));
         let _ = chosen.outbox.send(Outgoing::Text(assign.to_json()));
         task

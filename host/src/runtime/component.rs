@@ -13,6 +13,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::bindings::{ActionComponentPre, RunError};
 use super::calls::TaskCalls;
 use super::host_api::{ContractViolation, TaskState};
+use super::http::TaskHttp;
 use super::limits::{LimitExceeded, Limits, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
 use super::sandbox::SandboxPolicy;
@@ -120,6 +121,13 @@ impl ActionComponent {
                 }
             }
         });
+        // Describing reaches nothing: no grants, no token.
+        let http = TaskHttp::new(
+            Arc::default(),
+            component.policy.http.limits,
+            component.policy.http.client.clone(),
+            None,
+        );
         let (result, _sandbox) = component
             .sandboxed(
                 Call::Describe,
@@ -127,6 +135,7 @@ impl ActionComponent {
                 false,
                 TaskOutput::new(events),
                 &TaskControl::new(),
+                http,
                 None,
             )
             .await;
@@ -188,22 +197,26 @@ impl ActionComponent {
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> Outcome {
-        self.run_keeping_sandbox(action, args, events, control)
+        self.run_keeping_sandbox(action, args, None, events, control)
             .await
             .0
     }
 
-    /// [`run`](Self::run), handing back the used sandbox: whoever reports the outcome drops
-    /// it afterwards, so resetting the instance's memory does not delay the report. Every
-    /// event is in `events` when this returns, but the channel only closes with the sandbox.
+    /// [`run`](Self::run) on behalf of a task with provenance token `task_token` (ASSIGN's
+    /// `token`: sent to Arkitekt services and readable by the guest), handing back the used
+    /// sandbox: whoever reports the outcome drops it afterwards, so resetting the instance's
+    /// memory does not delay the report. Every event is in `events` when this returns, but the
+    /// channel only closes with the sandbox.
     pub async fn run_keeping_sandbox(
         &self,
         action: &str,
         args: Map<String, Value>,
+        task_token: Option<String>,
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> (Outcome, Sandbox) {
-        self.run_calling(action, args, events, control, None).await
+        self.run_calling(action, args, task_token, events, control, None)
+            .await
     }
 
     /// [`run_keeping_sandbox`](Self::run_keeping_sandbox) for a task that may call other
@@ -213,6 +226,7 @@ impl ActionComponent {
         &self,
         action: &str,
         args: Map<String, Value>,
+        task_token: Option<String>,
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
         calls: Option<TaskCalls>,
@@ -252,8 +266,15 @@ impl ActionComponent {
         };
         let output =
             TaskOutput::new(events).wrapping_structures(self.structure_returns[index].clone());
+        let http = &self.policy.http;
+        let http = TaskHttp::new(
+            Arc::clone(http.grants_for(action)),
+            http.limits,
+            http.client.clone(),
+            task_token,
+        );
         let (result, sandbox) = self
-            .sandboxed(call, &limits, generator, output, control, calls)
+            .sandboxed(call, &limits, generator, output, control, http, calls)
             .await;
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
@@ -277,11 +298,13 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         control: &TaskControl,
+        http: TaskHttp,
         calls: Option<TaskCalls>,
     ) -> (Result<Returned, Outcome>, Sandbox) {
         let signal = control.subscribe();
-        let store = self.new_store(limits, generator, output.clone(), signal.clone(), calls);
-        let mut store = match store {
+        let new_store =
+            self.new_store(limits, generator, output.clone(), signal.clone(), http, calls);
+        let mut store = match new_store {
             Ok(store) => store,
             Err(error) => {
                 tracing::error!(component = %self.name, "could not set up a sandbox: {error:?}");
@@ -340,6 +363,7 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         signal: watch::Receiver<Signal>,
+        http: TaskHttp,
         calls: Option<TaskCalls>,
     ) -> Result<Store<TaskState>, wasmtime::Error> {
         let mut table = ResourceTable::new();
@@ -347,6 +371,8 @@ impl ActionComponent {
         let state = TaskState {
             wasi: self.policy.wasi_ctx(&output)?,
             table,
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http,
             limiter: TaskLimiter::new(limits),
             output,
             signal,

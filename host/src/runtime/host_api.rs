@@ -11,6 +11,7 @@ use super::calls::{
 };
 use super::guest_fs::DescriptorClaim;
 use super::limits::{HostResourceCaps, TaskLimiter};
+use super::http::TaskHttp;
 use super::output::{TaskOutput, YieldError};
 use super::task::{LogLevel, Signal};
 
@@ -18,6 +19,9 @@ use super::task::{LogLevel, Signal};
 pub struct TaskState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    pub(crate) http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    /// Outbound HTTP under the action's grants.
+    pub(crate) http: TaskHttp,
     pub(crate) limiter: TaskLimiter,
     pub(crate) output: TaskOutput,
     pub(crate) signal: watch::Receiver<Signal>,
@@ -90,6 +94,10 @@ impl Host for TaskState {
             *self.signal.borrow(),
             Signal::Cancel | Signal::Interrupt
         ))
+    }
+
+    async fn task_token(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.http.task_token.clone())
     }
 }
 

@@ -9,6 +9,7 @@ mod component;
 mod engine;
 mod guest_fs;
 mod host_api;
+pub mod http;
 mod json_check;
 pub mod limits;
 mod output;
@@ -191,6 +192,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         guest_fs::shadow_filesystem(&mut linker).map_err(engine_error)?;
+        http::add_to_linker(&mut linker).map_err(engine_error)?;
         host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         call_api::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)

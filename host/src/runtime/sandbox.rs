@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+use super::http::HttpPolicy;
 use super::limits::{HostResourceCaps, Limits};
 use super::output::{Stdio, TaskOutput};
 use super::stdio::GuestStdio;
@@ -34,6 +35,8 @@ pub struct SandboxPolicy {
     pub env: Vec<(String, String)>,
     /// Host resources each task may hold.
     pub resources: HostResourceCaps,
+    /// Origins the guest may reach over HTTP, and how.
+    pub http: HttpPolicy,
 }
 
 impl SandboxPolicy {

@@ -54,6 +54,10 @@ impl Host for CallState {
     async fn is_cancelled(&mut self) -> wasmtime::Result<bool> {
         Ok(false)
     }
+
+    async fn task_token(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Which interruption mechanisms the engine compiles into guest code.
