@@ -248,7 +248,7 @@ async fn open_and_keep(guest: &ActionComponent, count: u64) -> (u64, Sandbox) {
         .cloned()
         .unwrap_or_default();
     let (outcome, sandbox) = guest
-        .run_keeping_sandbox("open_raw", args, events, &TaskControl::new())
+        .run_keeping_sandbox("open_raw", args, None, events, &TaskControl::new())
         .await;
     assert_eq!(outcome, Outcome::Completed, "{outcome:?}");
     let mut opened = None;

@@ -164,7 +164,7 @@ async fn malformed_graphql_gets_errors_and_the_server_keeps_serving() {
     let endpoints = Endpoints::from_base(&server.url()).expect("url");
     let client = GraphqlClient::new(
         endpoints.graphql.clone(),
-        "caller".into(),
+        "caller".to_string(),
         &ClientTls::new(&[]).expect("tls"),
     )
     .expect("client");

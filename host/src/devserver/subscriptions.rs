@@ -242,9 +242,11 @@ impl Connection {
                 Dialect::Transport => Next::Close(close(4429, "Too many initialisation requests")),
             };
         }
-        match token_of(payload).filter(|token| self.shared.token_allowed(token)) {
-            Some(token) => {
-                self.token = Some(token);
+        match token_of(payload).and_then(|token| self.shared.principal(&token).ok()) {
+            Some(principal) => {
+                // Who the caller is, as GraphQL over HTTP sees it (a client id for
+                // platform tokens): the key of its `mytasks` feed.
+                self.token = Some(principal);
                 Next::Send(vec![frame(json!({"type": "connection_ack"}))])
             }
             None => match self.dialect {
