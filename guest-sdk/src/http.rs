@@ -338,6 +338,20 @@ mod transport {
                 .append(name, value.as_bytes())
                 .map_err(|_| HttpError::InvalidHeader { name: name.clone() })?;
         }
+        // A body of known size goes with its length, not chunked: object stores and many
+        // upload endpoints refuse chunked requests.
+        if let Some(bytes) = &request.body
+            && !request
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        {
+            headers
+                .append("content-length", bytes.len().to_string().as_bytes())
+                .map_err(|_| HttpError::InvalidHeader {
+                    name: "content-length".into(),
+                })?;
+        }
         let outgoing = OutgoingRequest::new(headers);
         let method = match request.method {
             "GET" => Method::Get,

@@ -354,6 +354,8 @@ async fn a_restart_reuses_the_cached_login_without_redeeming() {
         .await
         .expect("cached login");
     let serving = Serving::start(agent_config(second).await, components(&["math"]).await).await;
+    let client = server.clients()[0].clone();
+    until("the agent to connect", || server.is_connected(&client)).await;
     add(&server, 5, 5).await;
     let counts = server.platform_counts();
     assert_eq!(

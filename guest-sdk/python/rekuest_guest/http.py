@@ -136,6 +136,9 @@ def _send(method: str, url: str, headers: Mapping[str, str], body: bytes | None)
         fields = types.Fields()
         for name, value in headers.items():
             fields.append(name, str(value).encode())
+        if body and not any(name.lower() == "content-length" for name in headers):
+            # Sent with its length, not chunked: many upload endpoints refuse chunked bodies.
+            fields.append("content-length", str(len(body)).encode())
         outgoing = types.OutgoingRequest(fields)
         methods = {
             "GET": types.Method_Get(),

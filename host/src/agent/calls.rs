@@ -10,14 +10,14 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
 use crate::protocol::{AssignRequest, ChildControl, ExecutionEvent, FromAgent};
-use crate::runtime::{CallPort, CallTarget, ChildCall, ChildEvent, MAX_YIELD_BYTES};
+use crate::runtime::{CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_YIELD_BYTES};
 
 /// Largest args text of one call (the same bound as one set of returns).
 pub const MAX_CALL_ARGS_BYTES: usize = MAX_YIELD_BYTES;
 
 struct Call {
     parent: String,
-    events: mpsc::UnboundedSender<ChildEvent>,
+    events: mpsc::Sender<ChildEvent>,
     /// The child task, once ASSIGN_RESPONSE named it.
     task: Option<String>,
     /// The caller dropped the call before the child was named: stop it when it is.
@@ -121,7 +121,7 @@ impl Calls {
                     let reason = error.unwrap_or_else(|| {
                         format!("the server answered the call without a task ({task:?})")
                     });
-                    let _ = call.events.send(ChildEvent::Refused(format!(
+                    let _ = call.events.try_send(ChildEvent::Refused(format!(
                         "the server refused the call: {reason}"
                     )));
                 }
@@ -163,15 +163,34 @@ impl Calls {
             "INTERRUPTED_EVENT" => ChildEvent::Cancelled("the child task was interrupted".into()),
             _ => return true,
         };
-        let terminal = !matches!(child_event, ChildEvent::Yield(_));
+        let mut child_event = child_event;
+        let mut terminal = !matches!(child_event, ChildEvent::Yield(_));
+        let unread = !terminal
+            && state
+                .calls
+                .get(&request)
+                .is_some_and(|call| call.events.capacity() <= 1);
+        if unread {
+            // The caller lets the child's returns pile up: stop the child, and say why in
+            // the slot kept for it.
+            child_event = ChildEvent::Cancelled(format!(
+                "the child was cancelled: {} of its returns were waiting unread",
+                CHILD_EVENTS - 1
+            ));
+            terminal = true;
+            state.control(ChildControl::Cancel, event.task.clone());
+        }
         let call = if terminal { state.end(&request) } else { None };
         let sender = match &call {
             Some(call) => Some(call.events.clone()),
             None => state.calls.get(&request).map(|call| call.events.clone()),
         };
         drop(state);
+        if unread {
+            self.ready.notify_one();
+        }
         if let Some(sender) = sender {
-            let _ = sender.send(child_event);
+            let _ = sender.try_send(child_event);
         }
         true
     }
@@ -272,7 +291,7 @@ impl CallPort for Calls {
                 request.dependency = Some(slot);
             }
         }
-        let (sender, events) = mpsc::unbounded_channel();
+        let (sender, events) = mpsc::channel(CHILD_EVENTS);
         let id = request.id.clone();
         self.state().calls.insert(
             id.clone(),
@@ -312,6 +331,41 @@ mod tests {
             FromAgent::AssignRequest(request) => request.id.clone(),
             other => panic!("expected an ASSIGN_REQUEST, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_child_whose_returns_are_not_read_is_cancelled_with_the_reason() {
+        let calls = Calls::new();
+        let mut child = calls.start("p", CallTarget::Dependency("words".into()), "{}".into());
+        let request = request_id(&calls.take_outgoing()[0]);
+        calls.answered(&request, Some("c".into()), None);
+        for index in 0..(CHILD_EVENTS * 2) {
+            calls.route(&event(
+                "YIELD_EVENT",
+                "c",
+                json!({"returns": {"return0": index}}),
+            ));
+        }
+        let mut yields = 0;
+        let last = loop {
+            match child.events.recv().await {
+                Some(ChildEvent::Yield(_)) => yields += 1,
+                other => break other,
+            }
+        };
+        assert_eq!(yields, CHILD_EVENTS - 1);
+        assert_eq!(
+            last,
+            Some(ChildEvent::Cancelled(format!(
+                "the child was cancelled: {} of its returns were waiting unread",
+                CHILD_EVENTS - 1
+            )))
+        );
+        assert!(calls.take_outgoing().iter().any(|frame| matches!(
+            frame,
+            FromAgent::ControlRequest { control: ChildControl::Cancel, task, .. } if task == "c"
+        )));
+        assert!(!calls.route(&event("YIELD_EVENT", "c", json!({}))));
     }
 
     #[tokio::test]

@@ -270,8 +270,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         }
     };
     // Guests' requests trust what the agent trusts; service origins get the agent's token.
-    let client =
-        super::http_args::client(&settings.ca_certs, Some(Arc::new(credentials.clone())))?;
+    let client = super::http_args::client(&settings.ca_certs, Some(Arc::new(credentials.clone())))?;
     args.http.apply_all(&mut settings.components, &client);
     let mut agent_config = AgentConfig::new(endpoints, credentials, settings.name);
     agent_config.force = settings.force;

@@ -910,7 +910,10 @@ impl Shared {
             _ => {}
         }
         task.done = report.kind.is_terminal();
-        let mirror = task.calling_agent.clone().map(|caller| (caller, event.clone()));
+        let mirror = task
+            .calling_agent
+            .clone()
+            .map(|caller| (caller, event.clone()));
         let freed = task.push_costing(event, cost);
         db.event_bytes = db.event_bytes + cost - freed;
         db.forget_over_bound();
@@ -1037,7 +1040,12 @@ impl Shared {
         let called_by_caller = task
             .parse::<u64>()
             .ok()
-            .and_then(|id| self.db().tasks.get(&id).map(|record| record.calling_agent.clone()))
+            .and_then(|id| {
+                self.db()
+                    .tasks
+                    .get(&id)
+                    .map(|record| record.calling_agent.clone())
+            })
             .flatten()
             .is_some_and(|called_by| called_by == caller);
         let result = if called_by_caller {

@@ -943,7 +943,7 @@ mod tests {
             );
         }
         assert_eq!(
-            ToAgent::parse(r#"{"type":"ASSIGN_RESPONSE","request":"r"}"#).expect("parses"),
+            ToAgent::parse(r#"{"type":"A_FRAME_FROM_THE_FUTURE","request":"r"}"#).expect("parses"),
             ToAgent::Unknown
         );
     }

@@ -45,9 +45,14 @@ pub enum ChildEvent {
     Cancelled(String),
 }
 
+/// Events of one child that may wait for its caller to read them. One more than the returns
+/// that may wait: a child whose caller lets more pile up is cancelled, and that last slot
+/// tells the caller why.
+pub const CHILD_EVENTS: usize = 64;
+
 /// A started child: its events, and whatever cancels it when dropped before it ended.
 pub struct ChildCall {
-    pub(crate) events: mpsc::UnboundedReceiver<ChildEvent>,
+    pub(crate) events: mpsc::Receiver<ChildEvent>,
     pub(crate) done: bool,
     _stop_on_drop: Box<dyn Send + Sync>,
 }
@@ -55,10 +60,7 @@ pub struct ChildCall {
 impl ChildCall {
     /// A child whose events arrive on `events`; dropping `stop_on_drop` must stop the child
     /// if it still runs.
-    pub fn new(
-        events: mpsc::UnboundedReceiver<ChildEvent>,
-        stop_on_drop: Box<dyn Send + Sync>,
-    ) -> Self {
+    pub fn new(events: mpsc::Receiver<ChildEvent>, stop_on_drop: Box<dyn Send + Sync>) -> Self {
         ChildCall {
             events,
             done: false,
@@ -68,8 +70,8 @@ impl ChildCall {
 
     /// A call refused before it left the host.
     pub fn refused(reason: String) -> Self {
-        let (sender, events) = mpsc::unbounded_channel();
-        let _ = sender.send(ChildEvent::Refused(reason));
+        let (sender, events) = mpsc::channel(1);
+        let _ = sender.try_send(ChildEvent::Refused(reason));
         ChildCall::new(events, Box::new(()))
     }
 }

@@ -302,8 +302,14 @@ impl ActionComponent {
         calls: Option<TaskCalls>,
     ) -> (Result<Returned, Outcome>, Sandbox) {
         let signal = control.subscribe();
-        let new_store =
-            self.new_store(limits, generator, output.clone(), signal.clone(), http, calls);
+        let new_store = self.new_store(
+            limits,
+            generator,
+            output.clone(),
+            signal.clone(),
+            http,
+            calls,
+        );
         let mut store = match new_store {
             Ok(store) => store,
             Err(error) => {

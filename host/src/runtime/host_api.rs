@@ -10,8 +10,8 @@ use super::calls::{
     CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH, MAX_CHILDREN_PER_TASK, TaskCalls,
 };
 use super::guest_fs::DescriptorClaim;
-use super::limits::{HostResourceCaps, TaskLimiter};
 use super::http::TaskHttp;
+use super::limits::{HostResourceCaps, TaskLimiter};
 use super::output::{TaskOutput, YieldError};
 use super::task::{LogLevel, Signal};
 

@@ -25,7 +25,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use cache::ComponentCache;
 pub use calls::{
-    CallPort, CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH, MAX_CHILDREN_PER_TASK, TaskCalls,
+    CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH,
+    MAX_CHILDREN_PER_TASK, TaskCalls,
 };
 pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
