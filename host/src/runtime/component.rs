@@ -90,6 +90,12 @@ enum Interruption {
 #[error("the task was stopped")]
 struct Stopped;
 
+/// What a task may reach beyond its sandbox: origins by its HTTP grants, other actions.
+struct Reach {
+    http: TaskHttp,
+    calls: Option<TaskCalls>,
+}
+
 impl ActionComponent {
     /// Describes a freshly pre-instantiated component and checks its description.
     pub(crate) async fn describe(
@@ -135,8 +141,7 @@ impl ActionComponent {
                 false,
                 TaskOutput::new(events),
                 &TaskControl::new(),
-                http,
-                None,
+                Reach { http, calls: None },
             )
             .await;
         drain.abort();
@@ -274,7 +279,14 @@ impl ActionComponent {
             task_token,
         );
         let (result, sandbox) = self
-            .sandboxed(call, &limits, generator, output, control, http, calls)
+            .sandboxed(
+                call,
+                &limits,
+                generator,
+                output,
+                control,
+                Reach { http, calls },
+            )
             .await;
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
@@ -298,18 +310,10 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         control: &TaskControl,
-        http: TaskHttp,
-        calls: Option<TaskCalls>,
+        reach: Reach,
     ) -> (Result<Returned, Outcome>, Sandbox) {
         let signal = control.subscribe();
-        let new_store = self.new_store(
-            limits,
-            generator,
-            output.clone(),
-            signal.clone(),
-            http,
-            calls,
-        );
+        let new_store = self.new_store(limits, generator, output.clone(), signal.clone(), reach);
         let mut store = match new_store {
             Ok(store) => store,
             Err(error) => {
@@ -369,9 +373,9 @@ impl ActionComponent {
         generator: bool,
         output: TaskOutput,
         signal: watch::Receiver<Signal>,
-        http: TaskHttp,
-        calls: Option<TaskCalls>,
+        reach: Reach,
     ) -> Result<Store<TaskState>, wasmtime::Error> {
+        let Reach { http, calls } = reach;
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.policy.resources.host_resources);
         let state = TaskState {

@@ -45,7 +45,7 @@ impl DescriptorBudget {
         let mut limit = getrlimit(Resource::Nofile);
         if limit.current < limit.maximum {
             limit.current = limit.maximum;
-            if let Err(error) = setrlimit(Resource::Nofile, limit.clone()) {
+            if let Err(error) = setrlimit(Resource::Nofile, limit) {
                 tracing::debug!("cannot raise the open-file limit: {error}");
                 limit = getrlimit(Resource::Nofile);
             }
