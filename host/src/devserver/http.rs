@@ -163,17 +163,9 @@ async fn platform_response(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Basic "))
         .and_then(basic_credentials);
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(error) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("could not read the body: {error}"),
-            );
-        }
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let platform = &shared.platform;
     if path == "/lok/o/token" {
@@ -234,17 +226,9 @@ async fn graphql_response(shared: &Shared, request: Request<Incoming>) -> Respon
                 .trim()
                 .to_string()
         });
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(error) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("could not read the body: {error}"),
-            );
-        }
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let Some(token) = token else {
         return unauthenticated("No Authorization header");
@@ -263,6 +247,20 @@ async fn graphql_response(shared: &Shared, request: Request<Incoming>) -> Respon
         }
     };
     json_response(&execute(shared, &principal, &request))
+}
+
+/// The request's body, at most [`MAX_BODY_BYTES`]; a larger one is answered 413.
+async fn read_body(request: Request<Incoming>) -> Result<bytes::Bytes, Response<Body>> {
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) => Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("could not read the body: {error}"),
+        )),
+    }
 }
 
 /// A refused token, as the real server refuses it: HTTP 401 with a GraphQL error whose

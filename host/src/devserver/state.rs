@@ -342,12 +342,20 @@ impl Db {
 }
 
 /// Where a new task goes: its agent, implementation and the agent's connection.
-pub(crate) struct Chosen {
+struct Chosen {
     agent: String,
     implementation: String,
     interface: String,
     action: String,
     outbox: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// Why [`Db::pick`] found no implementation.
+pub(crate) enum NotChosen {
+    /// Some fit, but none of their agents is connected.
+    Offline,
+    /// None fits.
+    Missing,
 }
 
 /// A child task's link to its parent.
@@ -361,12 +369,11 @@ struct ParentLink {
 }
 
 impl Db {
-    /// The first implementation that `fits` on a connected agent; `wanted` names it in errors.
-    fn choose(
+    /// The first implementation that `fits` on a connected agent.
+    fn pick(
         &self,
-        wanted: &str,
         fits: impl Fn(&AgentRecord, &Implementation) -> bool,
-    ) -> Result<Chosen, String> {
+    ) -> Result<Chosen, NotChosen> {
         let mut offered = false;
         for agent in &self.agents {
             for implementation in &agent.implementations {
@@ -386,9 +393,23 @@ impl Db {
             }
         }
         Err(if offered {
-            format!("No active implementation found for '{wanted}': its agent is offline")
+            NotChosen::Offline
         } else {
-            format!("No agent implements '{wanted}'")
+            NotChosen::Missing
+        })
+    }
+
+    /// [`pick`](Self::pick), with `wanted` named in the error.
+    fn choose(
+        &self,
+        wanted: &str,
+        fits: impl Fn(&AgentRecord, &Implementation) -> bool,
+    ) -> Result<Chosen, String> {
+        self.pick(fits).map_err(|not_chosen| match not_chosen {
+            NotChosen::Offline => {
+                format!("No active implementation found for '{wanted}': its agent is offline")
+            }
+            NotChosen::Missing => format!("No agent implements '{wanted}'"),
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::{AgentRecord, Chosen, Control, Implementation, ServerEvent, Shared, TaskRecord};
+use super::{AgentRecord, Control, Implementation, NotChosen, ServerEvent, Shared, TaskRecord};
 use crate::devserver::feed::{Change, Subscribers};
 
 /// Now, as the rekuest schema's `DateTime` (RFC 3339, UTC).
@@ -340,34 +340,17 @@ impl Shared {
         request: CallerAssign,
     ) -> Result<Value, String> {
         let mut db = self.db();
-        let mut offered = false;
-        let mut chosen = None;
-        'agents: for agent in &db.agents {
-            for implementation in &agent.implementations {
-                if !request.target.matches(agent, implementation) {
-                    continue;
+        let chosen = db
+            .pick(|agent, implementation| request.target.matches(agent, implementation))
+            .map_err(|not_chosen| {
+                let target = request.target.describe();
+                match not_chosen {
+                    NotChosen::Offline => {
+                        format!("No active implementation found for {target}: its agent is offline")
+                    }
+                    NotChosen::Missing => format!("No implementation found for {target}"),
                 }
-                offered = true;
-                if let Some(live) = &agent.live {
-                    chosen = Some(Chosen {
-                        agent: agent.id.clone(),
-                        implementation: implementation.id.clone(),
-                        interface: implementation.interface.clone(),
-                        action: implementation.action_hash.clone(),
-                        outbox: live.outbox.clone(),
-                    });
-                    break 'agents;
-                }
-            }
-        }
-        let Some(chosen) = chosen else {
-            let target = request.target.describe();
-            return Err(if offered {
-                format!("No active implementation found for {target}: its agent is offline")
-            } else {
-                format!("No implementation found for {target}")
-            });
-        };
+            })?;
         let feed = Arc::clone(db.feeds.entry(token.to_string()).or_default());
         let caller = CallerTask {
             task: String::new(),
