@@ -4,6 +4,8 @@
 //! `type` parses as an `Unknown` case for the caller to log. Only REGISTER is strict, as the
 //! server is (an unknown key there is a schema mismatch).
 
+use std::borrow::Cow;
+
 use serde::de::Error as _;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -278,29 +280,36 @@ pub struct ExecutionEvent {
 /// The suffix of the mirrored task event types.
 const EXECUTION_EVENT_SUFFIX: &str = "_EVENT";
 
-/// What is needed to answer a frame that fails to parse: its type and task.
+/// A frame's type and task, read without copying either.
 #[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    task: Option<String>,
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    task: Option<Cow<'a, str>>,
 }
 
 impl ToAgent {
     /// Parses one text frame. A frame that does not parse but is an ASSIGN with a readable
     /// task id is [`MessageError::BadAssign`], so the task can still be answered.
     pub fn parse(text: &str) -> Result<Self, MessageError> {
-        match serde_json::from_str(text) {
-            Ok(ToAgent::Unknown) => Ok(Self::parse_unknown(text)),
-            Ok(message) => Ok(message),
-            Err(error) => Err(match serde_json::from_str::<Head>(text) {
-                Ok(Head {
-                    kind,
-                    task: Some(task),
-                }) if kind == "ASSIGN" => MessageError::BadAssign { task, error },
-                _ => MessageError::from_json(error),
-            }),
+        match serde_json::from_str::<Head>(text) {
+            // One ASSIGN per task, the largest frame: decoded straight into its struct, where the
+            // tagged enum would first copy the whole frame into an intermediate tree.
+            Ok(Head { kind, task }) if kind == "ASSIGN" => serde_json::from_str(text)
+                .map(|assign| ToAgent::Assign(Box::new(assign)))
+                .map_err(|error| match task {
+                    Some(task) => MessageError::BadAssign {
+                        task: task.into_owned(),
+                        error,
+                    },
+                    None => MessageError::from_json(error),
+                }),
+            _ => match serde_json::from_str(text) {
+                Ok(ToAgent::Unknown) => Ok(Self::parse_unknown(text)),
+                Ok(message) => Ok(message),
+                Err(error) => Err(MessageError::from_json(error)),
+            },
         }
     }
 

@@ -42,6 +42,11 @@ where
     Measurement::new(name, latencies, started.elapsed())
 }
 
+/// How many tasks [`drive_warm`] runs unmeasured before `total` measured ones.
+pub fn warmup_tasks(total: usize) -> usize {
+    (total / 10).max(1)
+}
+
 /// `drive` after an untimed warm-up of a tenth of the tasks.
 pub async fn drive_warm<F, Fut>(
     name: &str,
@@ -53,6 +58,6 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    drive(name, concurrency, (total / 10).max(1), task.clone()).await;
+    drive(name, concurrency, warmup_tasks(total), task.clone()).await;
     drive(name, concurrency, total, task).await
 }

@@ -72,6 +72,44 @@ impl Agent {
         Agent { child }
     }
 
+    /// The CPU time (user + system) this process and its descendants have used so far, from
+    /// /proc (descendants too, so a wrapper script given as `BENCH_HOST` counts its agent).
+    pub fn cpu_time(&self) -> Duration {
+        /// /proc reports CPU time in USER_HZ ticks, 100 per second on Linux.
+        const TICKS_PER_SECOND: u64 = 100;
+        let mut ticks = 0;
+        let mut pending = vec![self.child.id()];
+        while let Some(pid) = pending.pop() {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the parenthesised command name: utime and stime are the 12th and
+            // 13th of them.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            ticks += [11, 12]
+                .iter()
+                .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
+                .sum::<u64>();
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten();
+            for thread in threads.flatten() {
+                let children = std::fs::read_to_string(thread.path().join("children"));
+                pending.extend(
+                    children
+                        .iter()
+                        .flat_map(|text| text.split_whitespace())
+                        .filter_map(|child| child.parse::<u32>().ok()),
+                );
+            }
+        }
+        Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+    }
+
     /// The resident set size, from /proc.
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

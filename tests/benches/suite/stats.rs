@@ -10,6 +10,9 @@ pub struct Measurement {
     pub latencies: Vec<Duration>,
     /// Wall time from the first start to the last finish.
     pub elapsed: Duration,
+    /// CPU time (user + system) the serving agent process spent per task, where measured: unlike
+    /// wall-clock figures it barely moves when other work shares the machine.
+    pub agent_cpu_per_task: Option<Duration>,
 }
 
 impl Measurement {
@@ -20,6 +23,7 @@ impl Measurement {
             name: name.into(),
             latencies,
             elapsed,
+            agent_cpu_per_task: None,
         }
     }
 
@@ -59,19 +63,22 @@ pub fn human(duration: Duration) -> String {
 pub fn section(title: &str) {
     println!("\n## {title}");
     println!(
-        "{:<60} {:>6} {:>10} {:>10} {:>10}",
-        "", "n", "p50", "p99", "tasks/s"
+        "{:<60} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "", "n", "p50", "p99", "tasks/s", "agent CPU"
     );
 }
 
 /// Prints one row.
 pub fn row(measurement: &Measurement) {
     println!(
-        "{:<60} {:>6} {:>10} {:>10} {:>10.0}",
+        "{:<60} {:>6} {:>10} {:>10} {:>10.0} {:>10}",
         measurement.name,
         measurement.latencies.len(),
         human(measurement.p50()),
         human(measurement.quantile(0.99)),
-        measurement.throughput()
+        measurement.throughput(),
+        measurement
+            .agent_cpu_per_task
+            .map_or_else(|| "-".to_string(), human)
     );
 }
