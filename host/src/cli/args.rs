@@ -200,7 +200,15 @@ mod tests {
                 {"key": "xs", "kind": "LIST", "nullable": false,
                  "children": [{"key": "...", "kind": "FLOAT", "nullable": false}]},
                 {"key": "image", "kind": "STRUCTURE", "nullable": true,
-                 "identifier": "@mikro/image"}
+                 "identifier": "@mikro/image"},
+                {"key": "note", "kind": "STRING", "nullable": true},
+                {"key": "points", "kind": "LIST", "nullable": true, "children": [
+                    {"key": "...", "kind": "MODEL", "nullable": false, "identifier": "Point",
+                     "children": [
+                        {"key": "x", "kind": "FLOAT", "nullable": false},
+                        {"key": "y", "kind": "FLOAT", "nullable": false}
+                     ]}
+                ]}
             ]
         }))
         .expect("valid definition")
@@ -234,7 +242,9 @@ mod tests {
                 json!({"__identifier": "@mikro/image", "object": "image:1"}),
             ),
         ] {
-            let args = build_args(&definition(), None, &[word]).expect("valid");
+            let mut all = words(&["n=1", "label=x", "xs=[]"]);
+            all.push(word);
+            let args = build_args(&definition(), None, &all).expect("valid");
             assert_eq!(args["image"], value);
         }
         let error = build_args(&definition(), None, &words(&["image={oops"])).expect_err("bad");
@@ -252,8 +262,105 @@ mod tests {
             "argument 'n': 'three' is not a valid INT"
         );
         let error = build_args(&definition(), None, &words(&["m=1"])).expect_err("unknown");
-        assert!(format!("{error}").contains("its arguments are: n, label, flag, xs, image"));
+        assert!(
+            format!("{error}")
+                .contains("its arguments are: n, label, flag, xs, image, note, points")
+        );
         assert!(build_args(&definition(), None, &words(&["n"])).is_err());
-        assert!(build_args(&definition(), Some("[1]"), &[]).is_err());
+    }
+
+    fn error_of(json: Option<&str>, list: &[&str]) -> String {
+        let error = build_args(&definition(), json, &words(list)).expect_err("refused");
+        format!("{error:#}")
+    }
+
+    #[test]
+    fn numbers_say_what_was_expected() {
+        assert_eq!(
+            error_of(None, &["n=1.5", "label=x", "xs=[]"]),
+            "argument 'n': '1.5' is not a valid INT: expected an integer"
+        );
+        assert!(
+            error_of(None, &["n=99999999999999999999999", "label=x", "xs=[]"])
+                .ends_with("expected an integer from -9223372036854775808 to 18446744073709551615")
+        );
+        let args = build_args(
+            &definition(),
+            None,
+            &words(&["n=18446744073709551615", "label=x", "xs=[]"]),
+        )
+        .expect("an INT up to u64::MAX fits the port");
+        assert_eq!(args["n"], json!(u64::MAX));
+    }
+
+    #[test]
+    fn json_errors_name_the_flag() {
+        assert!(error_of(Some("{"), &[]).starts_with("--args-json is not valid JSON: "));
+        assert_eq!(
+            error_of(Some("[1]"), &[]),
+            "--args-json must be a JSON object keyed by argument name, got a list"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_model_fields_are_refused_wherever_they_come_from() {
+        assert_eq!(
+            error_of(Some(r#"{"n": 1, "m": 2}"#), &[]),
+            "in --args-json: action 'f' has no argument 'm'; its arguments are: n, label, flag, \
+             xs, image, note, points"
+        );
+        let stray = r#"[{"x": 1, "y": 2}, {"x": 1, "y": 2, "z": 3}]"#;
+        let expected = "argument 'points[1]': MODEL Point has no field 'z'; its fields are: x, y";
+        assert_eq!(
+            error_of(
+                None,
+                &["n=1", "label=x", "xs=[]", &format!("points={stray}")]
+            ),
+            expected
+        );
+        let json = format!(r#"{{"n": 1, "label": "x", "xs": [], "points": {stray}}}"#);
+        assert_eq!(error_of(Some(&json), &[]), expected);
+        // The official client tags models with their identifier.
+        build_args(
+            &definition(),
+            None,
+            &words(&[
+                "n=1",
+                "label=x",
+                "xs=[]",
+                r#"points=[{"x": 1, "y": 2, "__identifier": "Point"}]"#,
+            ]),
+        )
+        .expect("the identifier key is not a field");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_and_null_is_null_where_allowed() {
+        assert_eq!(
+            error_of(None, &["n=1", "n=2"]),
+            "argument 'n' is given twice; give each argument once"
+        );
+        let args = build_args(
+            &definition(),
+            Some(r#"{"n": 1}"#),
+            &words(&["n=2", "label=null", "xs=[]", "note=null", "image=null"]),
+        )
+        .expect("valid");
+        assert_eq!(args["n"], json!(2), "a word overrides the JSON");
+        assert_eq!(
+            args["label"],
+            json!("null"),
+            "text for a port that is not nullable"
+        );
+        assert_eq!(args["note"], Value::Null);
+        assert_eq!(args["image"], Value::Null);
+    }
+
+    #[test]
+    fn missing_args_are_refused_before_anything_runs() {
+        assert_eq!(
+            error_of(None, &["n=1", "label=x"]),
+            "argument 'xs': missing; expected LIST of FLOAT"
+        );
     }
 }

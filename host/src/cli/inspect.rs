@@ -115,3 +115,41 @@ fn model_of(port: &Port) -> Option<&Port> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_table_shows_model_fields_and_inner_nullability() {
+        let definition: Definition = serde_json::from_value(json!({
+            "key": "f", "version": "1", "name": "F", "kind": "FUNCTION", "returns": [],
+            "args": [
+                {"key": "values", "kind": "LIST", "nullable": true,
+                 "children": [{"key": "...", "kind": "FLOAT", "nullable": true}]},
+                {"key": "points", "kind": "DICT", "nullable": false, "children": [
+                    {"key": "...", "kind": "MODEL", "nullable": false, "identifier": "Point",
+                     "children": [
+                        {"key": "x", "kind": "FLOAT", "nullable": false, "description": "across"},
+                        {"key": "tags", "kind": "LIST", "nullable": true,
+                         "children": [{"key": "...", "kind": "STRING", "nullable": true}]}
+                     ]}
+                ]}
+            ]
+        }))
+        .expect("valid definition");
+        let mut out = String::new();
+        render_definition(&mut out, &definition);
+        let expected = "\
+f  (function, version 1): F
+  args:
+    values  LIST of optional FLOAT (optional)
+    points  DICT of MODEL Point
+      x     FLOAT                               across
+      tags  LIST of optional STRING (optional)
+  returns: none
+";
+        assert_eq!(out, expected);
+    }
+}
