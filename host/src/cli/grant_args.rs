@@ -11,19 +11,19 @@ use rekuest_host::runtime::limits::{parse_duration, parse_memory_limit};
 use rekuest_host::runtime::{DirGrant, SandboxPolicy};
 
 /// Limits and grants given as flags: on `dev` and `run` they apply to every component and
-/// action, over the config file's.
+/// action, over the config file's (the defaults below are those without either).
 #[derive(Debug, Args, Default)]
 pub struct GrantArgs {
     /// Fuel budget of a task (about one unit per wasm instruction) [default: unmetered].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
     /// Memory limit of a task in binary units (64MiB, 512KiB, 1GiB) or a number of bytes;
     /// 64KiB to 4GiB [default: 64MiB].
-    #[arg(long, value_parser = parse_memory_limit)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
     pub memory: Option<u64>,
     /// Wall-clock limit of a task, e.g. 10s, 250ms, 2m; a bare number is seconds
     /// [default: 60s].
-    #[arg(long, value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
     /// Grant a host directory: HOST:GUEST for read-only, HOST:GUEST:rw for read-write.
     #[arg(long = "dir", value_name = "HOST:GUEST[:rw]", value_parser = parse_dir_grant)]
