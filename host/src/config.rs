@@ -386,14 +386,8 @@ fn limits(
     }
     if let Some(timeout) = timeout {
         let timeout = span_value(file, &format!("{prefix}.timeout"), timeout)?;
-        if timeout.is_zero() {
-            return Err(invalid(
-                file,
-                format!("{prefix}.timeout"),
-                "must be above zero",
-            ));
-        }
-        limits.timeout = timeout;
+        limits.timeout = check_timeout(timeout)
+            .map_err(|reason| invalid(file, format!("{prefix}.timeout"), reason))?;
     }
     Ok(limits)
 }
@@ -448,26 +442,9 @@ fn resolve_component(
     let mut dirs = Vec::new();
     for (position, dir) in section.dirs.iter().enumerate() {
         let key = format!("{prefix}.dirs[{position}]");
-        if !dir.guest.starts_with('/') {
-            return Err(invalid(
-                file,
-                format!("{key}.guest"),
-                format!("'{}' must be absolute, e.g. /data", dir.guest),
-            ));
-        }
-        let host = base.join(&dir.host);
-        if !host.is_dir() {
-            return Err(invalid(
-                file,
-                format!("{key}.host"),
-                format!("{} is not a directory", host.display()),
-            ));
-        }
-        dirs.push(DirGrant {
-            host,
-            guest: dir.guest.clone(),
-            writable: dir.writable,
-        });
+        let grant = dir_grant(base.join(&dir.host), &dir.guest, dir.writable)
+            .map_err(|(field, reason)| invalid(file, format!("{key}.{}", field.key()), reason))?;
+        dirs.push(grant);
     }
     let mut env: Vec<(String, String)> = section
         .env
@@ -475,13 +452,8 @@ fn resolve_component(
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     for name in &section.pass_env {
-        let value = std::env::var(name).map_err(|_| {
-            invalid(
-                file,
-                format!("{prefix}.pass_env"),
-                format!("{name} is not set in this environment"),
-            )
-        })?;
+        let value =
+            host_env(name).map_err(|reason| invalid(file, format!("{prefix}.pass_env"), reason))?;
         env.push((name.clone(), value));
     }
     let resources = resource_caps(file, &prefix, section)?;
@@ -498,6 +470,68 @@ fn resolve_component(
         concurrency: positive(file, &format!("{prefix}.concurrency"), section.concurrency)?,
         action_concurrency,
     })
+}
+
+/// The part of a directory grant that is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirField {
+    /// The host directory.
+    Host,
+    /// The path the guest sees.
+    Guest,
+}
+
+impl DirField {
+    /// Its key in the config file.
+    pub fn key(self) -> &'static str {
+        match self {
+            DirField::Host => "host",
+            DirField::Guest => "guest",
+        }
+    }
+}
+
+/// Checks a directory grant (of the config file or `--dir`): the guest path is absolute and
+/// the host path is a directory.
+pub fn dir_grant(
+    host: PathBuf,
+    guest: &str,
+    writable: bool,
+) -> Result<DirGrant, (DirField, String)> {
+    if !guest.starts_with('/') {
+        return Err((
+            DirField::Guest,
+            format!("the guest path '{guest}' must be absolute, e.g. /data"),
+        ));
+    }
+    if !host.is_dir() {
+        let reason = if host.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err((DirField::Host, format!("{} {reason}", host.display())));
+    }
+    Ok(DirGrant {
+        host,
+        guest: guest.to_string(),
+        writable,
+    })
+}
+
+/// The host's value of the environment variable `name`, passed to a guest (`pass_env` or
+/// `--env NAME`).
+pub fn host_env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set in this environment"))
+}
+
+/// Checks a task timeout (of the config file or `--timeout`): above zero.
+pub fn check_timeout(timeout: Duration) -> Result<Duration, String> {
+    if timeout.is_zero() {
+        Err("a timeout must be above zero".into())
+    } else {
+        Ok(timeout)
+    }
 }
 
 /// Smallest `host_resources` cap: a task needs a few for its standard streams and clocks.

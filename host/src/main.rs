@@ -29,7 +29,11 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", Lines(&error_text(&error)));
-            ExitCode::FAILURE
+            if error.chain().any(|cause| cause.is::<cli::UsageError>()) {
+                cli::Exit::Usage.into()
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

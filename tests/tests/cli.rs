@@ -123,6 +123,50 @@ fn inspect_shows_a_readable_table() {
 }
 
 #[test]
+fn inspect_lists_the_fields_of_models_below_their_port() {
+    let output = rekuest_host(&["inspect", &example("structures")]);
+    assert!(output.status.success());
+    let table = stdout(&output);
+    let expected = "\
+  args:
+    labelled  LIST of MODEL Labelled  the labelled images
+      image   STRUCTURE @mikro/image  The image.
+      label   STRING                  Its label.
+";
+    assert!(table.contains(expected), "{table}");
+}
+
+#[test]
+fn a_crash_shows_its_panic_message_once_and_its_backtrace_only_in_the_debug_log() {
+    let hostile = example("hostile");
+    let output = call_fails(&[&hostile, "panic", "message=gave up"], 4, "gave up");
+    let text = stderr(&output);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["error: crashed: panicked at examples/hostile/src/lib.rs:140:5: gave up"],
+        "{text}"
+    );
+    let debug = Command::new(host_binary())
+        .args(["call", &hostile, "panic", "message=gave up"])
+        .env(
+            "REKUEST_HOST_CACHE_DIR",
+            workspace_root().join("target").join("test-component-cache"),
+        )
+        .env("REKUEST_HOST_LOG", "rekuest_host=debug")
+        .output()
+        .expect("rekuest-host runs");
+    let text = stderr(&debug);
+    assert_eq!(debug.status.code(), Some(4), "{text}");
+    let crash_log = text
+        .lines()
+        .find(|line| line.contains("task crashed"))
+        .unwrap_or_else(|| panic!("no crash in the debug log: {text}"));
+    assert!(crash_log.contains(" DEBUG "), "{crash_log}");
+    assert!(text.contains("wasm backtrace"), "{text}");
+    assert!(!text.contains(" WARN "), "{text}");
+}
+
+#[test]
 fn call_prints_the_returns_keyed_like_the_wire() {
     let output = rekuest_host(&["call", &example("math"), "add", "a=1", "b=2"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -107,8 +107,8 @@ fn a_guest_cannot_forge_log_lines() {
 
 #[test]
 fn the_hosts_own_log_does_not_echo_raw_guest_text() {
-    // A crash is logged by the host (WARN) with the guest's panic message; at debug level the
-    // host also logs the trap and the describe call.
+    // At debug level the host logs a crash with the guest's panic message and its backtrace,
+    // the trap and the describe call.
     let message = format!("message={ESCAPES}\n[ERROR] forged");
     let output = rekuest_host(
         &["call", &example("hostile"), "panic", &message],

@@ -87,8 +87,19 @@ fn memory_flags_take_binary_units_within_what_a_guest_can_address() {
         let args = ["call", &math, "add", "a=1", "b=2", "--memory", memory];
         rekuest_host(&args)
     };
+    // `dev` and `run` read the flag with the same rule.
+    for command in [
+        &["dev", &math, "--assign", "add", "a=1", "b=2"][..],
+        &["run", "--url", "http://127.0.0.1:9", "--token", "t", &math],
+    ] {
+        let output = rekuest_host(&[command, &["--memory", "64mb"]].concat());
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {text}");
+        assert_eq!(text.matches("did you mean 64MiB?").count(), 1, "{text}");
+    }
     for (memory, message) in [
         ("64MB", "did you mean 64MiB?"),
+        ("64mb", "did you mean 64MiB?"),
         ("512k", "did you mean 512KiB?"),
         ("5GiB", "more than a 32-bit guest can address: at most 4GiB"),
         ("64", "a bare number counts bytes"),
@@ -142,6 +153,16 @@ fn config_values_that_cannot_work_are_refused_at_start() {
             "ambiguous",
             "memory = \"64MB\"",
             "`component[0].memory`: '64MB' is ambiguous (decimal or binary?): did you mean 64MiB?",
+        ),
+        (
+            "ambiguous-lowercase",
+            "memory = \"64mb\"",
+            "`component[0].memory`: '64mb' is ambiguous (decimal or binary?): did you mean 64MiB?",
+        ),
+        (
+            "bare-text-is-bytes",
+            "memory = \"64\"",
+            "`component[0].memory`: a memory limit of 64 B is too small",
         ),
         (
             "too-large",

@@ -16,7 +16,8 @@ use rekuest_host::text::{self, Lines, OneLine};
 use rekuest_host::tls::ClientTls;
 
 use super::args::build_args;
-use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED, EXIT_CRITICAL, EXIT_FAILED};
+use super::call::HeldCritical;
+use super::exit::Exit;
 use super::my_tasks::MyTasks;
 
 /// Arguments of `assign`.
@@ -52,66 +53,87 @@ pub enum Shown {
     /// More to come.
     Continue,
     /// The task is over; exit with this.
-    Done(ExitCode),
+    Done(Exit),
 }
 
-/// Prints one event: returns on stdout, everything else on stderr.
-pub fn show_event(kind: &str, fields: &Map<String, Value>) -> Shown {
-    let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or_default();
-    // The local server's own events carry `error`; rekuest's task events, `message`.
-    let error = || match text("error") {
-        "" => text("message"),
-        error => error,
-    };
-    match kind {
-        // rekuest calls the task bound to its agent BOUND.
-        "ASSIGNED" | "BOUND" => {
-            eprintln!("ASSIGNED");
-            Shown::Continue
+/// Prints a task's events as they come: returns on stdout, everything else on stderr.
+#[derive(Default)]
+pub struct EventPrinter {
+    held: HeldCritical,
+}
+
+impl EventPrinter {
+    /// Prints one event.
+    pub fn show(&mut self, kind: &str, fields: &Map<String, Value>) -> Shown {
+        let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or_default();
+        // The local server's own events carry `error`; rekuest's task events, `message`.
+        let error = || match text("error") {
+            "" => text("message"),
+            error => error,
+        };
+        if kind == "CRITICAL" {
+            if let Some(line) = std::mem::take(&mut self.held).unless(Some(error())) {
+                eprintln!("{line}");
+            }
+        } else if let Some(line) = self.held.take() {
+            eprintln!("{line}");
         }
-        "YIELD" => {
-            let returns = fields.get("returns").cloned().unwrap_or(Value::Null);
-            println!("{}", text::json(&returns.to_string()));
-            Shown::Continue
-        }
-        "LOG" => {
-            // The rekuest subscription carries no log level.
-            let level = fields.get("level").and_then(Value::as_str).unwrap_or("LOG");
-            eprintln!("[{}] {}", OneLine(level), Lines(text("message")));
-            Shown::Continue
-        }
-        "PROGRESS" => {
-            let progress = fields
-                .get("progress")
-                .and_then(Value::as_i64)
-                .map(|progress| format!("{progress}% "))
-                .unwrap_or_default();
-            eprintln!("progress {progress}{}", OneLine(text("message")));
-            Shown::Continue
-        }
-        "COMPLETED" => {
-            eprintln!("COMPLETED");
-            Shown::Done(ExitCode::SUCCESS)
-        }
-        "FAILED" => {
-            eprintln!("FAILED: {}", Lines(error()));
-            Shown::Done(ExitCode::from(EXIT_FAILED))
-        }
-        "CRITICAL" => {
-            eprintln!("CRITICAL: {}", Lines(error()));
-            Shown::Done(ExitCode::from(EXIT_CRITICAL))
-        }
-        "CANCELLED" | "INTERRUPTED" => {
-            eprintln!("{kind}");
-            Shown::Done(ExitCode::from(EXIT_CANCELLED))
-        }
-        "DISCONNECTED" => {
-            eprintln!("DISCONNECTED: the agent went away; the task's fate is unknown");
-            Shown::Done(ExitCode::from(EXIT_CRITICAL))
-        }
-        other => {
-            eprintln!("{}", OneLine(other));
-            Shown::Continue
+        match kind {
+            // rekuest calls the task bound to its agent BOUND.
+            "ASSIGNED" | "BOUND" => {
+                eprintln!("ASSIGNED");
+                Shown::Continue
+            }
+            "YIELD" => {
+                let returns = fields.get("returns").cloned().unwrap_or(Value::Null);
+                println!("{}", text::json(&returns.to_string()));
+                Shown::Continue
+            }
+            "LOG" => {
+                // The rekuest subscription carries no log level.
+                let level = fields.get("level").and_then(Value::as_str);
+                let message = text("message");
+                let line = format!("[{}] {}", OneLine(level.unwrap_or("LOG")), Lines(message));
+                if HeldCritical::holds(level, message) {
+                    self.held.hold(message, line);
+                } else {
+                    eprintln!("{line}");
+                }
+                Shown::Continue
+            }
+            "PROGRESS" => {
+                let progress = fields
+                    .get("progress")
+                    .and_then(Value::as_i64)
+                    .map(|progress| format!("{progress}% "))
+                    .unwrap_or_default();
+                eprintln!("progress {progress}{}", OneLine(text("message")));
+                Shown::Continue
+            }
+            "COMPLETED" => {
+                eprintln!("COMPLETED");
+                Shown::Done(Exit::Completed)
+            }
+            "FAILED" => {
+                eprintln!("FAILED: {}", Lines(error()));
+                Shown::Done(Exit::of_failed(error()))
+            }
+            "CRITICAL" => {
+                eprintln!("CRITICAL: {}", Lines(error()));
+                Shown::Done(Exit::Crashed)
+            }
+            "CANCELLED" | "INTERRUPTED" => {
+                eprintln!("{kind}");
+                Shown::Done(Exit::Cancelled)
+            }
+            "DISCONNECTED" => {
+                eprintln!("DISCONNECTED: the agent went away; the task's fate is unknown");
+                Shown::Done(Exit::Crashed)
+            }
+            other => {
+                eprintln!("{}", OneLine(other));
+                Shown::Continue
+            }
         }
     }
 }
@@ -202,7 +224,7 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
         Ok(task_args) => task_args,
         Err(error) => {
             eprintln!("error: {}", Lines(&format!("{error:#}")));
-            return Ok(ExitCode::from(EXIT_BAD_ARGS));
+            return Ok(Exit::Usage.into());
         }
     };
     // Subscribed before assigning, so no event is missed.
@@ -222,13 +244,14 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
         .to_string();
     eprintln!("task {} assigned", OneLine(&task));
     let mut interrupts = 0;
+    let mut printer = EventPrinter::default();
     loop {
         let event = tokio::select! {
             event = feed.next() => event?,
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts > 1 {
-                    return Ok(ExitCode::from(EXIT_CANCELLED));
+                    return Ok(Exit::Cancelled.into());
                 }
                 eprintln!("cancelling the task (Ctrl-C again to stop waiting)");
                 client
@@ -241,8 +264,8 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
             // Another task of the same token.
             continue;
         }
-        if let Shown::Done(code) = show_event(&event.kind, &event.fields) {
-            return Ok(code);
+        if let Shown::Done(exit) = printer.show(&event.kind, &event.fields) {
+            return Ok(exit.into());
         }
     }
 }

@@ -8,21 +8,10 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use rekuest_host::definition::ActionKind;
-use rekuest_host::runtime::{
-    ActionComponent, EVENT_BUFFER, Failure, Outcome, TaskControl, TaskEvent,
-};
+use rekuest_host::runtime::{ActionComponent, EVENT_BUFFER, Outcome, TaskControl, TaskEvent};
 use rekuest_host::text::{self, Lines, OneLine};
 
-/// Exit code of a task that failed with an action error.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code of bad args (and of usage errors, as clap uses it).
-pub const EXIT_BAD_ARGS: u8 = 2;
-/// Exit code of a task that hit a limit (fuel, memory, time, output).
-pub const EXIT_LIMIT: u8 = 3;
-/// Exit code of a crashed task (trap, panic).
-pub const EXIT_CRITICAL: u8 = 4;
-/// Exit code of a task cancelled with Ctrl-C.
-pub const EXIT_CANCELLED: u8 = 130;
+use super::exit::Exit;
 
 /// Runs `action` once, streaming logs and progress to stderr and returns to stdout.
 pub async fn run(component: &ActionComponent, action: &str, args: Map<String, Value>) -> ExitCode {
@@ -46,28 +35,70 @@ pub async fn run(component: &ActionComponent, action: &str, args: Map<String, Va
     });
     let outcome = component.run(action, args, events, &control).await;
     ctrl_c.abort();
-    let returns = printer.await.unwrap_or_default();
-    report(&outcome, returns)
+    let (returns, held) = printer.await.unwrap_or_default();
+    report(&outcome, returns, held)
 }
 
 /// Prints the outcome; a function's single yield is printed now, a generator's as they came.
-fn report(outcome: &Outcome, returns: Option<String>) -> ExitCode {
+/// A held-back CRITICAL log line is printed unless it is the crash message said again.
+fn report(outcome: &Outcome, returns: Option<String>, held: HeldCritical) -> ExitCode {
+    if let Some(line) = held.unless(outcome.error().as_deref()) {
+        eprintln!("{line}");
+    }
     if let Some(returns) = returns {
         println!("{returns}");
     }
-    let (label, code) = match outcome {
-        Outcome::Completed => return ExitCode::SUCCESS,
-        Outcome::Failed(Failure::Action(_) | Failure::RefusedOutput(_)) => ("failed", EXIT_FAILED),
-        Outcome::Failed(Failure::InvalidArgs(_)) => ("invalid arguments", EXIT_BAD_ARGS),
-        Outcome::Failed(Failure::Limit(_)) => ("limit exceeded", EXIT_LIMIT),
-        Outcome::Critical(_) => ("crashed", EXIT_CRITICAL),
-        Outcome::Cancelled | Outcome::Interrupted => ("cancelled", EXIT_CANCELLED),
+    let exit = Exit::of(outcome);
+    let label = match exit {
+        Exit::Completed => return ExitCode::SUCCESS,
+        Exit::Failed => "failed",
+        Exit::Usage => "invalid arguments",
+        Exit::Limit => "limit exceeded",
+        Exit::Crashed => "crashed",
+        Exit::Cancelled => "cancelled",
     };
     match outcome.error() {
         Some(error) => eprintln!("error: {label}: {}", Lines(&error)),
         None => eprintln!("error: {label}"),
     }
-    ExitCode::from(code)
+    exit.into()
+}
+
+/// A CRITICAL log line held back until the next event or the end of the task: a crashing
+/// guest logs its panic message at CRITICAL (the SDK's panic hook) just before the task ends
+/// CRITICAL with that same message, which is then shown once.
+#[derive(Default)]
+pub struct HeldCritical {
+    /// The guest's message and the line that shows it.
+    held: Option<(String, String)>,
+}
+
+impl HeldCritical {
+    /// Whether a log line of `level` (`None`: not known) saying `message` is held back.
+    pub fn holds(level: Option<&str>, message: &str) -> bool {
+        match level {
+            Some(level) => level == "CRITICAL",
+            None => message.starts_with("panicked at "),
+        }
+    }
+
+    /// Holds `line` showing `message` (after [`take`](Self::take) printed the one before).
+    pub fn hold(&mut self, message: &str, line: String) {
+        self.held = Some((message.to_string(), line));
+    }
+
+    /// The held line, to print now (another event came).
+    pub fn take(&mut self) -> Option<String> {
+        self.held.take().map(|(_, line)| line)
+    }
+
+    /// The held line to print at the end of a task that ended with `error`: none when it
+    /// says the same.
+    pub fn unless(self, error: Option<&str>) -> Option<String> {
+        self.held
+            .filter(|(message, _)| Some(message.trim()) != error.map(str::trim))
+            .map(|(_, line)| line)
+    }
 }
 
 /// Renders events: a progress bar on a terminal, plain lines otherwise.
@@ -75,6 +106,7 @@ struct Display {
     bar: Option<ProgressBar>,
     generator: bool,
     last_returns: Option<String>,
+    held: HeldCritical,
 }
 
 impl Display {
@@ -91,16 +123,28 @@ impl Display {
             bar,
             generator,
             last_returns: None,
+            held: HeldCritical::default(),
+        }
+    }
+
+    fn print_line(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 
     fn show(&mut self, event: TaskEvent) {
+        if let Some(line) = self.held.take() {
+            self.print_line(line);
+        }
         match event {
             TaskEvent::Log { level, message } => {
                 let line = format!("[{}] {}", level.as_str(), Lines(&message));
-                match &self.bar {
-                    Some(bar) => bar.println(line),
-                    None => eprintln!("{line}"),
+                if HeldCritical::holds(Some(level.as_str()), &message) {
+                    self.held.hold(&message, line);
+                } else {
+                    self.print_line(line);
                 }
             }
             TaskEvent::Progress { percent, message } => {
@@ -125,10 +169,11 @@ impl Display {
         }
     }
 
-    fn finish(self) -> Option<String> {
+    /// The function's returns and the CRITICAL line still held back.
+    fn finish(self) -> (Option<String>, HeldCritical) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        self.last_returns
+        (self.last_returns, self.held)
     }
 }

@@ -2,7 +2,7 @@
 //! against it, in one process. Assign tasks from another terminal with `rekuest-host assign`,
 //! or once with `--assign` (for scripts and CI).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,14 +21,16 @@ use rekuest_host::runtime::http::StaticToken;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::text::{Lines, OneLine};
 
-use super::assign::{Offered, Shown, args_for, offered, show_event};
-use super::call::{EXIT_BAD_ARGS, EXIT_CANCELLED};
+use super::assign::{EventPrinter, Offered, Shown, args_for, offered};
+use super::exit::{Exit, UsageError};
 use super::run::{actor_pool, load, runtime, shutdown_signal};
 
 /// The token the embedded agent uses with the embedded server.
 const DEV_TOKEN: &str = "dev";
 /// How long the embedded agent may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where `dev` listens without `--listen` (and where `assign` looks by default).
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8090);
 
 /// Arguments of `dev`.
 #[derive(Debug, Args)]
@@ -39,9 +41,10 @@ pub struct DevArgs {
     /// Take components, limits and grants from this config file (its [server] is ignored).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where the local server listens.
-    #[arg(long, default_value = "127.0.0.1:8090")]
-    pub listen: SocketAddr,
+    /// Where the local server listens: ADDRESS:PORT, or a PORT on 127.0.0.1 [default:
+    /// 127.0.0.1:8090; with --assign, a free port].
+    #[arg(long, value_name = "[ADDRESS:]PORT", value_parser = parse_listen)]
+    pub listen: Option<SocketAddr>,
     /// Time between the server's HEARTBEATs.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub heartbeat_interval: Duration,
@@ -65,7 +68,30 @@ pub struct DevArgs {
     #[arg(long, value_name = "JSON", requires = "assign")]
     pub args_json: Option<String>,
     #[command(flatten)]
+    pub grants: super::grant_args::GrantArgs,
+    #[command(flatten)]
     pub http: super::http_args::HttpArgs,
+}
+
+/// `8091` (on 127.0.0.1) or `0.0.0.0:8091`.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    text.trim().parse().map_err(|_| {
+        format!("'{text}' is not a port or ADDRESS:PORT (e.g. 8091, 127.0.0.1:8091, [::1]:8091)")
+    })
+}
+
+/// The URL that reaches a server listening on `addr` from this machine: a wildcard address
+/// is reached on loopback.
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Runs `dev`.
@@ -80,13 +106,22 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             .cloned()
             .map(ComponentSettings::plain),
     );
+    args.grants.apply_all(&mut components);
     // Service origins get the embedded agent's token, as `run` sends its own.
     args.http.apply_all(
         &mut components,
         &super::http_args::client(&[], Some(Arc::new(StaticToken(DEV_TOKEN.to_string()))))?,
     );
+    if args.assign.is_some() && components.is_empty() {
+        return Err(UsageError("--assign needs components to serve".into()).into());
+    }
+    // A one-shot assign needs no well-known port: it works while another `dev` runs.
+    let listen = args.listen.unwrap_or(match args.assign {
+        Some(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        None => DEFAULT_LISTEN,
+    });
     let server = DevServer::start(DevServerConfig {
-        listen: args.listen,
+        listen,
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_timeout: args.heartbeat_timeout,
         reconnect_grace: args.reconnect_grace,
@@ -98,21 +133,17 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         },
     })
     .await?;
+    let url = local_url(server.addr());
     if components.is_empty() {
-        if args.assign.is_some() {
-            bail!("--assign needs components to serve");
-        }
         eprintln!(
-            "local rekuest server on {} (no components: start agents with --url {} and any \
-             token)\nCtrl-C to stop",
-            server.url(),
-            server.url()
+            "local rekuest server on {url} (no components: start agents with --url {url} and \
+             any token)\nCtrl-C to stop"
         );
         shutdown_signal().await;
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = AgentConfig::new(
-        Endpoints::from_base(&server.url())?,
+        Endpoints::from_base(&url)?,
         DEV_TOKEN.to_string(),
         "dev".to_string(),
     );
@@ -157,10 +188,15 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                 code
             }
             None => {
+                // `assign` finds the default address by itself.
+                let url_flag = if server.addr() == DEFAULT_LISTEN {
+                    String::new()
+                } else {
+                    format!(" --url {url}")
+                };
                 eprintln!(
-                    "local rekuest server on {} serving: {}\nassign from another terminal, e.g.: \
-                     rekuest-host assign {} KEY=VALUE...\nCtrl-C to stop",
-                    server.url(),
+                    "local rekuest server on {url} serving: {}\nassign from another terminal, \
+                     e.g.: rekuest-host assign{url_flag} {} KEY=VALUE...\nCtrl-C to stop",
                     OneLine(&keys.join(", ")),
                     OneLine(keys.first().copied().unwrap_or("ACTION")),
                 );
@@ -189,7 +225,7 @@ async fn assign_once(
     json: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let Some((action, words)) = words.split_first() else {
-        bail!("--assign needs an action");
+        return Err(UsageError("--assign needs an action".into()).into());
     };
     let offered: Vec<Offered> = server
         .actions()
@@ -200,7 +236,7 @@ async fn assign_once(
         Ok(task_args) => task_args,
         Err(error) => {
             eprintln!("error: {}", Lines(&format!("{error:#}")));
-            return Ok(ExitCode::from(EXIT_BAD_ARGS));
+            return Ok(Exit::Usage.into());
         }
     };
     let task = server
@@ -210,6 +246,7 @@ async fn assign_once(
         .watch(&task)
         .context("the task vanished from the local server")?;
     let mut cancelled = false;
+    let mut printer = EventPrinter::default();
     loop {
         let event = tokio::select! {
             event = watch.next() => event,
@@ -217,7 +254,7 @@ async fn assign_once(
                 cancelled = true;
                 eprintln!("cancelling the task");
                 if server.control(&task, Control::Cancel).is_err() {
-                    return Ok(ExitCode::from(EXIT_CANCELLED));
+                    return Ok(Exit::Cancelled.into());
                 }
                 continue;
             }
@@ -226,8 +263,8 @@ async fn assign_once(
             bail!("the local server stopped before the task ended");
         };
         let fields: serde_json::Map<String, Value> = event.fields.clone();
-        if let Shown::Done(code) = show_event(&event.kind, &fields) {
-            return Ok(code);
+        if let Shown::Done(exit) = printer.show(&event.kind, &fields) {
+            return Ok(exit.into());
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use rekuest_host::definition::{Definition, Port, expected};
+use rekuest_host::definition::{Definition, Port, PortKind, expected};
 use rekuest_host::runtime::ActionComponent;
 use rekuest_host::text::{self, OneLine};
 
@@ -55,7 +55,10 @@ fn render_definition(out: &mut String, definition: &Definition) {
             continue;
         }
         let _ = writeln!(out, "  {title}:");
-        let rows: Vec<(String, String, String)> = ports.iter().map(port_row).collect();
+        let mut rows = Vec::new();
+        for port in ports {
+            port_rows(port, 0, &mut rows);
+        }
         let key_width = rows.iter().map(|row| row.0.len()).max().unwrap_or(0);
         let kind_width = rows
             .iter()
@@ -69,8 +72,9 @@ fn render_definition(out: &mut String, definition: &Definition) {
     }
 }
 
-fn port_row(port: &Port) -> (String, String, String) {
-    let mut kind = OneLine(&expected(port)).to_string();
+/// The rows of `port` (`key, kind, note`) and, indented below it, of its model's fields.
+fn port_rows(port: &Port, depth: usize, rows: &mut Vec<(String, String, String)>) {
+    let mut kind = kind_text(port);
     if port.nullable {
         kind.push_str(" (optional)");
     }
@@ -81,5 +85,71 @@ fn port_row(port: &Port) -> (String, String, String) {
         }
         note.push_str(&format!("[default: {}]", text::json(&default.to_string())));
     }
-    (OneLine(&port.key).to_string(), kind, note)
+    let indent = "  ".repeat(depth);
+    rows.push((format!("{indent}{}", OneLine(&port.key)), kind, note));
+    if let Some(model) = model_of(port) {
+        for field in model.children.iter().flatten() {
+            port_rows(field, depth + 1, rows);
+        }
+    }
+}
+
+/// What `port` holds, marking inner values that may be null: `LIST of optional FLOAT`.
+fn kind_text(port: &Port) -> String {
+    match (port.kind, port.children.as_deref()) {
+        (PortKind::List | PortKind::Dict, Some([child])) => format!(
+            "{} of {}{}",
+            port.kind,
+            if child.nullable { "optional " } else { "" },
+            kind_text(child)
+        ),
+        _ => OneLine(&expected(port)).to_string(),
+    }
+}
+
+/// The MODEL port `port` is, or holds as its LIST or DICT items.
+fn model_of(port: &Port) -> Option<&Port> {
+    match (port.kind, port.children.as_deref()) {
+        (PortKind::Model, _) => Some(port),
+        (PortKind::List | PortKind::Dict, Some([child])) => model_of(child),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_table_shows_model_fields_and_inner_nullability() {
+        let definition: Definition = serde_json::from_value(json!({
+            "key": "f", "version": "1", "name": "F", "kind": "FUNCTION", "returns": [],
+            "args": [
+                {"key": "values", "kind": "LIST", "nullable": true,
+                 "children": [{"key": "...", "kind": "FLOAT", "nullable": true}]},
+                {"key": "points", "kind": "DICT", "nullable": false, "children": [
+                    {"key": "...", "kind": "MODEL", "nullable": false, "identifier": "Point",
+                     "children": [
+                        {"key": "x", "kind": "FLOAT", "nullable": false, "description": "across"},
+                        {"key": "tags", "kind": "LIST", "nullable": true,
+                         "children": [{"key": "...", "kind": "STRING", "nullable": true}]}
+                     ]}
+                ]}
+            ]
+        }))
+        .expect("valid definition");
+        let mut out = String::new();
+        render_definition(&mut out, &definition);
+        let expected = "\
+f  (function, version 1): F
+  args:
+    values  LIST of optional FLOAT (optional)
+    points  DICT of MODEL Point
+      x     FLOAT                               across
+      tags  LIST of optional STRING (optional)
+  returns: none
+";
+        assert_eq!(out, expected);
+    }
 }

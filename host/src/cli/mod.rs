@@ -4,6 +4,8 @@ mod args;
 mod assign;
 mod call;
 mod dev;
+mod exit;
+mod grant_args;
 mod http_args;
 mod inspect;
 mod login;
@@ -12,16 +14,13 @@ mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rekuest_host::runtime::limits::{parse_duration, parse_memory_limit};
-use rekuest_host::runtime::{
-    Allocation, ComponentCache, DirGrant, Limits, Runtime, RuntimeConfig, SandboxPolicy,
-};
+use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig, SandboxPolicy};
 use rekuest_host::text::{Lines, OneLine};
+
+pub use exit::{Exit, UsageError};
 
 /// Runs Arkitekt rekuest actions as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -48,9 +47,7 @@ enum Command {
         json: bool,
     },
     /// Run one action once in the sandbox and print its returns as JSON.
-    ///
-    /// Exit codes: 0 completed, 1 the action failed, 2 bad arguments, 3 a limit was hit,
-    /// 4 the action crashed, 130 cancelled with Ctrl-C.
+    #[command(after_help = exit::EXIT_CODES)]
     Call {
         /// The component (.wasm built for wasm32-wasip2).
         component: PathBuf,
@@ -68,13 +65,11 @@ enum Command {
     /// Register the components' actions with a rekuest server and serve them.
     Run(run::RunArgs),
     /// Serve components on a local rekuest-compatible server (assign with `assign`).
-    ///
-    /// Exit codes with --assign: as for `call` (FAILED is 1).
+    #[command(after_help = exit::EXIT_CODES)]
     Dev(dev::DevArgs),
     /// Assign an action on a rekuest server (by default the local one of `rekuest-host dev`)
     /// through its caller GraphQL and print its events.
-    ///
-    /// Exit codes: 0 completed, 1 failed, 2 bad arguments, 4 crashed, 130 cancelled.
+    #[command(after_help = exit::EXIT_CODES)]
     Assign(assign::AssignArgs),
     /// Log this host in to an Arkitekt deployment with a device code a person approves, and
     /// keep the login for `run --deployment URL`.
@@ -86,71 +81,20 @@ enum Command {
 /// Limits and grants of a local run.
 #[derive(Debug, Args)]
 struct SandboxArgs {
-    /// Fuel budget (about one unit per wasm instruction); unmetered if not given.
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Memory limit in binary units (64MiB, 512KiB, 1GiB) or bytes; 64KiB to 4GiB.
-    #[arg(long, value_parser = parse_memory_limit, default_value = "64MiB")]
-    memory: u64,
-    /// Wall-clock limit, e.g. 10s, 250ms, 2m; a bare number is seconds.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
-    timeout: Duration,
-    /// Grant a host directory: HOST:GUEST for read-only, HOST:GUEST:rw for read-write.
-    #[arg(long = "dir", value_name = "HOST:GUEST[:rw]", value_parser = parse_dir_grant)]
-    dirs: Vec<DirGrant>,
-    /// Let the guest read an environment variable: NAME=VALUE, or NAME to pass the host's.
-    #[arg(long = "env", value_name = "NAME[=VALUE]")]
-    env: Vec<String>,
+    #[command(flatten)]
+    grants: grant_args::GrantArgs,
     #[command(flatten)]
     http: http_args::HttpArgs,
 }
 
 impl SandboxArgs {
     fn policy(&self) -> anyhow::Result<SandboxPolicy> {
-        let env = self
-            .env
-            .iter()
-            .map(|entry| match entry.split_once('=') {
-                Some((name, value)) => Ok((name.to_string(), value.to_string())),
-                None => std::env::var(entry)
-                    .map(|value| (entry.clone(), value))
-                    .with_context(|| format!("--env {entry}: not set in this environment")),
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let mut policy = SandboxPolicy {
-            limits: Limits {
-                fuel: self.fuel,
-                memory_bytes: self.memory,
-                timeout: self.timeout,
-            },
-            dirs: self.dirs.clone(),
-            env,
-            ..SandboxPolicy::default()
-        };
+        let mut policy = SandboxPolicy::default();
+        self.grants.apply(&mut policy);
         // A local call has no agent token: service origins are refused with that reason.
         self.http.apply(&mut policy, &http_args::client(&[], None)?);
         Ok(policy)
     }
-}
-
-fn parse_dir_grant(text: &str) -> Result<DirGrant, String> {
-    let (rest, writable) = match text.strip_suffix(":rw") {
-        Some(rest) => (rest, true),
-        None => (text.strip_suffix(":ro").unwrap_or(text), false),
-    };
-    let Some((host, guest)) = rest.rsplit_once(':') else {
-        return Err(format!("'{text}' is not HOST:GUEST or HOST:GUEST:rw"));
-    };
-    if !guest.starts_with('/') {
-        return Err(format!(
-            "the guest path '{guest}' must be absolute, e.g. /data"
-        ));
-    }
-    Ok(DirGrant {
-        host: PathBuf::from(host),
-        guest: guest.to_string(),
-        writable,
-    })
 }
 
 impl Cli {
@@ -209,13 +153,13 @@ impl Cli {
                         OneLine(action),
                         OneLine(&known.join(", "))
                     );
-                    return Ok(ExitCode::from(call::EXIT_BAD_ARGS));
+                    return Ok(Exit::Usage.into());
                 };
                 let args = match args::build_args(definition, args_json.as_deref(), args) {
                     Ok(args) => args,
                     Err(error) => {
                         eprintln!("error: {}", Lines(&format!("{error:#}")));
-                        return Ok(ExitCode::from(call::EXIT_BAD_ARGS));
+                        return Ok(Exit::Usage.into());
                     }
                 };
                 Ok(call::run(&component, action, args).await)

@@ -56,6 +56,8 @@ pub struct RunArgs {
     /// Components to serve (.wasm), in addition to those of the config file.
     pub components: Vec<PathBuf>,
     #[command(flatten)]
+    pub grants: super::grant_args::GrantArgs,
+    #[command(flatten)]
     pub http: super::http_args::HttpArgs,
 }
 
@@ -271,6 +273,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     };
     // Guests' requests trust what the agent trusts; service origins get the agent's token.
     let client = super::http_args::client(&settings.ca_certs, Some(Arc::new(credentials.clone())))?;
+    args.grants.apply_all(&mut settings.components);
     args.http.apply_all(&mut settings.components, &client);
     let mut agent_config = AgentConfig::new(endpoints, credentials, settings.name);
     agent_config.force = settings.force;

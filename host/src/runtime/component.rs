@@ -476,12 +476,14 @@ impl ActionComponent {
             }),
             None => Outcome::Critical(format!("the action failed in a host call: {error}")),
         };
+        // The caller gets the message in the CRITICAL report; the backtrace (naming functions
+        // when the component kept its name section) is for whoever debugs the host.
         if let Outcome::Critical(message) = &outcome {
             match error.downcast_ref::<wasmtime::WasmBacktrace>() {
                 Some(backtrace) => {
-                    tracing::warn!(component = %self.name, "task crashed: {message}\n{backtrace}")
+                    tracing::debug!(component = %self.name, "task crashed: {message}\n{backtrace}")
                 }
-                None => tracing::warn!(component = %self.name, "task crashed: {message}"),
+                None => tracing::debug!(component = %self.name, "task crashed: {message}"),
             }
         }
         outcome

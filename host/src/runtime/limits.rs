@@ -131,6 +131,25 @@ pub enum LimitExceeded {
     },
 }
 
+impl LimitExceeded {
+    /// Whether `text` is how this host reports a [`LimitExceeded`] (the FAILED error a caller
+    /// of a served task gets), so that a caller through a server can tell a limit from an
+    /// action's error. Kept next to the messages it reads.
+    pub fn is_report(text: &str) -> bool {
+        let text = text.trim();
+        (text.starts_with("fuel budget of ") && text.ends_with(" exhausted"))
+            || (text.starts_with("timeout of ") && text.ends_with(" exceeded"))
+            || [
+                "memory limit of ",
+                "table limit of ",
+                "host resource limit of ",
+            ]
+            .iter()
+            .any(|start| text.starts_with(start) && text.contains(" exceeded ("))
+            || text.contains(" exceeds the limit of ")
+    }
+}
+
 /// Formats a byte count for people, exactly: `64 MiB`, `1.5 KiB`, `12 B` when the unit shows
 /// the exact size, else the bytes with an approximation (`4,194,305 bytes (~4.0 MiB)`), so
 /// that a size just over a limit never looks equal to it.
@@ -370,6 +389,40 @@ impl wasmtime::ResourceLimiter for TaskLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_limit_report_is_recognised_and_action_errors_are_not() {
+        let reports = [
+            LimitExceeded::Fuel { budget: 1000 },
+            LimitExceeded::Memory {
+                limit: 16 << 20,
+                total: 17 << 20,
+            },
+            LimitExceeded::Timeout {
+                timeout: Duration::from_millis(2500),
+            },
+            LimitExceeded::Table {
+                limit: 10,
+                total: 11,
+            },
+            LimitExceeded::HostResources { limit: 1024 },
+            LimitExceeded::Output {
+                what: "a yield",
+                size: 600 << 10,
+                limit: 512 << 10,
+            },
+        ];
+        for report in reports {
+            assert!(LimitExceeded::is_report(&report.to_string()), "{report}");
+        }
+        for error in [
+            "cannot divide by zero",
+            "argument 'a': missing; expected INT",
+            "the timeout of the microscope",
+        ] {
+            assert!(!LimitExceeded::is_report(error), "{error}");
+        }
+    }
 
     #[test]
     fn parses_and_formats_sizes() {
