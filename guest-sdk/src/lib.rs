@@ -171,6 +171,7 @@ mod call;
 mod context;
 mod export;
 pub mod http;
+mod keep;
 mod panic;
 pub mod port;
 mod runtime;
@@ -184,6 +185,7 @@ extern crate self as rekuest_guest;
 
 pub use call::{CallError, Target, Yields};
 pub use context::{Context, LogLevel, Percent, ProgressMessage};
+pub use keep::{SHELVED_IDENTIFIER, Shelved, State, StateSchema};
 pub use port::Port;
 pub use structure::Structure;
 
@@ -208,8 +210,8 @@ pub use rekuest_guest_macros::Model;
 /// Everything an action crate needs: `use rekuest_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallError, Context, Enum, LogLevel, Model, Port, Structure, Target, export_actions,
-        register,
+        CallError, Context, Enum, LogLevel, Model, Port, Shelved, State, Structure, Target,
+        export_actions, register,
     };
 }
 
@@ -233,6 +235,7 @@ pub mod __private {
     };
     pub use crate::context::Context;
     pub use crate::export::{describe, run};
+    pub use crate::keep::state_schema;
     pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec};
     pub use crate::runtime::{
         Action, ActionKind, Definition, Dependency, Returns, RunError, arg, failed, field, port,

@@ -659,6 +659,8 @@ pub enum FromAgent {
         /// The child task.
         task: String,
     },
+    /// About states or locks.
+    Keep(super::KeepFrame),
     /// Another type (named); the local server ignores the ones it knows to exist.
     Other(String),
 }
@@ -728,6 +730,11 @@ impl FromAgent {
             "SESSION_INIT" => serde_json::from_value(Value::Object(object))
                 .map(FromAgent::SessionInit)
                 .map_err(schema),
+            kind if super::KeepFrame::TYPES.contains(&kind) => {
+                serde_json::from_value(Value::Object(object))
+                    .map(FromAgent::Keep)
+                    .map_err(schema)
+            }
             "ASSIGN_REQUEST" => {
                 object.remove("type");
                 serde_json::from_value(Value::Object(object))
@@ -774,6 +781,7 @@ impl FromAgent {
             FromAgent::ControlRequest { id, control, task } => serde_json::to_string(
                 &serde_json::json!({"type": control.wire_type(), "id": id, "task": task}),
             ),
+            FromAgent::Keep(frame) => serde_json::to_string(frame),
             FromAgent::Other(kind) => serde_json::to_string(&serde_json::json!({"type": kind})),
         };
         // Plain data (and returns that are already valid JSON) always serializes.
