@@ -34,7 +34,6 @@ struct Inner {
     agents: HashMap<String, AgentKeep>,
     /// Drawer id → owning agent id.
     drawers: HashMap<String, String>,
-    next_drawer: u64,
 }
 
 /// What the local server knows of the agents' shelves, states and locks.
@@ -258,10 +257,9 @@ pub(crate) fn resolve(
             {
                 return Err("shelveInMemoryDrawer needs an identifier".into());
             }
-            let mut inner = shared.keep.inner();
-            inner.next_drawer += 1;
-            let id = format!("drawer-{}", inner.next_drawer);
-            inner.drawers.insert(id.clone(), agent);
+            // Unique across servers, like the real server's database ids.
+            let id = format!("drawer-{}", uuid::Uuid::new_v4());
+            shared.keep.inner().drawers.insert(id.clone(), agent);
             Ok(json!({"__typename": "MemoryDrawer", "id": id}))
         }),
         ("mutation", "unshelveMemoryDrawer") => agent().and_then(|agent| {
