@@ -189,10 +189,12 @@ impl PortSpec {
                     .collect();
                 format!("ENUM ({})", values.join(", "))
             }
-            PortKind::Model | PortKind::Structure | PortKind::MemoryStructure => match &self.identifier {
-                Some(identifier) => format!("{} {identifier}", self.kind),
-                None => self.kind.to_string(),
-            },
+            PortKind::Model | PortKind::Structure | PortKind::MemoryStructure => {
+                match &self.identifier {
+                    Some(identifier) => format!("{} {identifier}", self.kind),
+                    None => self.kind.to_string(),
+                }
+            }
             kind => kind.to_string(),
         }
     }

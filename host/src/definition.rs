@@ -630,7 +630,10 @@ fn check_keeps(definition: &Definition) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for (what, key) in keys {
         if !is_identifier(key) || key.len() > MAX_IDENTIFIER {
-            return Err(format!("the {what} key {} is not an identifier", excerpt(key)));
+            return Err(format!(
+                "the {what} key {} is not an identifier",
+                excerpt(key)
+            ));
         }
         if !seen.insert((what, key.as_str())) {
             return Err(format!("the {what} '{key}' is declared twice"));

@@ -16,7 +16,10 @@ fn reference(events: &[rekuest_host::devserver::ServerEvent]) -> Value {
     let returns = yields(events);
     assert_eq!(returns.len(), 1, "{events:?}");
     let envelope = returns[0]["return0"].clone();
-    assert_eq!(envelope["__identifier"], "@rekuest-host/shelved", "{envelope}");
+    assert_eq!(
+        envelope["__identifier"], "@rekuest-host/shelved",
+        "{envelope}"
+    );
     assert!(envelope["object"].is_string(), "{envelope}");
     envelope
 }
@@ -40,7 +43,9 @@ async fn a_shelved_list_comes_back_in_a_later_task_until_it_is_collected() {
     let again = run(&server, "sum_numbers", json!({ "numbers": numbers })).await;
     assert_eq!(yields(&again), vec![return0(json!(45))], "{again:?}");
 
-    server.collect(std::slice::from_ref(&drawer)).expect("collects");
+    server
+        .collect(std::slice::from_ref(&drawer))
+        .expect("collects");
     assert!(server.drawers(TOKEN).is_empty());
     // COLLECT went out before this ASSIGN, on the same socket.
     let events = run(&server, "sum_numbers", json!({ "numbers": numbers })).await;
@@ -139,7 +144,10 @@ async fn increment_keeps_a_running_count_and_streams_it_as_patches() {
     assert_eq!(init["states"], json!({"counter": {"count": 0}}), "{init}");
     assert_eq!(init["session_id"], serving.agent.session_id());
 
-    let first = run(&server, "increment", json!({"by": 2})).await;
+    let first_task = server
+        .assign("increment", args(json!({"by": 2})))
+        .expect("assigns");
+    let first = finish(&server, &first_task).await;
     assert_eq!(yields(&first), vec![return0(json!(2))], "{first:?}");
     let second = run(&server, "increment", json!({"by": 3})).await;
     assert_eq!(yields(&second), vec![return0(json!(5))], "{second:?}");
@@ -164,12 +172,24 @@ async fn increment_keeps_a_running_count_and_streams_it_as_patches() {
     assert_eq!(
         seen,
         vec![
-            (json!(1), json!("replace"), json!("/count"), json!(2), json!(0)),
-            (json!(2), json!("replace"), json!("/count"), json!(5), json!(2)),
+            (
+                json!(1),
+                json!("replace"),
+                json!("/count"),
+                json!(2),
+                json!(0)
+            ),
+            (
+                json!(2),
+                json!("replace"),
+                json!("/count"),
+                json!(5),
+                json!(2)
+            ),
         ]
     );
     assert_eq!(patches[0]["state_name"], "counter");
-    assert_eq!(patches[0]["task_id"], first[0].task);
+    assert_eq!(patches[0]["task_id"], first_task.as_str());
     assert_eq!(
         server.agent_state(TOKEN, "counter"),
         Some(json!({"count": 5}))
@@ -289,7 +309,13 @@ async fn shelves_work_through_assign_and_die_with_a_dev_process() {
     assert!(numbers.contains("@rekuest-host/shelved"), "{numbers}");
     let url = server.url();
     let summed = tokio::task::spawn_blocking(move || {
-        host(&["assign", "--url", &url, "sum_numbers", &format!("numbers={numbers}")])
+        host(&[
+            "assign",
+            "--url",
+            &url,
+            "sum_numbers",
+            &format!("numbers={numbers}"),
+        ])
     })
     .await
     .expect("joins");
@@ -301,7 +327,13 @@ async fn shelves_work_through_assign_and_die_with_a_dev_process() {
     let shelf = example("shelf");
     let shelf = shelf.to_str().expect("utf-8 path").to_string();
     let dev = move |words: &[&str]| {
-        host(&[&["dev", shelf.as_str(), "--listen", "127.0.0.1:0", "--assign"][..], words].concat())
+        host(
+            &[
+                &["dev", shelf.as_str(), "--listen", "127.0.0.1:0", "--assign"][..],
+                words,
+            ]
+            .concat(),
+        )
     };
     let made = tokio::task::spawn_blocking({
         let dev = dev.clone();
@@ -312,15 +344,52 @@ async fn shelves_work_through_assign_and_die_with_a_dev_process() {
     assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
     let returns: Value = serde_json::from_str(text(&made.stdout).trim()).expect("JSON returns");
     let numbers = returns["return0"].to_string();
-    let later = tokio::task::spawn_blocking(move || {
-        dev(&["sum_numbers", &format!("numbers={numbers}")])
-    })
-    .await
-    .expect("joins");
+    let later =
+        tokio::task::spawn_blocking(move || dev(&["sum_numbers", &format!("numbers={numbers}")]))
+            .await
+            .expect("joins");
     assert_eq!(later.status.code(), Some(1), "{}", text(&later.stderr));
     assert!(
         text(&later.stderr).contains("an earlier run of this host"),
         "{}",
         text(&later.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_twins_keep_values_and_state_like_the_rust_examples() {
+    let settings = ["shelf", "counter"]
+        .iter()
+        .map(|name| {
+            rekuest_host::config::ComponentSettings::plain(rekuest_host_tests::python_component(
+                name,
+            ))
+        })
+        .collect();
+    let server = DevServer::start(fast_server()).await.expect("server");
+    let serving = Serving::start(fast_agent(&server.url()), load(settings).await).await;
+    until("the agent to connect", || server.is_connected(TOKEN)).await;
+
+    let numbers = shelve(&server, 10).await;
+    let events = run(&server, "sum_numbers", json!({ "numbers": numbers })).await;
+    assert_eq!(yields(&events), vec![return0(json!(45))], "{events:?}");
+    let events = run(&server, "sum_numbers", json!({ "numbers": "drawer-404" })).await;
+    assert!(
+        error(terminal(&events)).contains("no drawer 'drawer-404' on this agent"),
+        "{events:?}"
+    );
+
+    for (by, count) in [(2, 2), (3, 5)] {
+        let events = run(&server, "increment", json!({ "by": by })).await;
+        assert_eq!(yields(&events), vec![return0(json!(count))], "{events:?}");
+    }
+    until("two STATE_PATCH frames", || {
+        frames_of(&server, "STATE_PATCH").len() == 2
+    })
+    .await;
+    assert_eq!(
+        server.agent_state(TOKEN, "counter"),
+        Some(json!({"count": 5}))
+    );
+    serving.shutdown().await.expect("clean shutdown");
 }

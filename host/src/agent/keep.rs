@@ -136,7 +136,9 @@ pub struct Keep {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The value a state starts with: each port's default, else an empty value of its kind (null
@@ -444,12 +446,6 @@ impl Keep {
         }
     }
 
-    /// How many drawers are kept, and their bytes.
-    pub fn shelf_usage(&self) -> (usize, usize) {
-        let shelf = lock(&self.shelf);
-        (shelf.drawers.len(), shelf.bytes)
-    }
-
     /// Takes a share of the shelf's bounds for a value of `bytes`, or says why it is full.
     fn reserve(&self, bytes: usize) -> Result<Reservation<'_>, String> {
         let mut shelf = lock(&self.shelf);
@@ -640,5 +636,179 @@ impl KeepPort for Keep {
         let value: Value = serde_json::from_str(value_json)
             .map_err(|error| format!("the state '{name}' is not JSON: {error}"))?;
         self.change_state(task, name, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::parse_definitions;
+    use crate::tls::ClientTls;
+
+    fn keep(shelf: KeepConfig) -> Arc<Keep> {
+        let definitions = parse_definitions(
+            &json!([{
+                "key": "increment", "version": "1", "name": "Increment", "kind": "FUNCTION",
+                "args": [], "returns": [], "locks": ["counter"],
+                "states": [{"key": "counter", "name": "Counter", "ports": [
+                    {"key": "count", "kind": "INT", "nullable": false},
+                    {"key": "label", "kind": "STRING", "nullable": true},
+                ]}],
+            }])
+            .to_string(),
+        )
+        .expect("valid definitions");
+        let implementations: Vec<Implementation> = definitions
+            .into_iter()
+            .map(|definition| Implementation {
+                interface: definition.key.clone(),
+                definition,
+            })
+            .collect();
+        let tls = ClientTls::new(&[]).expect("tls");
+        let graphql = GraphqlClient::new(
+            "http://127.0.0.1:9/graphql".parse().expect("url"),
+            "token".to_string().into(),
+            &tls,
+        )
+        .expect("client");
+        Keep::new("session".into(), graphql, shelf, &implementations).expect("keep")
+    }
+
+    fn frames(keep: &Keep) -> Vec<Value> {
+        keep.take_outgoing()
+            .iter()
+            .map(|frame| serde_json::from_str(&frame.to_json()).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn a_state_starts_at_its_defaults_and_each_change_is_one_patch_per_field() {
+        let keep = keep(KeepConfig::default());
+        assert_eq!(
+            keep.get_state("counter").expect("declared"),
+            r#"{"count":0,"label":null}"#
+        );
+        keep.set_state("7", "counter", r#"{"count":2,"label":"a"}"#)
+            .expect("fits");
+        keep.set_state("8", "counter", r#"{"count":2,"label":null}"#)
+            .expect("fits");
+        let seen: Vec<_> = frames(&keep)
+            .into_iter()
+            .map(|frame| {
+                (
+                    frame["global_rev"].as_u64().unwrap_or_default(),
+                    frame["op"].as_str().unwrap_or_default().to_string(),
+                    frame["path"].as_str().unwrap_or_default().to_string(),
+                    frame["value"].clone(),
+                    frame["task_id"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, "replace".into(), "/count".into(), json!(2), json!("7")),
+                (2, "replace".into(), "/label".into(), json!("a"), json!("7")),
+                (
+                    3,
+                    "replace".into(),
+                    "/label".into(),
+                    Value::Null,
+                    json!("8")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn values_that_do_not_fit_the_schema_are_refused_and_change_nothing() {
+        let keep = keep(KeepConfig::default());
+        for (value, expected) in [
+            (
+                r#"{"count":"x"}"#,
+                "field 'count' does not fit its INT port",
+            ),
+            (r#"{"count":1,"extra":2}"#, "has no field 'extra'"),
+            ("[1]", "must be a JSON object"),
+            ("{", "is not JSON"),
+        ] {
+            let refused = keep.set_state("1", "counter", value).expect_err("refused");
+            assert!(refused.contains(expected), "{refused}");
+        }
+        let unknown = keep.set_state("1", "position", "{}").expect_err("refused");
+        assert!(
+            unknown.contains("no state 'position' (declared: counter)"),
+            "{unknown}"
+        );
+        assert!(frames(&keep).is_empty());
+        assert_eq!(
+            keep.get_state("counter").expect("declared"),
+            r#"{"count":0,"label":null}"#
+        );
+    }
+
+    #[test]
+    fn session_init_goes_first_and_replaces_unsent_patches_and_a_snapshot_follows_every_100() {
+        let keep = keep(KeepConfig::default());
+        keep.locked("counter", "1");
+        for count in 1..=SNAPSHOT_EVERY {
+            keep.set_state("1", "counter", &json!({"count": count}).to_string())
+                .expect("fits");
+        }
+        let snapshots: Vec<Value> = frames(&keep)
+            .into_iter()
+            .filter(|frame| frame["type"] == "STATE_SNAPSHOT")
+            .collect();
+        assert_eq!(snapshots.len(), 1);
+        assert_eq!(snapshots[0]["global_rev"], SNAPSHOT_EVERY);
+        assert_eq!(
+            snapshots[0]["snapshots"]["counter"]["count"],
+            SNAPSHOT_EVERY
+        );
+
+        keep.set_state("2", "counter", r#"{"count":500}"#)
+            .expect("fits");
+        keep.unlocked("counter");
+        keep.session_started();
+        let kinds: Vec<Value> = frames(&keep)
+            .into_iter()
+            .map(|frame| {
+                if frame["type"] == "SESSION_INIT" {
+                    assert_eq!(frame["states"]["counter"]["count"], 500);
+                }
+                frame["type"].clone()
+            })
+            .collect();
+        assert_eq!(kinds, vec![json!("SESSION_INIT"), json!("UNLOCK")]);
+    }
+
+    #[tokio::test]
+    async fn a_full_shelf_refuses_by_count_and_by_bytes_and_collect_frees_it() {
+        let keep = keep(KeepConfig {
+            shelf_bytes: 10,
+            shelf_drawers: 1,
+            state_file: None,
+        });
+        let taken = keep.reserve(4).expect("room");
+        let count = keep.reserve(1).err().expect("full");
+        assert!(count.contains("keeps 1 drawer(s)"), "{count}");
+        drop(taken);
+        let bytes = keep.reserve(11).err().expect("full");
+        assert!(
+            bytes.contains("this value's 11 B would pass the 10 B limit"),
+            "{bytes}"
+        );
+        lock(&keep.shelf).drawers.insert(
+            "d1".into(),
+            Drawer {
+                value: "[1,2]".into(),
+            },
+        );
+        lock(&keep.shelf).bytes = 5;
+        assert_eq!(keep.unshelve("d1").expect("kept"), "[1,2]");
+        keep.collect(&["d1".to_string(), "other".to_string()]);
+        assert!(keep.unshelve("d1").is_err());
+        assert!(keep.reserve(10).is_ok());
     }
 }

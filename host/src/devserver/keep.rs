@@ -13,7 +13,7 @@ use super::state::{Outgoing, Shared};
 use crate::protocol::{KeepFrame, SessionInit, ToAgent};
 
 /// Frames remembered per agent (the oldest are dropped first).
-pub const MAX_KEEP_FRAMES: usize = 10_000;
+const MAX_KEEP_FRAMES: usize = 10_000;
 
 #[derive(Default)]
 struct AgentKeep {
@@ -158,7 +158,9 @@ impl KeepStore {
             }
             KeepFrame::Lock { key, task, .. } => {
                 if !record.registered_locks.contains(key) {
-                    return Err(format!("LOCK of '{key}', which this agent did not register"));
+                    return Err(format!(
+                        "LOCK of '{key}', which this agent did not register"
+                    ));
                 }
                 match record.held.insert(key.clone(), task.clone()) {
                     Some(holder) => Err(format!(

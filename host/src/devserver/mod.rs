@@ -245,7 +245,7 @@ impl DevServer {
     }
 
     /// The SESSION_INIT, STATE_PATCH, STATE_SNAPSHOT, LOCK and UNLOCK frames the agent of
-    /// `token` sent, in order (at most [`keep::MAX_KEEP_FRAMES`] of the latest).
+    /// `token` sent, in order (at most the latest 10,000).
     pub fn keep_frames(&self, token: &str) -> Vec<Value> {
         self.shared
             .agent_id(token)

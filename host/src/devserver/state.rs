@@ -1213,7 +1213,9 @@ impl Shared {
     /// Sends `outgoing` to the live connection of the agent with `token`.
     /// The id of the agent of `token`, if it was ensured.
     pub(crate) fn agent_id(&self, token: &str) -> Option<String> {
-        self.db().agent_by_token(token).map(|agent| agent.id.clone())
+        self.db()
+            .agent_by_token(token)
+            .map(|agent| agent.id.clone())
     }
 
     /// Sends to the live connection of the agent `id`; false if it is not connected.

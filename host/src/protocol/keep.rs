@@ -88,6 +88,9 @@ mod tests {
             serde_json::from_str::<Value>(&text).expect("json")["type"],
             "LOCK"
         );
-        assert_eq!(serde_json::from_str::<KeepFrame>(&text).expect("parses"), frame);
+        assert_eq!(
+            serde_json::from_str::<KeepFrame>(&text).expect("parses"),
+            frame
+        );
     }
 }
