@@ -118,6 +118,14 @@ struct UsedSlot {
     _permits: (Option<OwnedSemaphorePermit>, OwnedSemaphorePermit),
 }
 
+/// What a task of an action waits for before it runs, besides a global slot.
+struct Waits {
+    /// A slot of its action, if the action has a cap.
+    action: Option<Arc<Semaphore>>,
+    /// The action's locks, sorted by key.
+    locks: Arc<[(String, Arc<Semaphore>)]>,
+}
+
 struct Action {
     component: Arc<ActionComponent>,
     permits: Option<Arc<Semaphore>>,
@@ -337,8 +345,10 @@ impl Dispatcher {
         table.queued_bytes += frame_bytes;
         drop(table);
         let component = Arc::clone(&action.component);
-        let permits = action.permits.clone();
-        let locks = Arc::clone(&action.locks);
+        let waits = Waits {
+            action: action.permits.clone(),
+            locks: Arc::clone(&action.locks),
+        };
         let dispatcher = Arc::clone(self);
         // Boxed once here: the task's future is large, and moving it by value into the spawned
         // task cost more instructions per task than the guest call.
@@ -346,8 +356,7 @@ impl Dispatcher {
             task.clone(),
             assign,
             component,
-            permits,
-            locks,
+            waits,
             control,
             depth,
         ));
@@ -395,12 +404,14 @@ impl Dispatcher {
         task: String,
         assign: Assign,
         component: Arc<ActionComponent>,
-        permits: Option<Arc<Semaphore>>,
-        locks: Arc<[(String, Arc<Semaphore>)]>,
+        waits: Waits,
         control: TaskControl,
         depth: u32,
     ) -> Option<UsedSlot> {
-        let Some((permits, held)) = self.acquire(permits, &locks, &task, &control).await else {
+        let Some((permits, held)) = self
+            .acquire(waits.action, &waits.locks, &task, &control)
+            .await
+        else {
             let outcome = match control.signal() {
                 Signal::Interrupt => Outcome::Interrupted,
                 _ => Outcome::Cancelled,
@@ -464,7 +475,7 @@ impl Dispatcher {
         while let Ok(event) = receiver.try_recv() {
             self.outbox.push_output(self.report_of(&task, event)).await;
         }
-        self.release(&locks, held);
+        self.release(&waits.locks, held);
         self.finish(&task, outcome);
         Some(UsedSlot {
             _sandbox: sandbox,

@@ -791,10 +791,14 @@ mod tests {
             state_file: None,
         });
         let taken = keep.reserve(4).expect("room");
-        let count = keep.reserve(1).err().expect("full");
+        let Err(count) = keep.reserve(1) else {
+            panic!("a second drawer past the count limit");
+        };
         assert!(count.contains("keeps 1 drawer(s)"), "{count}");
         drop(taken);
-        let bytes = keep.reserve(11).err().expect("full");
+        let Err(bytes) = keep.reserve(11) else {
+            panic!("a value past the bytes limit");
+        };
         assert!(
             bytes.contains("this value's 11 B would pass the 10 B limit"),
             "{bytes}"
