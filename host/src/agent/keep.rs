@@ -668,7 +668,7 @@ mod tests {
         let tls = ClientTls::new(&[]).expect("tls");
         let graphql = GraphqlClient::new(
             "http://127.0.0.1:9/graphql".parse().expect("url"),
-            "token".to_string().into(),
+            "token".to_string(),
             &tls,
         )
         .expect("client");

@@ -264,13 +264,13 @@ pub(crate) fn resolve(
             shared.keep.inner().drawers.insert(id.clone(), agent);
             Ok(json!({"__typename": "MemoryDrawer", "id": id}))
         }),
-        ("mutation", "unshelveMemoryDrawer") => agent().and_then(|agent| {
+        ("mutation", "unshelveMemoryDrawer") => agent().map(|agent| {
             let id = input.get("id").and_then(Value::as_str).unwrap_or_default();
             let mut inner = shared.keep.inner();
             if inner.drawers.get(id) == Some(&agent) {
                 inner.drawers.remove(id);
             }
-            Ok(json!(id))
+            json!(id)
         }),
         ("mutation", "collect") => {
             let drawers: Vec<String> = input
