@@ -1077,9 +1077,16 @@ mod tests {
             .expect("parses");
         assert!(matches!(init, FromAgent::SessionInit(ref s) if s.session_id == "s"));
         assert_eq!(
-            FromAgent::parse(r#"{"type":"STATE_PATCH"}"#).expect("parses"),
-            FromAgent::Other("STATE_PATCH".into())
+            FromAgent::parse(r#"{"type":"APP_CANCELLED"}"#).expect("parses"),
+            FromAgent::Other("APP_CANCELLED".into())
         );
+        let unlock =
+            FromAgent::parse(r#"{"type":"UNLOCK","id":"u","key":"stage"}"#).expect("parses");
+        assert_eq!(FromAgent::parse(&unlock.to_json()).expect("parses"), unlock);
+        assert!(matches!(
+            FromAgent::parse(r#"{"type":"STATE_PATCH"}"#),
+            Err(MessageError::Schema(_))
+        ));
         // A report without an id gets one.
         let FromAgent::Report(report) =
             FromAgent::parse(r#"{"type":"COMPLETED","task":"3"}"#).expect("parses")
