@@ -351,10 +351,14 @@ impl Keep {
         }));
     }
 
-    /// A connection was registered: `SESSION_INIT` with every state's value goes first; patches
-    /// and snapshots not yet written are dropped (the values they led to are in it).
+    /// A connection was registered: for an agent with states, `SESSION_INIT` with every
+    /// state's value goes first; patches and snapshots not yet written are dropped (the values
+    /// they led to are in it). An agent without states sends none.
     pub(crate) fn session_started(&self) {
         let states = lock(&self.states);
+        if states.schemas.is_empty() {
+            return;
+        }
         let mut outgoing = lock(&self.outgoing);
         outgoing.retain(|frame| {
             !matches!(
