@@ -757,8 +757,12 @@ mod tests {
         let keep = keep(KeepConfig::default());
         keep.locked("counter", "1");
         for count in 1..=SNAPSHOT_EVERY {
-            keep.set_state("1", "counter", &json!({"count": count}).to_string())
-                .expect("fits");
+            keep.set_state(
+                "1",
+                "counter",
+                &json!({"count": count, "label": null}).to_string(),
+            )
+            .expect("fits");
         }
         let snapshots: Vec<Value> = frames(&keep)
             .into_iter()
@@ -771,7 +775,7 @@ mod tests {
             SNAPSHOT_EVERY
         );
 
-        keep.set_state("2", "counter", r#"{"count":500}"#)
+        keep.set_state("2", "counter", r#"{"count":500,"label":null}"#)
             .expect("fits");
         keep.unlocked("counter");
         keep.session_started();
