@@ -30,6 +30,14 @@ pub(crate) trait Host {
         args_json: &str,
     ) -> Result<Box<dyn crate::call::ChildStream>, crate::call::CallError>;
     fn task_token(&self) -> Option<String>;
+    /// The agent state `key` as JSON (a host without an agent keeps none).
+    fn get_state(&self, key: &str) -> Result<String, String> {
+        Err(format!("no agent keeps the state '{key}' here"))
+    }
+    /// Replaces the agent state `key`.
+    fn set_state(&self, key: &str, _value_json: &str) -> Result<(), String> {
+        Err(format!("no agent keeps the state '{key}' here"))
+    }
 }
 
 /// Access to the host for a running action: logs, progress and cancellation.
@@ -102,6 +110,24 @@ impl Context {
     /// task's behalf.
     pub fn task_token(&self) -> Option<String> {
         self.host.task_token()
+    }
+
+    /// The current value of the agent state `S` (declare it with
+    /// `#[register(state = S)]`); an error names why it cannot be had.
+    pub fn state<S: crate::State>(&self) -> Result<S, String> {
+        let json = self.host.get_state(S::KEY)?;
+        let value: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|error| format!("the state '{}' is not JSON: {error}", S::KEY))?;
+        S::decode(value, &crate::port::Path::arg(S::KEY)).map_err(|error| error.to_string())
+    }
+
+    /// Replaces the agent state `S` with `value`; the host streams the change to the server.
+    pub fn set_state<S: crate::State>(&self, value: &S) -> Result<(), String> {
+        let value = value
+            .clone()
+            .encode(&crate::port::Path::ret(S::KEY))
+            .map_err(|error| error.to_string())?;
+        self.host.set_state(S::KEY, &value.to_string())
     }
 
     pub(crate) fn yield_returns(&self, returns_json: &str) {

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use crate::bindings::arkitekt::rekuest::{calls, host};
+use crate::bindings::arkitekt::rekuest::{calls, host, keep};
 use crate::bindings::exports::arkitekt::rekuest::actions;
 use crate::call::{CallError, ChildStream, Target};
 use crate::context::{Context, Host, LogLevel};
@@ -42,6 +42,14 @@ impl Host for WitHost {
 
     fn task_token(&self) -> Option<String> {
         host::task_token()
+    }
+
+    fn get_state(&self, key: &str) -> Result<String, String> {
+        keep::get_state(key)
+    }
+
+    fn set_state(&self, key: &str, value_json: &str) -> Result<(), String> {
+        keep::set_state(key, value_json)
     }
 
     fn call(&self, target: &Target, args_json: &str) -> Result<Box<dyn ChildStream>, CallError> {

@@ -85,6 +85,48 @@
 //! call blocks until the child answers; a child that fails is an `Err` ([`CallError`]).
 //! [`Target`] also names an action by hash or by key on a given agent.
 //!
+//! # Keeping things between tasks
+//!
+//! Every task runs in a fresh sandbox; what must outlive it, the host keeps (bounded per
+//! agent). Return a [`Shelved<T>`](Shelved) to keep a value on the agent: the caller gets a
+//! reference, and a later task taking a `Shelved<T>` arg gets the value back. Declare an agent
+//! state, a [`Model`] implementing [`State`], with `#[register(state = Counter)]`; read it with
+//! [`Context::state`] and replace it with [`Context::set_state`] (the host streams every change
+//! to the server). `#[register(lock = "stage")]` makes tasks sharing the lock take turns.
+//!
+//! ```
+//! use rekuest_guest::prelude::*;
+//!
+//! /// The running count.
+//! #[derive(Model, Clone)]
+//! struct Counter {
+//!     /// How far it got.
+//!     count: i64,
+//! }
+//!
+//! impl State for Counter {
+//!     const KEY: &'static str = "counter";
+//! }
+//!
+//! /// Add to the count.
+//! #[register(state = Counter, lock = "counter")]
+//! fn increment(by: i64, ctx: &Context) -> Result<i64, String> {
+//!     let mut counter: Counter = ctx.state()?;
+//!     counter.count += by;
+//!     ctx.set_state(&counter)?;
+//!     Ok(counter.count)
+//! }
+//!
+//! /// Keep 0..n on the agent.
+//! #[register]
+//! fn make_numbers(n: i64) -> Shelved<Vec<i64>> {
+//!     Shelved((0..n).collect())
+//! }
+//!
+//! rekuest_guest::export_actions!(increment, make_numbers);
+//! # fn main() {}
+//! ```
+//!
 //! # Ports
 //!
 //! | Rust type | port |
@@ -99,6 +141,7 @@
 //! | `#[derive(Enum)]` fieldless enum | `ENUM`, `identifier` = type name, choices = variant names |
 //! | `#[derive(Model)]` struct with named fields | `MODEL`, `identifier` = type name, one child per field |
 //! | any [`Structure`] | `STRUCTURE` with its [`IDENTIFIER`](Structure::IDENTIFIER) |
+//! | [`Shelved<T>`](Shelved) | `MEMORY_STRUCTURE` `@rekuest-host/shelved` (the value stays on the agent) |
 //!
 //! An enum's wire value is the variant name (`Case::Upper` ↔ `"Upper"`); a model's is a JSON
 //! object of its fields; a structure's is its reference string. Doc comments on the enum,
@@ -171,6 +214,7 @@ mod call;
 mod context;
 mod export;
 pub mod http;
+mod keep;
 mod panic;
 pub mod port;
 mod runtime;
@@ -184,6 +228,7 @@ extern crate self as rekuest_guest;
 
 pub use call::{CallError, Target, Yields};
 pub use context::{Context, LogLevel, Percent, ProgressMessage};
+pub use keep::{SHELVED_IDENTIFIER, Shelved, State, StateSchema};
 pub use port::Port;
 pub use structure::Structure;
 
@@ -191,7 +236,9 @@ pub use structure::Structure;
 ///
 /// Options: `#[register(name = "...", version = "...")]`; dependency slots for
 /// [`Context::call`]: `dependency = "add"` (a slot named after the action key `add`) or
-/// `dependency(key = "slot", action = "key" | hash = "...", optional)`, repeatable; on parameters
+/// `dependency(key = "slot", action = "key" | hash = "...", optional)`, repeatable; agent states
+/// and locks (see [Keeping things](crate#keeping-things-between-tasks)): `state = Counter`,
+/// `lock = "stage"`, repeatable; on parameters
 /// `#[arg(default = <JSON literal>, description = "...", label = "...")]`.
 pub use rekuest_guest_macros::register;
 
@@ -208,8 +255,8 @@ pub use rekuest_guest_macros::Model;
 /// Everything an action crate needs: `use rekuest_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallError, Context, Enum, LogLevel, Model, Port, Structure, Target, export_actions,
-        register,
+        CallError, Context, Enum, LogLevel, Model, Port, Shelved, State, Structure, Target,
+        export_actions, register,
     };
 }
 
@@ -233,6 +280,7 @@ pub mod __private {
     };
     pub use crate::context::Context;
     pub use crate::export::{describe, run};
+    pub use crate::keep::state_schema;
     pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec};
     pub use crate::runtime::{
         Action, ActionKind, Definition, Dependency, Returns, RunError, arg, failed, field, port,

@@ -29,6 +29,8 @@ pub enum PortKind {
     Model,
     /// A reference to an object that lives elsewhere (see [`Structure`](crate::Structure)).
     Structure,
+    /// A reference to a value kept on the agent (see [`Shelved`](crate::Shelved)).
+    MemoryStructure,
 }
 
 impl PortKind {
@@ -44,6 +46,7 @@ impl PortKind {
             PortKind::Enum => "ENUM",
             PortKind::Model => "MODEL",
             PortKind::Structure => "STRUCTURE",
+            PortKind::MemoryStructure => "MEMORY_STRUCTURE",
         }
     }
 }
@@ -186,10 +189,12 @@ impl PortSpec {
                     .collect();
                 format!("ENUM ({})", values.join(", "))
             }
-            PortKind::Model | PortKind::Structure => match &self.identifier {
-                Some(identifier) => format!("{} {identifier}", self.kind),
-                None => self.kind.to_string(),
-            },
+            PortKind::Model | PortKind::Structure | PortKind::MemoryStructure => {
+                match &self.identifier {
+                    Some(identifier) => format!("{} {identifier}", self.kind),
+                    None => self.kind.to_string(),
+                }
+            }
             kind => kind.to_string(),
         }
     }

@@ -42,6 +42,12 @@ pub struct Definition {
     /// Other actions it calls through dependency slots.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub dependencies: &'static [Dependency],
+    /// Locks its tasks hold while they run (`#[register(lock = "stage")]`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub locks: &'static [&'static str],
+    /// Agent states it uses (`#[register(state = Position)]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<crate::StateSchema>,
     /// Input ports.
     pub args: Vec<PortSpec>,
     /// Output ports, keyed `return0`, `return1`, ...
@@ -231,6 +237,8 @@ mod tests {
             stateful: false,
             collections: &[],
             dependencies: &[],
+            locks: &[],
+            states: Vec::new(),
             args: vec![
                 port::<i64>("a", Some("the first"), None, None),
                 port::<i64>("b", None, Some("B"), Some(json!(3))),

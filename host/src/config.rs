@@ -15,6 +15,9 @@
 //! [agent]
 //! concurrency = 8
 //! shutdown_grace = "30s"
+//! shelf_bytes = "256MiB"    # memory shelves: all drawers together
+//! shelf_drawers = 1024
+//! state_file = "states.json" # agent states survive a restart
 //!
 //! [[component]]
 //! path = "math.wasm"        # relative to this file
@@ -148,6 +151,12 @@ pub struct AgentSection {
     pub shutdown_grace: Option<Span>,
     /// Give up reconnecting after this many failures in a row (default: never).
     pub max_reconnect_attempts: Option<u32>,
+    /// Bytes all memory-shelf drawers may hold together.
+    pub shelf_bytes: Option<Size>,
+    /// Drawers that may exist at once.
+    pub shelf_drawers: Option<usize>,
+    /// Where the agent states persist (relative to this file), so a restart resumes them.
+    pub state_file: Option<PathBuf>,
 }
 
 /// A directory grant.
@@ -333,6 +342,31 @@ pub fn shutdown_grace(file: &Path, agent: &AgentSection) -> Result<Option<Durati
         .as_ref()
         .map(|span| span_value(file, "agent.shutdown_grace", span))
         .transpose()
+}
+
+/// The shelf bounds and state file of `[agent]`, checked (the state file relative to `file`).
+pub fn keep_config(
+    file: &Path,
+    agent: &AgentSection,
+) -> Result<crate::agent::KeepConfig, ConfigError> {
+    let mut keep = crate::agent::KeepConfig::default();
+    if let Some(size) = &agent.shelf_bytes {
+        let bytes = match size {
+            Size::Bytes(bytes) => *bytes,
+            Size::Text(text) => parse_bytes(text)
+                .map_err(|reason| invalid(file, "agent.shelf_bytes".into(), reason))?,
+        };
+        keep.shelf_bytes = usize::try_from(bytes)
+            .map_err(|_| invalid(file, "agent.shelf_bytes".into(), "too large"))?;
+    }
+    if let Some(drawers) = positive(file, "agent.shelf_drawers", agent.shelf_drawers)? {
+        keep.shelf_drawers = drawers;
+    }
+    keep.state_file = agent.state_file.as_ref().map(|path| {
+        file.parent()
+            .map_or_else(|| path.clone(), |base| base.join(path))
+    });
+    Ok(keep)
 }
 
 fn invalid(file: &Path, key: String, reason: impl Into<String>) -> ConfigError {

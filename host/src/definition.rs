@@ -185,6 +185,37 @@ pub struct Definition {
     /// (`implementAgent`), not as part of the definition the server stores.
     #[serde(default, skip_serializing)]
     pub dependencies: Vec<Dependency>,
+    /// Locks the action holds while it runs: tasks sharing one run one at a time on this
+    /// agent. Registered with its implementation, not in the definition the server stores.
+    #[serde(default, skip_serializing)]
+    pub locks: Vec<String>,
+    /// Agent states the action reads or changes through the host; registered with the agent
+    /// (`implementAgent`'s `states`), not in the definition the server stores.
+    #[serde(default, skip_serializing)]
+    pub states: Vec<StateSchema>,
+}
+
+/// An agent state's schema: a MODEL-like set of ports under a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSchema {
+    /// The state's key: its `interface` on the server and its name in the host API.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// One port per field of the state's value.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+impl StateSchema {
+    /// The state as `implementAgent` takes it (`StateImplementationInput`).
+    pub fn to_server(&self) -> Value {
+        serde_json::json!({
+            "interface": self.key,
+            "definition": {"name": self.name, "ports": self.ports},
+        })
+    }
 }
 
 /// A dependency slot: an action another one calls, by its key or its hash; the server picks
@@ -351,6 +382,8 @@ mod server {
                 idempotent: definition.idempotent.unwrap_or(false),
                 collections: definition.collections.unwrap_or_default(),
                 dependencies: Vec::new(),
+                locks: Vec::new(),
+                states: Vec::new(),
             }
         }
     }
@@ -557,6 +590,7 @@ fn check_definition(definition: &Definition) -> Result<(), String> {
         check_port(port, 1)?;
     }
     check_dependencies(&definition.dependencies)?;
+    check_keeps(definition)?;
     let mut size = DescriptionSize::default();
     for port in definition.args.iter().chain(&definition.returns) {
         size.add(port);
@@ -572,6 +606,44 @@ fn check_definition(definition: &Definition) -> Result<(), String> {
             "its ENUM ports have {} choices in all; at most {MAX_CHOICES} are allowed",
             size.choices
         ));
+    }
+    Ok(())
+}
+
+/// Most locks or states one action may declare.
+pub const MAX_KEEPS: usize = 16;
+
+/// Locks and states: few, unique identifiers; state ports checked like any port.
+fn check_keeps(definition: &Definition) -> Result<(), String> {
+    let keys = definition
+        .locks
+        .iter()
+        .map(|lock| ("lock", lock))
+        .chain(definition.states.iter().map(|state| ("state", &state.key)));
+    if definition.locks.len() > MAX_KEEPS || definition.states.len() > MAX_KEEPS {
+        return Err(format!(
+            "it declares {} locks and {} states; at most {MAX_KEEPS} of each are allowed",
+            definition.locks.len(),
+            definition.states.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (what, key) in keys {
+        if !is_identifier(key) || key.len() > MAX_IDENTIFIER {
+            return Err(format!(
+                "the {what} key {} is not an identifier",
+                excerpt(key)
+            ));
+        }
+        if !seen.insert((what, key.as_str())) {
+            return Err(format!("the {what} '{key}' is declared twice"));
+        }
+    }
+    for state in &definition.states {
+        check_port_keys(&state.ports, "state")?;
+        for port in &state.ports {
+            check_port(port, 1)?;
+        }
     }
     Ok(())
 }

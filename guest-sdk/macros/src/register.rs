@@ -17,6 +17,10 @@ pub(crate) struct Options {
     name: Option<LitStr>,
     version: Option<LitStr>,
     dependencies: Vec<DependencyOption>,
+    /// `lock = "stage"`, repeatable.
+    locks: Vec<LitStr>,
+    /// `state = Position`, repeatable.
+    states: Vec<Type>,
 }
 
 /// `dependency = "add"` or `dependency(key = "adder", action = "add" | hash = "...", optional)`.
@@ -36,10 +40,15 @@ impl Options {
             self.version = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("dependency") {
             self.dependencies.push(parse_dependency(&meta)?);
+        } else if meta.path.is_ident("lock") {
+            self.locks.push(meta.value()?.parse()?);
+        } else if meta.path.is_ident("state") {
+            self.states.push(meta.value()?.parse()?);
         } else {
             return Err(meta.error(
                 "unknown option; expected `name = \"...\"`, `version = \"...\"`, \
-                 `dependency = \"action\"` or `dependency(key = \"...\", action = \"...\")`",
+                 `dependency = \"action\"`, `dependency(key = \"...\", action = \"...\")`, \
+                 `lock = \"...\"` or `state = Type`",
             ));
         }
         Ok(())
@@ -258,6 +267,11 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
         }
     };
 
+    let locks = &options.locks;
+    let states = options
+        .states
+        .iter()
+        .map(|state| quote! { #sdk::state_schema::<#state>() });
     let vis = &function.vis;
     let action = format_ident!("__rekuest_action_{}", key, span = ident.span());
     Ok(quote! {
@@ -276,6 +290,8 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
                     stateful: false,
                     collections: &[],
                     dependencies: &[#(#dependencies),*],
+                    locks: &[#(#locks),*],
+                    states: ::std::vec![#(#states),*],
                     args: ::std::vec![#(#arg_ports),*],
                     returns: ::std::vec![#(#return_ports),*],
                 }

@@ -103,13 +103,14 @@ ends CRITICAL with the traceback's last line (``ZeroDivisionError: division by z
 the whole traceback is sent as a CRITICAL log line.
 """
 
-from ._ports import DefinitionError, PortError, model, structure
+from ._ports import DefinitionError, PortError, Shelved, model, state, structure
 from ._runtime import (
     ActionError,
     CallError,
     Child,
     Context,
     Host,
+    KeepError,
     LogLevel,
     action_hash,
     actions,
@@ -134,7 +135,9 @@ __all__ = [
     "Context",
     "DefinitionError",
     "Host",
+    "KeepError",
     "LogLevel",
+    "Shelved",
     "PortError",
     "action_hash",
     "actions",
@@ -150,6 +153,7 @@ __all__ = [
     "register",
     "run",
     "set_host",
+    "state",
     "structure",
     "task_token",
 ]

@@ -9,6 +9,7 @@ from wit_world import exports
 from wit_world.exports.actions import RunError_Critical, RunError_Failed
 from wit_world.imports import calls as _calls
 from wit_world.imports import host as _wit
+from wit_world.imports import keep as _keep
 
 from . import _runtime
 
@@ -41,6 +42,18 @@ class WitHost(_runtime.Host):
     def task_token(self):
         return _wit.task_token()
 
+    def shelve(self, identifier, value_json):
+        return _kept(lambda: _keep.shelve(identifier, value_json))
+
+    def unshelve(self, drawer):
+        return _kept(lambda: _keep.unshelve(drawer))
+
+    def get_state(self, key):
+        return _kept(lambda: _keep.get_state(key))
+
+    def set_state(self, key, value_json):
+        _kept(lambda: _keep.set_state(key, value_json))
+
     def call(self, target, args_json):
         kind = target[0]
         if kind == "dependency":
@@ -53,6 +66,13 @@ class WitHost(_runtime.Host):
             return WitChild(_calls.call(wit_target, args_json))
         except Err as error:
             raise _call_error(error.value) from None
+
+
+def _kept(request):
+    try:
+        return request()
+    except Err as error:
+        raise _runtime.KeepError(str(error.value)) from None
 
 
 class WitChild(_runtime.Child):

@@ -32,6 +32,9 @@ DICT = "DICT"
 ENUM = "ENUM"
 MODEL = "MODEL"
 STRUCTURE = "STRUCTURE"
+MEMORY_STRUCTURE = "MEMORY_STRUCTURE"
+#: The identifier of every shelved value's MEMORY_STRUCTURE port (as the Rust SDK's).
+SHELVED_IDENTIFIER = "@rekuest-host/shelved"
 
 #: Deepest nesting of ports the SDK builds (the host accepts 16).
 MAX_DEPTH = 16
@@ -123,7 +126,7 @@ class Port:
             return f"{self.kind} of {self.children[0].expected()}"
         if self.kind == ENUM and self.choices:
             return f"ENUM ({', '.join(str(choice['value']) for choice in self.choices)})"
-        if self.kind in (MODEL, STRUCTURE) and self.identifier:
+        if self.kind in (MODEL, STRUCTURE, MEMORY_STRUCTURE) and self.identifier:
             return f"{self.kind} {self.identifier}"
         return self.kind
 
@@ -178,6 +181,18 @@ class Port:
                         )
                     fields[child.key] = child.decode(item, f"{path}.{child.key}", side)
                 return self.cls(**fields)
+        elif kind == MEMORY_STRUCTURE:
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                from . import _runtime
+
+                drawer = str(value)
+                try:
+                    kept = json.loads(_runtime._host.unshelve(drawer))
+                except _runtime.KeepError as error:
+                    raise PortError(side, path, str(error)) from None
+                except ValueError as error:
+                    raise PortError(side, path, f"drawer {drawer!r} holds no JSON: {error}") from None
+                return Shelved(self.cls.decode(kept, path, side))
         elif kind == STRUCTURE:
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 reference = str(value)
@@ -239,6 +254,17 @@ class Port:
                     child.key: child.encode(getattr(value, child.key), f"{path}.{child.key}")
                     for child in self.children or []
                 }
+        elif kind == MEMORY_STRUCTURE:
+            from . import _runtime
+
+            inner = value.value if isinstance(value, Shelved) else value
+            wire = self.cls.encode(inner, path)
+            try:
+                return _runtime._host.shelve(
+                    SHELVED_IDENTIFIER, json.dumps(wire, separators=(",", ":"), allow_nan=False)
+                )
+            except _runtime.KeepError as error:
+                raise PortError(side, path, str(error)) from None
         elif kind == STRUCTURE:
             if isinstance(value, self.cls):
                 reference = value.shrink()
@@ -255,6 +281,25 @@ def _python_value(value: Any) -> str:
     if isinstance(value, (str, int, float, bool, list, dict)):
         return describe_value(value)
     return f"a {type(value).__qualname__}"
+
+
+T = typing.TypeVar("T")
+
+
+class Shelved(typing.Generic[T]):
+    """A value that stays on the agent (a MEMORY_STRUCTURE): returned, the host keeps it in a
+    drawer and the caller gets a reference; taken as an arg (``numbers: Shelved[list[int]]``),
+    the reference comes back as the value (``numbers.value``). A reference from another agent,
+    or to a collected drawer, fails the task naming the drawer."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Shelved) and other.value == self.value
+
+    def __repr__(self) -> str:
+        return f"Shelved({self.value!r})"
 
 
 def _action_error() -> type[Exception]:
@@ -318,6 +363,19 @@ def model(cls: Any) -> Any:
         cls = dataclasses.dataclass(cls)
     cls.__rekuest_model_doc__ = doc
     return cls
+
+
+def state(key: str) -> Any:
+    """Makes a model class an agent state kept under `key` (``@state("counter")``): declare it
+    on the actions using it (``@register(states=[Counter])``), read it with
+    `Context.state(Counter)` and replace it with `Context.set_state(value)`."""
+
+    def decorate(cls: Any) -> Any:
+        cls = model(cls)
+        cls.__rekuest_state__ = key
+        return cls
+
+    return decorate
 
 
 def _class_doc(cls: Any) -> str | None:
@@ -418,6 +476,11 @@ def port_for(hint: Any, where: str, depth: int = 0, seen: tuple[Any, ...] = ()) 
         raise DefinitionError(
             f"{where} is a union ({hint!r}); only Optional[T] (T | None) unions are supported"
         )
+    if origin is Shelved:
+        if len(args) != 1:
+            raise DefinitionError(f"{where}: say what is shelved, e.g. Shelved[list[int]]")
+        inner = port_for(args[0], where, depth + 1, seen)
+        return Port(MEMORY_STRUCTURE, identifier=SHELVED_IDENTIFIER, cls=inner)
     if hint is bool:
         return Port(BOOL)
     if hint is int:

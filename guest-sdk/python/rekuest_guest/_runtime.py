@@ -22,6 +22,7 @@ from ._ports import (
     describe_value,
     port_for,
 )
+from ._ports import MODEL as _MODEL
 
 __all__ = [
     "Action",
@@ -109,6 +110,34 @@ class Host:
             "refused",
             "calls to other actions need rekuest-host: this action is not running in a component",
         )
+
+    # What outlives a task: this default keeps it in `drawers` and `states` (for your tests);
+    # inside a component the host keeps it, bounded.
+
+    def shelve(self, identifier: str, value_json: str) -> str:
+        drawers = self.__dict__.setdefault("drawers", {})
+        drawer = f"drawer-{len(drawers) + 1}"
+        drawers[drawer] = value_json
+        return drawer
+
+    def unshelve(self, drawer: str) -> str:
+        try:
+            return self.__dict__.setdefault("drawers", {})[drawer]
+        except KeyError:
+            raise KeepError(f"no drawer {drawer!r} here") from None
+
+    def get_state(self, key: str) -> str:
+        try:
+            return self.__dict__.setdefault("states", {})[key]
+        except KeyError:
+            raise KeepError(f"no state {key!r} here") from None
+
+    def set_state(self, key: str, value_json: str) -> None:
+        self.__dict__.setdefault("states", {})[key] = value_json
+
+
+class KeepError(Exception):
+    """The host refused to keep, or has no, a shelved value or a state; the message says why."""
 
 
 class Child:
@@ -282,6 +311,46 @@ class Context:
     def task_token(self) -> str | None:
         return task_token()
 
+    def state(self, cls: type[Any]) -> Any:
+        """The current value of the agent state `cls` (a ``@state(key)`` model the action
+        declares with ``@register(states=[cls])``). A refusal fails the task (ActionError)."""
+        key = _state_key(cls, "Context.state")
+        port = port_for(cls, f"state {key!r}")
+        try:
+            value = json.loads(_host.get_state(key))
+        except KeepError as error:
+            raise ActionError(str(error)) from None
+        return port.decode(value, key)
+
+    def set_state(self, value: Any) -> None:
+        """Replaces the agent state `value` is of; the host streams the change to the server.
+        A refusal (a value that does not fit, too large) fails the task (ActionError)."""
+        key = _state_key(type(value), "Context.set_state")
+        wire = port_for(type(value), f"state {key!r}").encode(value, key)
+        try:
+            _host.set_state(key, json.dumps(wire, separators=(",", ":"), allow_nan=False))
+        except KeepError as error:
+            raise ActionError(str(error)) from None
+
+
+def _state_key(cls: Any, where: str) -> str:
+    key = getattr(cls, "__rekuest_state__", None)
+    if not isinstance(key, str):
+        raise DefinitionError(f"{where}: {cls!r} is not a state; decorate it with @state(key)")
+    return key
+
+
+def _state_schema(cls: Any, where: str) -> dict[str, Any]:
+    key = _state_key(cls, where)
+    port = port_for(cls, f"state {key!r} of {where}")
+    if port.kind != _MODEL:
+        raise DefinitionError(f"{where}: the state {key!r} must be a model")
+    return {
+        "key": key,
+        "name": cls.__name__,
+        "ports": [child.to_json() for child in port.children or []],
+    }
+
 
 _ITERATOR_ORIGINS = (
     collections.abc.Iterator,
@@ -380,6 +449,8 @@ def _define(
     description: str | None,
     collections_: list[str],
     dependencies: list[Any],
+    states: list[Any] = (),  # type: ignore[assignment]
+    locks: list[str] = (),  # type: ignore[assignment]
 ) -> Action:
     where = f"action {key!r}"
     if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
@@ -476,6 +547,12 @@ def _define(
     }
     if dependencies:
         definition["dependencies"] = [_dependency(item, where) for item in dependencies]
+    if locks:
+        if not all(isinstance(lock, str) for lock in locks):
+            raise DefinitionError(f"{where}: locks are names (str), not {locks!r}")
+        definition["locks"] = list(locks)
+    if states:
+        definition["states"] = [_state_schema(cls, where) for cls in states]
     return Action(key, function, definition, args, context_params, returns, generator)
 
 
@@ -504,13 +581,16 @@ def register(
     description: str | None = None,
     collections: list[str] | None = None,
     dependencies: list[Any] | None = None,
+    states: list[Any] | None = None,
+    locks: list[str] | None = None,
 ) -> Any:
     """Registers a plain function as an action: `@register` or `@register(name=...)`.
 
     The definition comes from the signature and the docstring (see the package docs); the
     function itself is returned unchanged, still callable from your own code and tests.
     `dependencies` declares the actions it calls (``["add"]``): call them with
-    `call("add", a=1, b=2)`.
+    `call("add", a=1, b=2)`. `states` lists the agent states it uses (``@state`` models);
+    `locks` the locks its tasks hold while they run (tasks sharing one take turns).
     """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -518,7 +598,15 @@ def register(
         if key in _actions:
             raise DefinitionError(f"an action with the key {key!r} is already registered")
         _actions[key] = _define(
-            function, key, name, str(version), description, collections or [], dependencies or []
+            function,
+            key,
+            name,
+            str(version),
+            description,
+            collections or [],
+            dependencies or [],
+            states or [],
+            locks or [],
         )
         return function
 

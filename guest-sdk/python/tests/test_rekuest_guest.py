@@ -664,3 +664,47 @@ class Calls(Isolated):
         with self.assertRaises(_runtime.CallError) as caught:
             _runtime.call("add", a=1)
         self.assertEqual(caught.exception.kind, "refused")
+
+
+class Keeping(Isolated):
+    """Shelves and agent states through the host API (the default host keeps them itself)."""
+
+    def test_a_shelved_return_is_a_reference_and_comes_back_as_the_value(self) -> None:
+        load_example("shelf")
+        returns = self.definition("make_numbers")["returns"][0]
+        self.assertEqual(
+            (returns["kind"], returns["identifier"]), ("MEMORY_STRUCTURE", "@rekuest-host/shelved")
+        )
+        error, yields = self.run_action("make_numbers", {"n": 10})
+        self.assertIsNone(error)
+        drawer = yields[0]["return0"]
+        self.assertEqual(json.loads(self.host.unshelve(drawer)), list(range(10)))
+        self.assertEqual(self.run_action("sum_numbers", {"numbers": drawer}), (None, [{"return0": 45}]))
+
+    def test_an_unknown_drawer_fails_the_task_naming_it(self) -> None:
+        load_example("shelf")
+        error, _ = self.run_action("sum_numbers", {"numbers": "drawer-404"})
+        self.assertEqual(error, ("failed", "argument 'numbers': no drawer 'drawer-404' here"))
+
+    def test_a_state_is_declared_read_and_replaced(self) -> None:
+        definitions = load_example("counter")
+        (increment,) = definitions
+        self.assertEqual(increment["locks"], ["counter"])
+        self.assertEqual(
+            [(state["key"], [port["key"] for port in state["ports"]]) for state in increment["states"]],
+            [("counter", ["count"])],
+        )
+        self.host.set_state("counter", '{"count": 4}')
+        self.assertEqual(self.run_action("increment", {"by": 2}), (None, [{"return0": 6}]))
+        self.assertEqual(json.loads(self.host.get_state("counter")), {"count": 6})
+
+    def test_a_class_that_is_no_state_cannot_be_declared(self) -> None:
+        @model
+        class Plain:
+            x: int
+
+        with self.assertRaises(DefinitionError):
+
+            @register(states=[Plain])
+            def uses(ctx: Context) -> None:
+                pass

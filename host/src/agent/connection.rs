@@ -13,7 +13,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
-use super::calls::Calls;
 use super::dispatcher::Dispatcher;
 use super::outbox::Outbox;
 use crate::protocol::messages::frame_type;
@@ -130,6 +129,7 @@ pub(crate) async fn session(
         }
     };
     registered();
+    dispatcher.keep().session_started();
     let resent = outbox.resend_unacked();
     if resent > 0 {
         tracing::info!("resending {resent} unacknowledged terminal report(s)");
@@ -269,9 +269,7 @@ async fn run(
                         }
                     }
                     ToAgent::Init { inquiries, .. } => dispatcher.answer_inquiries(&inquiries),
-                    ToAgent::Collect { drawers, .. } => {
-                        tracing::debug!("COLLECT of {} drawer(s): this host keeps no shelves", drawers.len());
-                    }
+                    ToAgent::Collect { drawers, .. } => dispatcher.keep().collect(&drawers),
                     ToAgent::Bounce { duration, .. } => {
                         let _ = sink.send(Message::Close(Some(CloseFrame {
                             code: CloseCode::Normal,
@@ -324,7 +322,18 @@ async fn run(
                 }
             }
             () = dispatcher.calls().ready() => {
-                if let Err(end) = write_calls(&mut sink, dispatcher.calls()).await {
+                let frames = dispatcher.calls().take_outgoing();
+                let (unwritten, result) = write_frames(&mut sink, frames, "a call").await;
+                dispatcher.calls().requeue(unwritten);
+                if let Err(end) = result {
+                    return end;
+                }
+            }
+            () = dispatcher.keep().ready() => {
+                let frames = dispatcher.keep().take_outgoing();
+                let (unwritten, result) = write_frames(&mut sink, frames, "a state or lock frame").await;
+                dispatcher.keep().requeue(unwritten);
+                if let Err(end) = result {
                     return end;
                 }
             }
@@ -348,13 +357,18 @@ fn stalled() -> String {
     format!("the server took nothing written for {WRITE_STALL:?}: it stopped reading")
 }
 
-/// Writes the frames of calls from running tasks (ASSIGN_REQUEST, CANCEL_REQUEST, ...); the
-/// ones not written go back to the queue.
-async fn write_calls<S>(sink: &mut S, calls: &Calls) -> Result<(), SessionEnd>
+/// Writes frames that are not reports (calls from running tasks: ASSIGN_REQUEST,
+/// CANCEL_REQUEST, ...; states and locks: SESSION_INIT, STATE_PATCH, LOCK, ...); hands back
+/// the ones not written, for their queue.
+async fn write_frames<S>(
+    sink: &mut S,
+    frames: Vec<FromAgent>,
+    what: &str,
+) -> (Vec<FromAgent>, Result<(), SessionEnd>)
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    let mut frames: std::collections::VecDeque<FromAgent> = calls.take_outgoing().into();
+    let mut frames: std::collections::VecDeque<FromAgent> = frames.into();
     let write = async {
         while let Some(frame) = frames.front() {
             sink.feed(Message::text(frame.to_json())).await?;
@@ -363,12 +377,12 @@ where
         sink.flush().await
     };
     let result = tokio::time::timeout(WRITE_STALL, write).await;
-    calls.requeue(frames.into());
-    match result {
+    let result = match result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(SessionEnd::Lost(format!("writing a call failed: {error}"))),
+        Ok(Err(error)) => Err(SessionEnd::Lost(format!("writing {what} failed: {error}"))),
         Err(_) => Err(SessionEnd::Lost(stalled())),
-    }
+    };
+    (frames.into(), result)
 }
 
 /// Resolves at `due` (never for `None`).

@@ -13,6 +13,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::calls::Calls;
+use super::keep::Keep;
 use super::outbox::Outbox;
 use crate::protocol::{Assign, ChildControl, Inquiry, Report, ReportKind};
 use crate::runtime::{
@@ -117,9 +118,19 @@ struct UsedSlot {
     _permits: (Option<OwnedSemaphorePermit>, OwnedSemaphorePermit),
 }
 
+/// What a task of an action waits for before it runs, besides a global slot.
+struct Waits {
+    /// A slot of its action, if the action has a cap.
+    action: Option<Arc<Semaphore>>,
+    /// The action's locks, sorted by key.
+    locks: Arc<[(String, Arc<Semaphore>)]>,
+}
+
 struct Action {
     component: Arc<ActionComponent>,
     permits: Option<Arc<Semaphore>>,
+    /// The locks its tasks hold while they run, sorted by key (empty for most actions).
+    locks: Arc<[(String, Arc<Semaphore>)]>,
 }
 
 /// Routes server messages to tasks; cheap to share.
@@ -135,6 +146,7 @@ pub struct Dispatcher {
     table: Mutex<Table>,
     outbox: Arc<Outbox>,
     calls: Arc<Calls>,
+    keep: Arc<Keep>,
     executor: Handle,
     accepting: AtomicBool,
     idle: Notify,
@@ -171,23 +183,31 @@ async fn run_here_then_offload<T: Send + 'static>(
 impl Dispatcher {
     /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once and
     /// what `queue` allows waiting (further ones are answered FAILED at once), moving guests
-    /// that outlast their first epoch slice to `executor`, reporting into `outbox`.
+    /// that outlast their first epoch slice to `executor`, reporting into `outbox`; tasks keep
+    /// shelves and states in `keep` and take their actions' locks from it.
     pub fn new(
         actions: HashMap<String, ActionSlot>,
         concurrency: usize,
         queue: QueueLimits,
         outbox: Arc<Outbox>,
         calls: Arc<Calls>,
+        keep: Arc<Keep>,
         executor: Handle,
     ) -> Arc<Self> {
         let actions = actions
             .into_iter()
             .map(|(interface, slot)| {
+                let locks = slot
+                    .component
+                    .definition(&interface)
+                    .map(|definition| keep.locks_of(&definition.locks))
+                    .unwrap_or_default();
                 let action = Action {
                     component: slot.component,
                     permits: slot
                         .concurrency
                         .map(|limit| Arc::new(Semaphore::new(limit.max(1)))),
+                    locks: locks.into(),
                 };
                 (interface, action)
             })
@@ -201,6 +221,7 @@ impl Dispatcher {
             table: Mutex::new(Table::default()),
             outbox,
             calls,
+            keep,
             executor,
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
@@ -216,6 +237,11 @@ impl Dispatcher {
     /// The calls of the tasks to other actions.
     pub fn calls(&self) -> &Arc<Calls> {
         &self.calls
+    }
+
+    /// The shelves, states and locks of the tasks.
+    pub fn keep(&self) -> &Arc<Keep> {
+        &self.keep
     }
 
     /// How many tasks are queued or running.
@@ -319,7 +345,10 @@ impl Dispatcher {
         table.queued_bytes += frame_bytes;
         drop(table);
         let component = Arc::clone(&action.component);
-        let permits = action.permits.clone();
+        let waits = Waits {
+            action: action.permits.clone(),
+            locks: Arc::clone(&action.locks),
+        };
         let dispatcher = Arc::clone(self);
         // Boxed once here: the task's future is large, and moving it by value into the spawned
         // task cost more instructions per task than the guest call.
@@ -327,7 +356,7 @@ impl Dispatcher {
             task.clone(),
             assign,
             component,
-            permits,
+            waits,
             control,
             depth,
         ));
@@ -375,11 +404,14 @@ impl Dispatcher {
         task: String,
         assign: Assign,
         component: Arc<ActionComponent>,
-        permits: Option<Arc<Semaphore>>,
+        waits: Waits,
         control: TaskControl,
         depth: u32,
     ) -> Option<UsedSlot> {
-        let Some(permits) = self.acquire(permits, &control).await else {
+        let Some((permits, held)) = self
+            .acquire(waits.action, &waits.locks, &task, &control)
+            .await
+        else {
             let outcome = match control.signal() {
                 Signal::Interrupt => Outcome::Interrupted,
                 _ => Outcome::Cancelled,
@@ -407,6 +439,7 @@ impl Dispatcher {
             port: Arc::clone(&self.calls) as _,
             task: task.clone(),
             depth,
+            keep: Some(Arc::clone(&self.keep) as _),
         };
         let run = component.run_calling(
             &assign.interface,
@@ -442,6 +475,7 @@ impl Dispatcher {
         while let Ok(event) = receiver.try_recv() {
             self.outbox.push_output(self.report_of(&task, event)).await;
         }
+        self.release(&waits.locks, held);
         self.finish(&task, outcome);
         Some(UsedSlot {
             _sandbox: sandbox,
@@ -449,19 +483,30 @@ impl Dispatcher {
         })
     }
 
-    /// Waits for a slot of the action and a global one, in arrival order; `None` if the task
-    /// was stopped while it waited.
+    /// Waits for a slot of the action, its `locks` (telling the server about each taken) and
+    /// a global slot, in arrival order; `None` if the task was stopped while it waited (locks
+    /// it took are released).
     async fn acquire(
         &self,
         action: Option<Arc<Semaphore>>,
+        locks: &[(String, Arc<Semaphore>)],
+        task: &str,
         control: &TaskControl,
-    ) -> Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)> {
+    ) -> Option<(
+        (Option<OwnedSemaphorePermit>, OwnedSemaphorePermit),
+        Vec<OwnedSemaphorePermit>,
+    )> {
         let mut signal = control.subscribe();
+        let mut held = Vec::new();
         let permits = async {
             let action = match action {
                 Some(semaphore) => Some(semaphore.acquire_owned().await.ok()?),
                 None => None,
             };
+            for (key, semaphore) in locks {
+                held.push(Arc::clone(semaphore).acquire_owned().await.ok()?);
+                self.keep.locked(key, task);
+            }
             let global = Arc::clone(&self.global).acquire_owned().await.ok()?;
             Some((action, global))
         };
@@ -470,11 +515,27 @@ impl Dispatcher {
                 .wait_for(|signal| matches!(signal, Signal::Cancel | Signal::Interrupt))
                 .await;
         };
-        tokio::select! {
+        let permits = tokio::select! {
             biased;
             () = stopped => None,
             permits = permits => permits,
+        };
+        match permits {
+            Some(permits) => Some((permits, held)),
+            None => {
+                self.release(locks, held);
+                None
+            }
         }
+    }
+
+    /// Releases the locks a task `held` (the first of `locks`), telling the server.
+    fn release(&self, locks: &[(String, Arc<Semaphore>)], held: Vec<OwnedSemaphorePermit>) {
+        // UNLOCK is queued before the lock is free, so the next holder's LOCK follows it.
+        for (key, _) in &locks[..held.len()] {
+            self.keep.unlocked(key);
+        }
+        drop(held);
     }
 
     /// The report of a task's output event.

@@ -13,6 +13,7 @@ pub mod calls;
 mod connection;
 pub mod credentials;
 pub mod dispatcher;
+pub mod keep;
 pub mod outbox;
 pub mod registration;
 
@@ -30,6 +31,7 @@ pub use backoff::{Backoff, BackoffConfig};
 pub use connection::{MAX_FRAME_BYTES, SocketConfig};
 pub use credentials::Credentials;
 pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits};
+pub use keep::{Keep, KeepConfig, KeepError};
 pub use outbox::Outbox;
 pub use registration::{
     EnsuredAgent, GraphqlClient, Implementation, Registered, RegistrationError,
@@ -80,6 +82,8 @@ pub struct AgentConfig {
     /// dead connection after about 3 missed heartbeats (~30 s). Once this process has been
     /// registered, 4004 never stops it: it is retried without limit.
     pub stale_connection_wait: Duration,
+    /// Bounds of the shelves, and where the states persist.
+    pub keep: KeepConfig,
 }
 
 impl AgentConfig {
@@ -100,6 +104,7 @@ impl AgentConfig {
             max_queued_bytes: dispatcher::DEFAULT_MAX_QUEUED_BYTES,
             silence_timeout: Duration::from_secs(35),
             stale_connection_wait: Duration::from_secs(45),
+            keep: KeepConfig::default(),
         }
     }
 }
@@ -138,6 +143,9 @@ pub enum AgentError {
     /// GraphQL registration failed.
     #[error(transparent)]
     Registration(#[from] RegistrationError),
+    /// The agent's states cannot be set up.
+    #[error(transparent)]
+    Keep(#[from] KeepError),
     /// No token could be had from the deployment.
     #[error(transparent)]
     Login(#[from] crate::login::LoginError),
@@ -266,6 +274,19 @@ impl Agent {
         if implementations.is_empty() {
             return Err(AgentError::NothingToServe);
         }
+        let tls = ClientTls::new(&config.ca_certs)?;
+        let graphql = GraphqlClient::new(
+            config.endpoints.graphql.clone(),
+            config.credentials.clone(),
+            &tls,
+        )?;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let keep = Keep::new(
+            session_id.clone(),
+            graphql.clone(),
+            config.keep.clone(),
+            &implementations,
+        )?;
         let outbox = Arc::new(Outbox::default());
         let dispatcher = Dispatcher::new(
             slots,
@@ -276,18 +297,13 @@ impl Agent {
             },
             Arc::clone(&outbox),
             calls::Calls::new(),
+            keep,
             executor,
         );
-        let tls = ClientTls::new(&config.ca_certs)?;
-        let graphql = GraphqlClient::new(
-            config.endpoints.graphql.clone(),
-            config.credentials.clone(),
-            &tls,
-        )?;
         let socket = SocketConfig {
             url: config.endpoints.agent_socket.clone(),
             credentials: config.credentials.clone(),
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
             force: config.force,
             init_timeout: config.init_timeout,
             tls,
@@ -374,6 +390,7 @@ impl Agent {
     /// server (and `force` is off), so nothing was changed.
     async fn try_register(&self) -> Result<Result<Registered, String>, RegistrationError> {
         let agent = self.graphql.ensure(&self.config.name).await?;
+        self.dispatcher.keep().forget_drawers();
         if agent.connected && !self.config.force {
             return Ok(Err(agent.id));
         }
@@ -462,6 +479,7 @@ impl Agent {
                         // A reconnect: the registration may have been changed meanwhile
                         // (another host with this token); put ours back.
                         tokio::spawn(restore_registration(
+                            Arc::clone(self.dispatcher.keep()),
                             self.graphql.clone(),
                             self.config.name.clone(),
                             Arc::clone(&self.implementations),
@@ -563,12 +581,14 @@ fn log_retry(last: &mut String, failure: String, delay: Duration, retry: &str) {
 /// with this token replaced the actions), `implementAgent` again. This host holds the
 /// agent's socket, so restoring cannot take anything from a live host.
 async fn restore_registration(
+    keep: Arc<Keep>,
     graphql: GraphqlClient,
     name: String,
     implementations: Arc<[Implementation]>,
 ) {
     let restored = async {
         let agent = graphql.ensure(&name).await?;
+        keep.forget_drawers();
         graphql.implement(&agent, &name, &implementations).await
     };
     match restored.await {

@@ -158,6 +158,12 @@ pub fn definition_hash(implementations: &[Implementation]) -> String {
         if !implementation.definition.dependencies.is_empty() {
             value["dependencies"] = json!(implementation.definition.dependencies);
         }
+        if !implementation.definition.locks.is_empty() {
+            value["locks"] = json!(implementation.definition.locks);
+        }
+        if !implementation.definition.states.is_empty() {
+            value["states"] = json!(implementation.definition.states);
+        }
         write_canonical(&value, &mut canonical);
     }
     canonical.push(']');
@@ -383,10 +389,11 @@ impl GraphqlClient {
             });
         }
         let attempt = "registering the actions (implementAgent)";
+        let (states, locks) = super::keep::declared(implementations);
         let implementations: Vec<Value> = implementations
             .iter()
             .map(|implementation| {
-                json!({
+                let mut value = json!({
                     "interface": implementation.interface,
                     "definition": implementation.definition,
                     "dependencies": implementation
@@ -395,16 +402,23 @@ impl GraphqlClient {
                         .iter()
                         .map(Dependency::to_server)
                         .collect::<Vec<_>>(),
-                })
+                });
+                if !implementation.definition.locks.is_empty() {
+                    value["locks"] = json!(implementation.definition.locks);
+                }
+                value
             })
             .collect();
         let count = implementations.len();
+        let mut input = json!({"name": name, "hash": hash, "implementations": implementations});
+        if !states.is_empty() {
+            input["states"] = Value::Array(states);
+        }
+        if !locks.is_empty() {
+            input["locks"] = Value::Array(locks);
+        }
         let data = self
-            .request(
-                attempt,
-                IMPLEMENT_AGENT,
-                json!({"input": {"name": name, "hash": hash, "implementations": implementations}}),
-            )
+            .request(attempt, IMPLEMENT_AGENT, json!({ "input": input }))
             .await?;
         let agent_id = string_field(&data["implementAgent"], "id", attempt)?;
         tracing::info!(agent = %agent_id, "registered {count} action(s) (hash {hash})");

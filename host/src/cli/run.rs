@@ -79,6 +79,7 @@ struct Settings {
     concurrency: Option<usize>,
     shutdown_grace: Option<Duration>,
     max_reconnect_attempts: Option<u32>,
+    keep: rekuest_host::agent::KeepConfig,
     components: Vec<ComponentSettings>,
 }
 
@@ -143,6 +144,10 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         concurrency: args.concurrency.or(file.agent.concurrency),
         shutdown_grace: args.shutdown_grace.or(grace_from_file),
         max_reconnect_attempts: file.agent.max_reconnect_attempts,
+        keep: match &args.config {
+            Some(path) => config::keep_config(path, &file.agent)?,
+            None => rekuest_host::agent::KeepConfig::default(),
+        },
         components,
     })
 }
@@ -285,6 +290,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         agent_config.shutdown_grace = grace;
     }
     agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
+    agent_config.keep = settings.keep;
     let runtime = runtime(cache_dir, &settings.components, agent_config.concurrency)?;
     let served = load(&runtime, &settings.components).await?;
     let pool = actor_pool()?;

@@ -20,13 +20,7 @@ use crate::protocol::{FromAgent, MessageError, ToAgent, close_code};
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Frame types the real server accepts that the local one records nowhere.
-const IGNORED_TYPES: [&str; 5] = [
-    "STATE_PATCH",
-    "STATE_SNAPSHOT",
-    "LOCK",
-    "UNLOCK",
-    "APP_CANCELLED",
-];
+const IGNORED_TYPES: [&str; 1] = ["APP_CANCELLED"];
 
 /// Serves one agent connection until it ends.
 pub(crate) async fn serve<S>(
@@ -230,7 +224,17 @@ pub(crate) async fn serve<S>(
                     );
                 }
             },
-            FromAgent::SessionInit(_) => {}
+            FromAgent::SessionInit(init) => shared.keep.session_init(&agent, &init),
+            FromAgent::Keep(frame) => {
+                if let Err(error) = shared.keep.frame(&agent, &frame) {
+                    tracing::warn!("local server refuses a frame: {error}");
+                    let frame = ToAgent::ProtocolError {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        error,
+                    };
+                    let _ = outbox.send(Outgoing::Text(frame.to_json()));
+                }
+            }
             FromAgent::AssignRequest(request) => {
                 shared.assign_request(&agent, &request, &outbox);
             }

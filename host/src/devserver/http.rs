@@ -300,16 +300,18 @@ pub(crate) fn execute(shared: &Shared, token: &str, request: &Value) -> Value {
             })),
             ("mutation", "ensureAgent") => Ok(shared.ensure_agent(token, input)),
             ("mutation", "implementAgent") => shared.implement_agent(token, input),
-            (kind, name) => caller_api::resolve(shared, token, kind, field).unwrap_or_else(|| {
-                Err(format!(
-                    "Cannot query field \"{name}\" on type \"{}\" of the local server.",
-                    if kind == "mutation" {
-                        "Mutation"
-                    } else {
-                        "Query"
-                    }
-                ))
-            }),
+            (kind, name) => super::keep::resolve(shared, token, kind, field)
+                .or_else(|| caller_api::resolve(shared, token, kind, field))
+                .unwrap_or_else(|| {
+                    Err(format!(
+                        "Cannot query field \"{name}\" on type \"{}\" of the local server.",
+                        if kind == "mutation" {
+                            "Mutation"
+                        } else {
+                            "Query"
+                        }
+                    ))
+                }),
         };
         match result {
             Ok(value) => {

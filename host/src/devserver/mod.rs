@@ -14,6 +14,7 @@ mod caller_api;
 mod feed;
 pub mod graphql;
 mod http;
+mod keep;
 pub mod platform;
 mod state;
 mod subscriptions;
@@ -241,6 +242,34 @@ impl DevServer {
     /// The close codes the server sent, in order.
     pub fn close_codes(&self) -> Vec<u16> {
         self.shared.closes()
+    }
+
+    /// The SESSION_INIT, STATE_PATCH, STATE_SNAPSHOT, LOCK and UNLOCK frames the agent of
+    /// `token` sent, in order (at most the latest 10,000).
+    pub fn keep_frames(&self, token: &str) -> Vec<Value> {
+        self.shared
+            .agent_id(token)
+            .map(|agent| self.shared.keep.frames(&agent))
+            .unwrap_or_default()
+    }
+
+    /// The value of the state `key` of the agent of `token`, as its frames left it.
+    pub fn agent_state(&self, token: &str, key: &str) -> Option<Value> {
+        let agent = self.shared.agent_id(token)?;
+        self.shared.keep.state(&agent, key)
+    }
+
+    /// The drawers the agent of `token` has registered.
+    pub fn drawers(&self, token: &str) -> Vec<String> {
+        self.shared
+            .agent_id(token)
+            .map(|agent| self.shared.keep.drawers(&agent))
+            .unwrap_or_default()
+    }
+
+    /// GraphQL `collect`: forgets `drawers` and sends their agents COLLECT.
+    pub fn collect(&self, drawers: &[String]) -> Result<(), String> {
+        self.shared.collect(drawers)
     }
 
     /// Sends a protocol frame to the agent of `token`; false if it is not connected.

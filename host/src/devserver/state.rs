@@ -573,6 +573,8 @@ pub(crate) struct Shared {
     /// The login endpoints and the tokens they issued.
     pub(crate) platform: super::platform::Platform,
     db: Mutex<Db>,
+    /// The agents' shelves, states and locks.
+    pub(crate) keep: super::keep::KeepStore,
     next_connection: AtomicU64,
     /// Whether agent connections are read (tests switch it off).
     reading: tokio::sync::watch::Sender<bool>,
@@ -589,6 +591,7 @@ impl Shared {
             platform: super::platform::Platform::new(config.platform.clone()),
             config,
             db: Mutex::new(Db::default()),
+            keep: super::keep::KeepStore::default(),
             next_connection: AtomicU64::new(1),
             reading: tokio::sync::watch::Sender::new(true),
         })
@@ -659,6 +662,7 @@ impl Shared {
         match db.agent_by_token(token) {
             Some(agent) => {
                 agent.name = name;
+                self.keep.wipe(&agent.id);
                 agent.to_json()
             }
             None => Value::Null,
@@ -716,6 +720,7 @@ impl Shared {
         }
         agent.hash = hash;
         agent.implementations = implementations;
+        self.keep.implemented(&agent.id, input);
         Ok(agent.to_json())
     }
 
@@ -1206,6 +1211,21 @@ impl Shared {
     }
 
     /// Sends `outgoing` to the live connection of the agent with `token`.
+    /// The id of the agent of `token`, if it was ensured.
+    pub(crate) fn agent_id(&self, token: &str) -> Option<String> {
+        self.db()
+            .agent_by_token(token)
+            .map(|agent| agent.id.clone())
+    }
+
+    /// Sends to the live connection of the agent `id`; false if it is not connected.
+    pub(crate) fn send_to_agent(&self, id: &str, outgoing: Outgoing) -> bool {
+        let mut db = self.db();
+        db.agent_by_id(id)
+            .and_then(|agent| agent.live.as_ref())
+            .is_some_and(|live| live.outbox.send(outgoing).is_ok())
+    }
+
     pub(crate) fn send_to(&self, token: &str, outgoing: Outgoing) -> bool {
         let mut db = self.db();
         db.agent_by_token(token)

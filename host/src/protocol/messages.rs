@@ -668,6 +668,8 @@ pub enum FromAgent {
         /// The child task.
         task: String,
     },
+    /// About states or locks.
+    Keep(super::KeepFrame),
     /// Another type (named); the local server ignores the ones it knows to exist.
     Other(String),
 }
@@ -737,6 +739,11 @@ impl FromAgent {
             "SESSION_INIT" => serde_json::from_value(Value::Object(object))
                 .map(FromAgent::SessionInit)
                 .map_err(schema),
+            kind if super::KeepFrame::TYPES.contains(&kind) => {
+                serde_json::from_value(Value::Object(object))
+                    .map(FromAgent::Keep)
+                    .map_err(schema)
+            }
             "ASSIGN_REQUEST" => {
                 object.remove("type");
                 serde_json::from_value(Value::Object(object))
@@ -783,6 +790,7 @@ impl FromAgent {
             FromAgent::ControlRequest { id, control, task } => serde_json::to_string(
                 &serde_json::json!({"type": control.wire_type(), "id": id, "task": task}),
             ),
+            FromAgent::Keep(frame) => serde_json::to_string(frame),
             FromAgent::Other(kind) => serde_json::to_string(&serde_json::json!({"type": kind})),
         };
         // Plain data (and returns that are already valid JSON) always serializes.
@@ -1078,9 +1086,16 @@ mod tests {
             .expect("parses");
         assert!(matches!(init, FromAgent::SessionInit(ref s) if s.session_id == "s"));
         assert_eq!(
-            FromAgent::parse(r#"{"type":"STATE_PATCH"}"#).expect("parses"),
-            FromAgent::Other("STATE_PATCH".into())
+            FromAgent::parse(r#"{"type":"APP_CANCELLED"}"#).expect("parses"),
+            FromAgent::Other("APP_CANCELLED".into())
         );
+        let unlock =
+            FromAgent::parse(r#"{"type":"UNLOCK","id":"u","key":"stage"}"#).expect("parses");
+        assert_eq!(FromAgent::parse(&unlock.to_json()).expect("parses"), unlock);
+        assert!(matches!(
+            FromAgent::parse(r#"{"type":"STATE_PATCH"}"#),
+            Err(MessageError::Schema(_))
+        ));
         // A report without an id gets one.
         let FromAgent::Report(report) =
             FromAgent::parse(r#"{"type":"COMPLETED","task":"3"}"#).expect("parses")

@@ -2,9 +2,11 @@
 //! deployment's base URL gives.
 
 pub mod endpoints;
+pub mod keep;
 pub mod messages;
 
 pub use endpoints::{EndpointError, Endpoints};
+pub use keep::KeepFrame;
 pub use messages::{
     Assign, AssignRequest, ChildControl, ExecutionEvent, FromAgent, Inquiry, MessageError,
     Register, Report, ReportKind, SessionInit, ToAgent,

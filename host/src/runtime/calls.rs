@@ -92,4 +92,6 @@ pub struct TaskCalls {
     /// Its nesting depth: 0 for a task a plain client assigned, its parent's plus one for a
     /// child.
     pub depth: u32,
+    /// Where its shelves and states live (`None`: it cannot keep anything).
+    pub keep: Option<Arc<dyn super::KeepPort>>,
 }

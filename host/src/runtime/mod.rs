@@ -11,6 +11,7 @@ mod guest_fs;
 mod host_api;
 pub mod http;
 mod json_check;
+mod keep;
 pub mod limits;
 mod output;
 mod sandbox;
@@ -32,6 +33,7 @@ pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTIO
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
 pub use guest_fs::DescriptorBudget;
 pub use json_check::MAX_YIELD_DEPTH;
+pub use keep::{KeepPort, Shelving};
 pub use limits::{HostResourceCaps, LimitExceeded, Limits, STORE_SHAPE, StoreShape};
 pub use output::{
     MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES,
@@ -39,7 +41,10 @@ pub use output::{
 pub use sandbox::{DirGrant, SandboxPolicy};
 pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 
-use bindings::{ActionComponentPre, arkitekt::rekuest::calls as call_api, arkitekt::rekuest::host};
+use bindings::{
+    ActionComponentPre, arkitekt::rekuest::calls as call_api, arkitekt::rekuest::host,
+    arkitekt::rekuest::keep as keep_api,
+};
 use engine::{EpochTicker, build_engine};
 use host_api::TaskState;
 
@@ -197,6 +202,8 @@ impl Runtime {
         host::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         call_api::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        keep_api::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
         Ok(Runtime {
