@@ -15,6 +15,8 @@
 //! [agent]
 //! concurrency = 8
 //! shutdown_grace = "30s"
+//! metrics = "127.0.0.1:9464"  # /metrics and /healthz
+//! log_format = "json"         # or "text"
 //!
 //! [[component]]
 //! path = "math.wasm"        # relative to this file
@@ -148,6 +150,21 @@ pub struct AgentSection {
     pub shutdown_grace: Option<Span>,
     /// Give up reconnecting after this many failures in a row (default: never).
     pub max_reconnect_attempts: Option<u32>,
+    /// Serve `/metrics` and `/healthz` on this address, e.g. `127.0.0.1:9464`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `text` (for people, the default) or `json` (one object a line, for machines).
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// A directory grant.
