@@ -60,7 +60,11 @@ impl Host {
     /// `rekuest-host run --config FILE` plus `extra`.
     fn run(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Host {
         let config = config.to_str().expect("utf-8 path");
-        Host::start(dir, &[&["run", "--config", config][..], extra].concat(), env)
+        Host::start(
+            dir,
+            &[&["run", "--config", config][..], extra].concat(),
+            env,
+        )
     }
 
     fn log(&self) -> String {
@@ -71,7 +75,11 @@ impl Host {
     async fn line(&self, text: &str) -> String {
         let mut found = None;
         until(&format!("a log line with `{text}`"), || {
-            found = self.log().lines().find(|l| l.contains(text)).map(String::from);
+            found = self
+                .log()
+                .lines()
+                .find(|l| l.contains(text))
+                .map(String::from);
             found.is_some()
         })
         .await;
@@ -134,7 +142,10 @@ fn config(dir: &Path, server: &DevServer, components: &str) -> PathBuf {
 }
 
 fn component_section(path: &Path, extra: &str) -> String {
-    format!("[[component]]\npath = {:?}\n{extra}\n", path.display().to_string())
+    format!(
+        "[[component]]\npath = {:?}\n{extra}\n",
+        path.display().to_string()
+    )
 }
 
 /// One HTTP/1.1 GET on loopback: the status and the body.
@@ -223,32 +234,67 @@ async fn metrics_count_every_outcome_and_health_follows_the_server() {
     event(&server, &sleeping, "STARTED").await;
     let (status, during) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
-    assert_eq!(sample(&during, "rekuest_host_tasks_running"), Some(1.0), "{during}");
+    assert_eq!(
+        sample(&during, "rekuest_host_tasks_running"),
+        Some(1.0),
+        "{during}"
+    );
     server.control(&sleeping, Control::Cancel).expect("cancels");
-    assert_eq!(terminal(&finish(&server, &sleeping).await).kind, "CANCELLED");
+    assert_eq!(
+        terminal(&finish(&server, &sleeping).await).kind,
+        "CANCELLED"
+    );
 
     let (_, metrics) = get(addr, "/metrics").await;
     for (series, value) in [
-        (r#"rekuest_host_tasks_total{action="add",outcome="completed"}"#, 1.0),
-        (r#"rekuest_host_tasks_total{action="divide",outcome="failed"}"#, 1.0),
-        (r#"rekuest_host_tasks_total{action="panic",outcome="critical"}"#, 1.0),
-        (r#"rekuest_host_tasks_total{action="spin",outcome="failed"}"#, 1.0),
-        (r#"rekuest_host_tasks_total{action="sleep",outcome="cancelled"}"#, 1.0),
-        (r#"rekuest_host_tasks_total{action="add",outcome="failed"}"#, 0.0),
+        (
+            r#"rekuest_host_tasks_total{action="add",outcome="completed"}"#,
+            1.0,
+        ),
+        (
+            r#"rekuest_host_tasks_total{action="divide",outcome="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"rekuest_host_tasks_total{action="panic",outcome="critical"}"#,
+            1.0,
+        ),
+        (
+            r#"rekuest_host_tasks_total{action="spin",outcome="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"rekuest_host_tasks_total{action="sleep",outcome="cancelled"}"#,
+            1.0,
+        ),
+        (
+            r#"rekuest_host_tasks_total{action="add",outcome="failed"}"#,
+            0.0,
+        ),
         (r#"rekuest_host_limit_hits_total{kind="timeout"}"#, 1.0),
         (r#"rekuest_host_limit_hits_total{kind="memory"}"#, 0.0),
-        (r#"rekuest_host_task_duration_seconds_count{action="add"}"#, 1.0),
+        (
+            r#"rekuest_host_task_duration_seconds_count{action="add"}"#,
+            1.0,
+        ),
         ("rekuest_host_tasks_running", 0.0),
         ("rekuest_host_tasks_queued", 0.0),
         ("rekuest_host_connected", 1.0),
         ("rekuest_host_registered", 1.0),
         ("rekuest_host_reconnects_total", 0.0),
     ] {
-        assert_eq!(sample(&metrics, series), Some(value), "{series} in:\n{metrics}");
+        assert_eq!(
+            sample(&metrics, series),
+            Some(value),
+            "{series} in:\n{metrics}"
+        );
     }
     let fuel = sample(&metrics, r#"rekuest_host_fuel_used_total{action="add"}"#);
     assert!(fuel.is_some_and(|fuel| fuel > 0.0), "{metrics}");
-    let memory = sample(&metrics, r#"rekuest_host_task_peak_memory_bytes{action="add"}"#);
+    let memory = sample(
+        &metrics,
+        r#"rekuest_host_task_peak_memory_bytes{action="add"}"#,
+    );
     assert!(memory.is_some_and(|bytes| bytes >= 65536.0), "{metrics}");
     assert!(
         metrics.contains("rekuest_host_build_info{version=\"")
@@ -277,7 +323,11 @@ async fn metrics_count_every_outcome_and_health_follows_the_server() {
     })
     .await;
     let (_, metrics) = get(addr, "/metrics").await;
-    assert_eq!(sample(&metrics, "rekuest_host_reconnects_total"), Some(1.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "rekuest_host_reconnects_total"),
+        Some(1.0),
+        "{metrics}"
+    );
     assert_eq!(get(addr, "/nothing").await.0, 404);
     drop(server);
     host.stop().await;
@@ -304,9 +354,7 @@ async fn json_log_lines_parse_carry_the_task_and_never_a_token() {
 
     let records: Vec<Value> = log
         .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
         .collect();
     let finished = records
         .iter()
@@ -324,9 +372,11 @@ async fn json_log_lines_parse_carry_the_task_and_never_a_token() {
             .all(|record| record["span"]["action"] == "add"),
         "{log}"
     );
-    assert!(records.iter().any(|record| record["message"]
-        .as_str()
-        .is_some_and(|message| message.contains("ready on"))));
+    assert!(records.iter().any(|record| {
+        record["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("ready on"))
+    }));
     assert!(!log.contains(TOKEN), "the agent's token was logged:\n{log}");
     // The local server's provenance token of the task.
     assert!(
@@ -363,7 +413,10 @@ async fn sighup_registers_a_changed_component_while_a_long_task_finishes_on_the_
         .map(|action| action.interface)
         .collect();
     assert!(offered.iter().any(|action| action == "add"), "{offered:?}");
-    assert!(!offered.iter().any(|action| action == "sleep"), "{offered:?}");
+    assert!(
+        !offered.iter().any(|action| action == "sleep"),
+        "{offered:?}"
+    );
     // The task that started on the old component finishes there.
     assert_eq!(terminal(&finish(&server, &long).await).kind, "COMPLETED");
     let added = run(&server, "add", json!({"a": 2, "b": 3})).await;
@@ -401,16 +454,28 @@ async fn a_broken_config_or_component_on_sighup_is_refused_and_serving_continues
         refused.contains("rekuest-host.toml") && refused.contains("memory"),
         "{refused}"
     );
-    assert!(refused.contains("still serving the previous components"), "{refused}");
-    assert_eq!(yields(&run(&server, "add", json!({"a": 1, "b": 1})).await), [return0(json!(2))]);
+    assert!(
+        refused.contains("still serving the previous components"),
+        "{refused}"
+    );
+    assert_eq!(
+        yields(&run(&server, "add", json!({"a": 1, "b": 1})).await),
+        [return0(json!(2))]
+    );
 
     std::fs::write(&config, &good).expect("writes");
     std::fs::write(&served, b"not a component").expect("writes");
     host.signal("HUP");
     host.lines("reload (SIGHUP) refused", 2).await;
-    assert_eq!(yields(&run(&server, "add", json!({"a": 2, "b": 2})).await), [return0(json!(4))]);
+    assert_eq!(
+        yields(&run(&server, "add", json!({"a": 2, "b": 2})).await),
+        [return0(json!(4))]
+    );
     assert!(
-        server.actions().iter().any(|action| action.interface == "add"),
+        server
+            .actions()
+            .iter()
+            .any(|action| action.interface == "add"),
         "the registration was kept"
     );
     host.stop().await;

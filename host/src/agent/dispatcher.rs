@@ -726,7 +726,10 @@ fn actions_of(
         .map(|(interface, slot)| {
             let permits = slot.concurrency.map(|limit| {
                 let limit = limit.max(1);
-                match previous.get(&interface).and_then(|old| old.permits.as_ref()) {
+                match previous
+                    .get(&interface)
+                    .and_then(|old| old.permits.as_ref())
+                {
                     Some((old_limit, semaphore)) if *old_limit == limit => {
                         (limit, Arc::clone(semaphore))
                     }

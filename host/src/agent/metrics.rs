@@ -28,7 +28,13 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 pub const WIT_WORLD: &str = "arkitekt:rekuest/action-component@0.1.0";
 
 /// Outcome label values, in [`outcome_index`] order.
-const OUTCOMES: [&str; 5] = ["completed", "failed", "critical", "cancelled", "interrupted"];
+const OUTCOMES: [&str; 5] = [
+    "completed",
+    "failed",
+    "critical",
+    "cancelled",
+    "interrupted",
+];
 /// Limit kinds, in [`limit_index`] order.
 const LIMITS: [&str; 6] = [
     "fuel",
@@ -376,6 +382,9 @@ mod tests {
             .map(|(package, (world, version))| (format!("package {package}@{version};"), world))
             .expect("WIT_WORLD is package/world@version");
         assert!(wit.contains(&package), "{package} is not in rekuest.wit");
-        assert!(wit.contains(&format!("world {world} {{")), "no world {world}");
+        assert!(
+            wit.contains(&format!("world {world} {{")),
+            "no world {world}"
+        );
     }
 }

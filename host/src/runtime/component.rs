@@ -383,12 +383,7 @@ impl ActionComponent {
             }
             Err(Interruption::Stop(signal)) => Err(stopped_outcome(signal)),
         };
-        (
-            result,
-            Sandbox {
-                store: Some(store),
-            },
-        )
+        (result, Sandbox { store: Some(store) })
     }
 
     fn new_store(
