@@ -162,10 +162,10 @@ impl Hangups {
     /// The next SIGHUP.
     pub async fn next(&mut self) {
         #[cfg(unix)]
-        if let Some(signal) = &mut self.signal {
-            if signal.recv().await.is_some() {
-                return;
-            }
+        if let Some(signal) = &mut self.signal
+            && signal.recv().await.is_some()
+        {
+            return;
         }
         std::future::pending::<()>().await
     }
