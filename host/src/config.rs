@@ -18,6 +18,8 @@
 //! shelf_bytes = "256MiB"    # memory shelves: all drawers together
 //! shelf_drawers = 1024
 //! state_file = "states.json" # agent states survive a restart
+//! metrics = "127.0.0.1:9464"  # /metrics and /healthz
+//! log_format = "json"         # or "text"
 //!
 //! [[component]]
 //! path = "math.wasm"        # relative to this file
@@ -157,6 +159,21 @@ pub struct AgentSection {
     pub shelf_drawers: Option<usize>,
     /// Where the agent states persist (relative to this file), so a restart resumes them.
     pub state_file: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` on this address, e.g. `127.0.0.1:9464`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `text` (for people, the default) or `json` (one object a line, for machines).
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// A directory grant.

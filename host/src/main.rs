@@ -5,8 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rekuest_host::text::{Lines, TerminalWriter};
-use tracing_subscriber::EnvFilter;
+use rekuest_host::text::Lines;
 
 /// Tasks allocate many small short-lived buffers (frames, envelopes, stores); mimalloc serves
 /// them with far less work than the system allocator.
@@ -17,15 +16,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// guests that run longer move to the guest workers (`agent::ActorPool`).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("REKUEST_HOST_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        // Records quote server and guest text: escaped on the way out, so no colours either.
-        .with_ansi(false)
-        .with_writer(|| TerminalWriter::new(std::io::stderr()))
-        .init();
-    match cli::Cli::parse().run().await {
+    let cli = cli::Cli::parse();
+    cli::logging::init(cli.log_format(), cli.default_log_filter());
+    match cli.run().await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", Lines(&error_text(&error)));

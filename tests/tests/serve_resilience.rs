@@ -427,7 +427,7 @@ async fn a_registration_changed_behind_the_hosts_back_is_restored_on_reconnect()
         .expect("ensures");
     bounded(
         "implement",
-        graphql.implement(&ensured, "intruder", other.implementations()),
+        graphql.implement(&ensured, "intruder", &other.implementations()),
     )
     .await
     .expect("implements");

@@ -154,7 +154,11 @@ async fn wait_for_init(socket: &mut Socket) -> Result<Vec<crate::protocol::Inqui
                     tracing::error!("the server reports a protocol error: {error}");
                     protocol_error = Some(error);
                 }
-                Ok(other) => tracing::warn!("ignoring a frame before INIT: {other:?}"),
+                // Only its type: a frame may carry tokens (an ASSIGN's provenance token).
+                Ok(_) => tracing::warn!(
+                    "ignoring a {} frame before INIT",
+                    crate::protocol::messages::frame_type(text.as_str()).unwrap_or_default()
+                ),
                 Err(error) => tracing::warn!("ignoring a malformed frame before INIT: {error}"),
             },
             Some(Ok(Message::Close(frame))) => {

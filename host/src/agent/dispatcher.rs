@@ -6,19 +6,21 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::Instrument;
 
 use super::calls::Calls;
 use super::keep::Keep;
+use super::metrics::{ActionMetrics, Snapshot};
 use super::outbox::Outbox;
 use crate::protocol::{Assign, ChildControl, Inquiry, Report, ReportKind};
 use crate::runtime::{
     ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls, TaskControl,
-    TaskEvent,
+    TaskEvent, TaskUsage,
 };
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
@@ -75,6 +77,8 @@ pub struct ActionSlot {
     pub component: Arc<ActionComponent>,
     /// At most this many of its tasks at once (`None`: only the global cap applies).
     pub concurrency: Option<usize>,
+    /// Its series (see [`super::metrics::Metrics::action`]).
+    pub metrics: Arc<ActionMetrics>,
 }
 
 struct Entry {
@@ -85,10 +89,17 @@ struct Entry {
     queued_bytes: usize,
     /// How many calls deep the task is nested (see [`TaskCalls::depth`]).
     depth: u32,
+    /// When its ASSIGN arrived.
+    assigned: Instant,
+    /// Its action's series.
+    metrics: Arc<ActionMetrics>,
 }
 
 #[derive(Default)]
 struct Table {
+    /// The actions by interface; replaced whole on a reload (running tasks keep their
+    /// component).
+    actions: HashMap<String, Action>,
     running: HashMap<String, Entry>,
     /// The sum of the waiting entries' `queued_bytes`.
     queued_bytes: usize,
@@ -128,14 +139,15 @@ struct Waits {
 
 struct Action {
     component: Arc<ActionComponent>,
-    permits: Option<Arc<Semaphore>>,
+    /// The action's cap and its semaphore.
+    permits: Option<(usize, Arc<Semaphore>)>,
+    metrics: Arc<ActionMetrics>,
     /// The locks its tasks hold while they run, sorted by key (empty for most actions).
     locks: Arc<[(String, Arc<Semaphore>)]>,
 }
 
 /// Routes server messages to tasks; cheap to share.
 pub struct Dispatcher {
-    actions: HashMap<String, Action>,
     global: Arc<Semaphore>,
     /// Most tasks queued or running at once: the concurrency plus the queue cap.
     capacity: usize,
@@ -194,31 +206,16 @@ impl Dispatcher {
         keep: Arc<Keep>,
         executor: Handle,
     ) -> Arc<Self> {
-        let actions = actions
-            .into_iter()
-            .map(|(interface, slot)| {
-                let locks = slot
-                    .component
-                    .definition(&interface)
-                    .map(|definition| keep.locks_of(&definition.locks))
-                    .unwrap_or_default();
-                let action = Action {
-                    component: slot.component,
-                    permits: slot
-                        .concurrency
-                        .map(|limit| Arc::new(Semaphore::new(limit.max(1)))),
-                    locks: locks.into(),
-                };
-                (interface, action)
-            })
-            .collect();
+        let table = Table {
+            actions: actions_of(actions, &HashMap::new(), &keep),
+            ..Table::default()
+        };
         Arc::new(Dispatcher {
-            actions,
             global: Arc::new(Semaphore::new(concurrency.max(1))),
             capacity: concurrency.max(1).saturating_add(queue.tasks),
             max_queued: queue.tasks,
             max_queued_bytes: queue.bytes,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(table),
             outbox,
             calls,
             keep,
@@ -249,9 +246,31 @@ impl Dispatcher {
         self.table().running.len()
     }
 
+    /// Tasks running and queued, for the metrics.
+    pub fn snapshot(&self) -> Snapshot {
+        let table = self.table();
+        let running = table.running.values().filter(|entry| entry.started).count();
+        Snapshot {
+            running,
+            queued: table.running.len() - running,
+            unacked: self.outbox.unacked(),
+        }
+    }
+
+    /// Serves `actions` from now on. Tasks already assigned finish on the components they
+    /// started with; an action whose cap is unchanged keeps its slots (and so counts its
+    /// running tasks against the cap).
+    pub fn replace_actions(&self, actions: HashMap<String, ActionSlot>) {
+        let mut table = self.table();
+        table.actions = actions_of(actions, &table.actions, &self.keep);
+    }
+
     /// ASSIGN (a frame of `frame_bytes`): run the task unless it is already known here.
     pub fn assign(self: &Arc<Self>, assign: Assign, frame_bytes: usize) {
         let task = assign.task.clone();
+        // The task's story, from the socket through the dispatcher to the sandbox.
+        let span = tracing::info_span!("task", task = %task, action = %assign.interface);
+        let _entered = span.enter();
         let mut table = self.table();
         if table.running.contains_key(&task) {
             tracing::warn!(%task, "ASSIGN for a task that is already running here; ignored");
@@ -303,21 +322,28 @@ impl Dispatcher {
             ));
             return;
         }
-        let Some(action) = self.actions.get(&assign.interface) else {
-            drop(table);
-            let mut known: Vec<&str> = self.actions.keys().map(String::as_str).collect();
+        let Some(action) = table.actions.get(&assign.interface) else {
+            let mut known: Vec<&str> = table.actions.keys().map(String::as_str).collect();
             known.sort_unstable();
-            self.outbox.push(Report::new(
-                task,
-                ReportKind::Failed {
-                    error: format!(
-                        "this agent has no action '{}'; it has: {}",
-                        assign.interface,
-                        known.join(", ")
-                    ),
-                },
-            ));
+            let error = format!(
+                "this agent has no action '{}'; it has: {}",
+                assign.interface,
+                known.join(", ")
+            );
+            drop(table);
+            self.outbox
+                .push(Report::new(task, ReportKind::Failed { error }));
             return;
+        };
+        let component = Arc::clone(&action.component);
+        let permits = action
+            .permits
+            .as_ref()
+            .map(|(_, semaphore)| Arc::clone(semaphore));
+        let metrics = Arc::clone(&action.metrics);
+        let waits = Waits {
+            action: permits,
+            locks: Arc::clone(&action.locks),
         };
         // A child of a task running here is one deeper; of a task elsewhere, at least 1.
         let depth = match &assign.parent {
@@ -340,26 +366,20 @@ impl Dispatcher {
                 progress: None,
                 queued_bytes: frame_bytes,
                 depth,
+                assigned: Instant::now(),
+                metrics,
             },
         );
         table.queued_bytes += frame_bytes;
         drop(table);
-        let component = Arc::clone(&action.component);
-        let waits = Waits {
-            action: action.permits.clone(),
-            locks: Arc::clone(&action.locks),
-        };
         let dispatcher = Arc::clone(self);
         // Boxed once here: the task's future is large, and moving it by value into the spawned
         // task cost more instructions per task than the guest call.
-        let run = Box::pin(Arc::clone(self).run_task(
-            task.clone(),
-            assign,
-            component,
-            waits,
-            control,
-            depth,
-        ));
+        let run = Box::pin(
+            Arc::clone(self)
+                .run_task(task.clone(), assign, component, waits, control, depth)
+                .instrument(span.clone()),
+        );
         let executor = self.executor.clone();
         tokio::spawn(async move {
             match run_here_then_offload(run, &executor).await {
@@ -378,6 +398,7 @@ impl Dispatcher {
                         Outcome::Critical(
                             "rekuest-host failed while running this task (a host bug)".into(),
                         ),
+                        None,
                     );
                 }
             }
@@ -416,7 +437,7 @@ impl Dispatcher {
                 Signal::Interrupt => Outcome::Interrupted,
                 _ => Outcome::Cancelled,
             };
-            self.finish(&task, outcome);
+            self.finish(&task, outcome, None);
             return None;
         };
         {
@@ -476,7 +497,7 @@ impl Dispatcher {
             self.outbox.push_output(self.report_of(&task, event)).await;
         }
         self.release(&waits.locks, held);
-        self.finish(&task, outcome);
+        self.finish(&task, outcome, sandbox.usage());
         Some(UsedSlot {
             _sandbox: sandbox,
             _permits: permits,
@@ -559,8 +580,15 @@ impl Dispatcher {
         Report::new(task, kind)
     }
 
-    /// Records the terminal report of `task` (once) and queues it.
-    fn finish(&self, task: &str, outcome: Outcome) {
+    /// Records the terminal report of `task` (once), counts it with what its sandbox used,
+    /// queues the report and logs the task's one line.
+    fn finish(&self, task: &str, outcome: Outcome, usage: Option<TaskUsage>) {
+        let mut table = self.table();
+        let Some(entry) = table.running.remove(task) else {
+            return;
+        };
+        let took = entry.assigned.elapsed();
+        entry.metrics.finished(&outcome, took, usage);
         let kind = match outcome {
             Outcome::Completed => ReportKind::Completed,
             Outcome::Failed(failure) => ReportKind::Failed {
@@ -571,16 +599,19 @@ impl Dispatcher {
             Outcome::Interrupted => ReportKind::Interrupted,
         };
         let report = Report::new(task, kind);
-        let mut table = self.table();
-        let Some(entry) = table.running.remove(task) else {
-            return;
-        };
+        let outcome = report.kind.wire_type();
         table.queued_bytes -= entry.queued_bytes;
-        tracing::info!(%task, "task ended: {}", report.kind.wire_type());
         table.remember(report.clone());
         let idle = table.running.is_empty();
         self.outbox.push(report);
         drop(table);
+        tracing::info!(
+            task,
+            action = entry.metrics.action(),
+            outcome,
+            duration = ?took,
+            "task finished"
+        );
         if idle {
             self.idle.notify_waiters();
         }
@@ -738,4 +769,42 @@ impl Dispatcher {
             notified.await;
         }
     }
+}
+
+/// The dispatcher's actions for `slots`, keeping the semaphore of an action in `previous`
+/// whose cap is unchanged.
+fn actions_of(
+    slots: HashMap<String, ActionSlot>,
+    previous: &HashMap<String, Action>,
+    keep: &Keep,
+) -> HashMap<String, Action> {
+    slots
+        .into_iter()
+        .map(|(interface, slot)| {
+            let permits = slot.concurrency.map(|limit| {
+                let limit = limit.max(1);
+                match previous
+                    .get(&interface)
+                    .and_then(|old| old.permits.as_ref())
+                {
+                    Some((old_limit, semaphore)) if *old_limit == limit => {
+                        (limit, Arc::clone(semaphore))
+                    }
+                    _ => (limit, Arc::new(Semaphore::new(limit))),
+                }
+            });
+            let locks = slot
+                .component
+                .definition(&interface)
+                .map(|definition| keep.locks_of(&definition.locks))
+                .unwrap_or_default();
+            let action = Action {
+                component: slot.component,
+                permits,
+                metrics: slot.metrics,
+                locks: locks.into(),
+            };
+            (interface, action)
+        })
+        .collect()
 }

@@ -7,6 +7,8 @@
 //! - [`outbox`]: queued reports and terminal reports retained until acknowledged.
 //! - [`calls`]: calls from running tasks to other actions (ASSIGN_REQUEST and the child's
 //!   events).
+//! - [`metrics`], [`metrics_server`]: what operators watch (`/metrics`, `/healthz`).
+//! - `reload`: serving a new set of components without dropping work.
 
 pub mod backoff;
 pub mod calls;
@@ -14,14 +16,17 @@ mod connection;
 pub mod credentials;
 pub mod dispatcher;
 pub mod keep;
+pub mod metrics;
+pub mod metrics_server;
 pub mod outbox;
 pub mod registration;
+mod reload;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -32,10 +37,13 @@ pub use connection::{MAX_FRAME_BYTES, SocketConfig};
 pub use credentials::Credentials;
 pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits};
 pub use keep::{Keep, KeepConfig, KeepError};
+pub use metrics::Metrics;
+pub use metrics_server::{MetricsServer, MetricsServerError};
 pub use outbox::Outbox;
 pub use registration::{
     EnsuredAgent, GraphqlClient, Implementation, Registered, RegistrationError,
 };
+pub use reload::{ReloadError, Reloaded};
 
 use crate::protocol::{Endpoints, close_code};
 use crate::runtime::ActionComponent;
@@ -222,8 +230,10 @@ pub struct Agent {
     config: AgentConfig,
     socket: SocketConfig,
     graphql: GraphqlClient,
-    implementations: Arc<[Implementation]>,
+    /// The actions as registered; replaced by [`Agent::reload`].
+    implementations: RwLock<Arc<[Implementation]>>,
     dispatcher: Arc<Dispatcher>,
+    metrics: Arc<Metrics>,
     outbox: Arc<Outbox>,
     /// Turns true at the first INIT.
     online: watch::Sender<bool>,
@@ -240,40 +250,8 @@ impl Agent {
         components: Vec<ServedComponent>,
         executor: Handle,
     ) -> Result<Self, AgentError> {
-        let mut slots: HashMap<String, ActionSlot> = HashMap::new();
-        let mut owners: HashMap<String, String> = HashMap::new();
-        let mut implementations = Vec::new();
-        for served in &components {
-            for definition in served.component.definitions() {
-                let key = definition.key.clone();
-                if let Some(first) = owners.get(&key) {
-                    return Err(AgentError::DuplicateAction {
-                        action: key,
-                        first: first.clone(),
-                        second: served.component.name().to_string(),
-                    });
-                }
-                owners.insert(key.clone(), served.component.name().to_string());
-                implementations.push(Implementation {
-                    interface: key.clone(),
-                    definition: definition.clone(),
-                });
-                slots.insert(
-                    key.clone(),
-                    ActionSlot {
-                        component: Arc::clone(&served.component),
-                        concurrency: served
-                            .action_concurrency
-                            .get(&key)
-                            .copied()
-                            .or(served.concurrency),
-                    },
-                );
-            }
-        }
-        if implementations.is_empty() {
-            return Err(AgentError::NothingToServe);
-        }
+        let metrics = Arc::new(Metrics::new());
+        let (slots, implementations) = actions_of(&components, &metrics)?;
         let tls = ClientTls::new(&config.ca_certs)?;
         let graphql = GraphqlClient::new(
             config.endpoints.graphql.clone(),
@@ -313,8 +291,9 @@ impl Agent {
             config,
             socket,
             graphql,
-            implementations: implementations.into(),
+            implementations: RwLock::new(implementations.into()),
             dispatcher,
+            metrics,
             outbox,
             online: watch::channel(false).0,
             registered: AtomicBool::new(false),
@@ -326,9 +305,19 @@ impl Agent {
         &self.socket.session_id
     }
 
-    /// The actions as registered.
-    pub fn implementations(&self) -> &[Implementation] {
-        &self.implementations
+    /// The actions as registered (the latest set, after a reload).
+    pub fn implementations(&self) -> Arc<[Implementation]> {
+        Arc::clone(
+            &self
+                .implementations
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// What the agent counts for operators.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The task table.
@@ -359,6 +348,7 @@ impl Agent {
             let failure = match self.try_register().await {
                 Ok(Ok(registered)) => {
                     self.registered.store(true, Ordering::Relaxed);
+                    self.metrics.set_registered(true);
                     return Ok(registered);
                 }
                 Ok(Err(agent)) => {
@@ -395,7 +385,7 @@ impl Agent {
             return Ok(Err(agent.id));
         }
         self.graphql
-            .implement(&agent, &self.config.name, &self.implementations)
+            .implement(&agent, &self.config.name, &self.implementations())
             .await
             .map(Ok)
     }
@@ -407,22 +397,37 @@ impl Agent {
         let (closing, closing_watch) = watch::channel(false);
         let drain = async {
             shutdown.await;
-            let active = self.dispatcher.active();
-            tracing::info!(
-                "shutting down: no new work; {active} task(s) get {:?} to finish",
-                self.config.shutdown_grace
-            );
+            let tasks = self.dispatcher.snapshot();
+            if tasks.running + tasks.queued == 0 {
+                tracing::info!("shutting down: taking no new work; no task is running");
+            } else {
+                tracing::info!(
+                    "shutting down: taking no new work; waiting up to {:?} for {} running \
+                     task(s) to finish ({} queued one(s) are cancelled)",
+                    self.config.shutdown_grace,
+                    tasks.running,
+                    tasks.queued
+                );
+            }
             self.dispatcher.stop_accepting();
             if tokio::time::timeout(self.config.shutdown_grace, self.dispatcher.idle())
                 .await
                 .is_err()
             {
                 tracing::warn!(
-                    "cancelling {} task(s) still running after the grace period",
+                    "cancelling {} task(s) still running after the grace period; waiting up to \
+                     {STOP_WAIT:?} for them to stop",
                     self.dispatcher.active()
                 );
                 self.dispatcher.cancel_all();
                 let _ = tokio::time::timeout(STOP_WAIT, self.dispatcher.idle()).await;
+            }
+            let unacked = self.outbox.unacked();
+            if unacked > 0 {
+                tracing::info!(
+                    "shutting down: waiting up to {FLUSH_TIMEOUT:?} for the server to acknowledge \
+                     {unacked} report(s)"
+                );
             }
             let _ = closing.send(true);
             tokio::time::sleep(FLUSH_TIMEOUT).await;
@@ -475,6 +480,7 @@ impl Agent {
                 &mut closing,
                 || {
                     registered = true;
+                    self.metrics.set_connected(true);
                     if self.online.send_replace(true) && self.registered.load(Ordering::Relaxed) {
                         // A reconnect: the registration may have been changed meanwhile
                         // (another host with this token); put ours back.
@@ -482,12 +488,13 @@ impl Agent {
                             Arc::clone(self.dispatcher.keep()),
                             self.graphql.clone(),
                             self.config.name.clone(),
-                            Arc::clone(&self.implementations),
+                            self.implementations(),
                         ));
                     }
                 },
             )
             .await;
+            self.metrics.set_connected(false);
             if registered {
                 backoff.reset();
                 last_failure.clear();
@@ -560,6 +567,9 @@ impl Agent {
                     last: failure,
                 });
             };
+            if registered {
+                self.metrics.reconnecting();
+            }
             log_retry(&mut last_failure, failure, delay, "reconnecting");
             tokio::time::sleep(delay).await;
         }
@@ -575,6 +585,50 @@ fn log_retry(last: &mut String, failure: String, delay: Duration, retry: &str) {
         tracing::warn!("{failure}; {retry} in {delay:.1?}");
         *last = failure;
     }
+}
+
+/// The dispatcher's actions and their registrations for `components`; an action key offered
+/// twice, or no action at all, is refused.
+fn actions_of(
+    components: &[ServedComponent],
+    metrics: &Metrics,
+) -> Result<(HashMap<String, ActionSlot>, Vec<Implementation>), AgentError> {
+    let mut slots: HashMap<String, ActionSlot> = HashMap::new();
+    let mut owners: HashMap<String, String> = HashMap::new();
+    let mut implementations = Vec::new();
+    for served in components {
+        for definition in served.component.definitions() {
+            let key = definition.key.clone();
+            if let Some(first) = owners.get(&key) {
+                return Err(AgentError::DuplicateAction {
+                    action: key,
+                    first: first.clone(),
+                    second: served.component.name().to_string(),
+                });
+            }
+            owners.insert(key.clone(), served.component.name().to_string());
+            implementations.push(Implementation {
+                interface: key.clone(),
+                definition: definition.clone(),
+            });
+            slots.insert(
+                key.clone(),
+                ActionSlot {
+                    component: Arc::clone(&served.component),
+                    concurrency: served
+                        .action_concurrency
+                        .get(&key)
+                        .copied()
+                        .or(served.concurrency),
+                    metrics: metrics.action(&key),
+                },
+            );
+        }
+    }
+    if implementations.is_empty() {
+        return Err(AgentError::NothingToServe);
+    }
+    Ok((slots, implementations))
 }
 
 /// After a reconnect: `ensureAgent` and, if the stored hash is no longer ours (another host

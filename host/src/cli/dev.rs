@@ -23,10 +23,13 @@ use rekuest_host::text::{Lines, OneLine};
 
 use super::assign::{EventPrinter, Offered, Shown, args_for, offered};
 use super::exit::{Exit, UsageError};
+use super::reload::{FileWatch, RuntimeShape, reload};
 use super::run::{actor_pool, load, runtime, shutdown_signal};
 
 /// The token the embedded agent uses with the embedded server.
 const DEV_TOKEN: &str = "dev";
+/// The embedded agent's name.
+const DEV_AGENT: &str = "dev";
 /// How long the embedded agent may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where `dev` listens without `--listen` (and where `assign` looks by default).
@@ -67,6 +70,10 @@ pub struct DevArgs {
     /// Args of --assign as one JSON object.
     #[arg(long, value_name = "JSON", requires = "assign")]
     pub args_json: Option<String>,
+    /// Reload a component when its file changes (e.g. rebuilt); tasks already running finish
+    /// on the old one, and a component that does not load is refused while the old serves.
+    #[arg(long, conflicts_with = "assign")]
+    pub watch: bool,
     #[command(flatten)]
     pub grants: super::grant_args::GrantArgs,
     #[command(flatten)]
@@ -145,10 +152,11 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let mut config = AgentConfig::new(
         Endpoints::from_base(&url)?,
         DEV_TOKEN.to_string(),
-        "dev".to_string(),
+        DEV_AGENT.to_string(),
     );
     config.shutdown_grace = Duration::from_secs(5);
     let runtime = runtime(cache_dir, &components, config.concurrency)?;
+    let shape = RuntimeShape::of(&components);
     let served = load(&runtime, &components).await?;
     let pool = actor_pool()?;
     let agent = Agent::new(config, served, pool.handle())?;
@@ -175,8 +183,8 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             .with_context(|| {
                 format!("the agent did not connect to the local server within {CONNECT_TIMEOUT:?}")
             })?;
-        let mut keys: Vec<&str> = agent
-            .implementations()
+        let implementations = agent.implementations();
+        let mut keys: Vec<&str> = implementations
             .iter()
             .map(|implementation| implementation.interface.as_str())
             .collect();
@@ -195,13 +203,30 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                     format!(" --url {url}")
                 };
                 eprintln!(
-                    "local rekuest server on {url} serving: {}\nassign from another terminal, \
-                     e.g.: rekuest-host assign{url_flag} {} KEY=VALUE...\nCtrl-C to stop",
+                    "local rekuest server on {url} serving as agent {DEV_AGENT}: {}{}\nassign from \
+                     another terminal, e.g.: rekuest-host assign{url_flag} {} KEY=VALUE...\nCtrl-C \
+                     to stop",
                     OneLine(&keys.join(", ")),
+                    if args.watch {
+                        " (reloading components when their files change)"
+                    } else {
+                        ""
+                    },
                     OneLine(keys.first().copied().unwrap_or("ACTION")),
                 );
                 std::future::pending().await
             }
+        }
+    };
+    let watching = async {
+        if !args.watch {
+            return std::future::pending().await;
+        }
+        let mut files = FileWatch::new(components.iter().map(|c| c.path.clone()).collect());
+        loop {
+            files.changed().await;
+            let cause = "a component file changed";
+            reload(&agent, &runtime, shape, Ok(components.clone()), cause).await;
         }
     };
     tokio::pin!(serving);
@@ -210,6 +235,7 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             served?;
             Ok(ExitCode::SUCCESS)
         }
+        () = watching => Ok(ExitCode::SUCCESS),
         code = work => {
             let code = code?;
             (&mut serving).await?;

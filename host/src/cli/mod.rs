@@ -8,8 +8,10 @@ mod exit;
 mod grant_args;
 mod http_args;
 mod inspect;
+pub mod logging;
 mod login;
 mod my_tasks;
+mod reload;
 mod run;
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use rekuest_host::config::LogFormat;
 use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig, SandboxPolicy};
 use rekuest_host::text::{Lines, OneLine};
 
@@ -34,6 +37,10 @@ pub struct Cli {
     /// Compile components afresh instead of using the on-disk cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// How the host's log is written: text for people, json (one object a line) for
+    /// machines; `run` also reads `[agent] log_format`.
+    #[arg(long, global = true, value_enum, env = "REKUEST_HOST_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +105,35 @@ impl SandboxArgs {
 }
 
 impl Cli {
+    /// The log format: the flag, else `run`'s config file, else text. A config file that
+    /// cannot be read is reported by `run` itself, once logging is up.
+    pub fn log_format(&self) -> LogFormat {
+        if let Some(format) = self.log_format {
+            return format;
+        }
+        match &self.command {
+            Command::Run(args) => args
+                .config
+                .as_deref()
+                .and_then(|file| rekuest_host::config::load(file).ok())
+                .and_then(|(file, _)| file.agent.log_format)
+                .unwrap_or_default(),
+            _ => LogFormat::default(),
+        }
+    }
+
+    /// What is logged unless `REKUEST_HOST_LOG` says otherwise: warnings, and for the serving
+    /// commands also the host's own progress (one line per finished task, reconnects,
+    /// reloads, shutdown).
+    pub fn default_log_filter(&self) -> &'static str {
+        match &self.command {
+            Command::Run(_) => "warn,rekuest_host=info",
+            // `dev --assign` prints the one task's events itself.
+            Command::Dev(args) if args.assign.is_none() => "warn,rekuest_host=info",
+            _ => "warn",
+        }
+    }
+
     fn cache_dir(&self) -> Option<PathBuf> {
         match (&self.cache_dir, self.no_cache) {
             (_, true) => None,

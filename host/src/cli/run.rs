@@ -1,6 +1,7 @@
 //! `rekuest-host run`: register the components' actions with a rekuest server and serve
-//! them until SIGINT/SIGTERM.
+//! them until SIGINT/SIGTERM; SIGHUP re-reads the config and components.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,14 +11,16 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use rekuest_host::agent::{
-    ActorPool, Agent, AgentConfig, BackoffConfig, Credentials, ServedComponent,
+    ActorPool, Agent, AgentConfig, BackoffConfig, Credentials, MetricsServer, ServedComponent,
 };
 use rekuest_host::config::{self, ComponentSettings, FileConfig};
 use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
-use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
+use rekuest_host::runtime::{ActionComponent, Allocation, Runtime, RuntimeConfig};
 use rekuest_host::text::OneLine;
+
+use super::reload::{Hangups, RuntimeShape, reload};
 
 /// Pool slots beyond the task cap (for describing components at load).
 const SPARE_SLOTS: u32 = 16;
@@ -53,6 +56,10 @@ pub struct RunArgs {
     /// On SIGINT/SIGTERM, how long running tasks may finish before they are cancelled.
     #[arg(long, env = "REKUEST_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Serve Prometheus metrics on http://ADDR/metrics and a health check on /healthz
+    /// (200 while connected and registered), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", env = "REKUEST_HOST_METRICS")]
+    pub metrics: Option<SocketAddr>,
     /// Components to serve (.wasm), in addition to those of the config file.
     pub components: Vec<PathBuf>,
     #[command(flatten)]
@@ -80,17 +87,15 @@ struct Settings {
     shutdown_grace: Option<Duration>,
     max_reconnect_attempts: Option<u32>,
     keep: rekuest_host::agent::KeepConfig,
+    metrics: Option<SocketAddr>,
     components: Vec<ComponentSettings>,
 }
 
-fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
-    let (file, mut components) = match &args.config {
-        Some(path) => config::load(path)?,
-        None => (FileConfig::default(), Vec::new()),
-    };
-    let grace_from_file = match &args.config {
-        Some(path) => config::shutdown_grace(path, &file.agent)?,
-        None => None,
+/// The components of the config file and the command line, as a reload reads them afresh.
+fn components(args: &RunArgs) -> anyhow::Result<Vec<ComponentSettings>> {
+    let mut components = match &args.config {
+        Some(path) => config::load(path)?.1,
+        None => Vec::new(),
     };
     components.extend(
         args.components
@@ -98,6 +103,19 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             .cloned()
             .map(ComponentSettings::plain),
     );
+    Ok(components)
+}
+
+fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => config::load(path)?.0,
+        None => FileConfig::default(),
+    };
+    let grace_from_file = match &args.config {
+        Some(path) => config::shutdown_grace(path, &file.agent)?,
+        None => None,
+    };
+    let components = components(args)?;
     let ca_certs: Vec<PathBuf> = file
         .server
         .ca_certs
@@ -148,6 +166,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             Some(path) => config::keep_config(path, &file.agent)?,
             None => rekuest_host::agent::KeepConfig::default(),
         },
+        metrics: args.metrics.or(file.agent.metrics),
         components,
     })
 }
@@ -194,38 +213,57 @@ pub async fn load(
                 continue;
             }
         };
-        // Limits for an action the component does not have would silently not apply.
-        let configured = settings
-            .policy
-            .action_limits
-            .keys()
-            .chain(settings.action_concurrency.keys())
-            .chain(settings.policy.http.action_grants.keys());
-        for action in configured {
-            if component.definition(action).is_none() {
-                let known: Vec<&str> = component
-                    .definitions()
-                    .iter()
-                    .map(|definition| definition.key.as_str())
-                    .collect();
-                bail!(
-                    "{} has no action '{action}' (configured under [component.actions.{action}]); \
-                     it has: {}",
-                    settings.path.display(),
-                    known.join(", ")
-                );
-            }
-        }
-        served.push(ServedComponent {
-            component: Arc::new(component),
-            concurrency: settings.concurrency,
-            action_concurrency: settings.action_concurrency.clone(),
-        });
+        served.push(checked(settings, component)?);
     }
     if served.is_empty() {
         bail!("none of the components could be loaded (see the errors above)");
     }
     Ok(served)
+}
+
+/// Loads one component under its policy, checked like [`load`] does.
+pub async fn load_one(
+    runtime: &Runtime,
+    settings: &ComponentSettings,
+) -> anyhow::Result<ServedComponent> {
+    let component = runtime
+        .load_file(&settings.path, settings.policy.clone())
+        .await?;
+    checked(settings, component)
+}
+
+/// `component` to serve, once every action its settings name is known to exist (limits for
+/// an action the component does not have would silently not apply).
+fn checked(
+    settings: &ComponentSettings,
+    component: ActionComponent,
+) -> anyhow::Result<ServedComponent> {
+    let configured = settings
+        .policy
+        .action_limits
+        .keys()
+        .chain(settings.action_concurrency.keys())
+        .chain(settings.policy.http.action_grants.keys());
+    for action in configured {
+        if component.definition(action).is_none() {
+            let known: Vec<&str> = component
+                .definitions()
+                .iter()
+                .map(|definition| definition.key.as_str())
+                .collect();
+            bail!(
+                "{} has no action '{action}' (configured under [component.actions.{action}]); \
+                 it has: {}",
+                settings.path.display(),
+                known.join(", ")
+            );
+        }
+    }
+    Ok(ServedComponent {
+        component: Arc::new(component),
+        concurrency: settings.concurrency,
+        action_concurrency: settings.action_concurrency.clone(),
+    })
 }
 
 /// Worker threads for guests: one per core.
@@ -259,6 +297,8 @@ pub async fn shutdown_signal() {
 
 /// Runs `run`.
 pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // From now on SIGHUP reloads (once serving) rather than ending the process.
+    let mut hangups = Hangups::new();
     let mut settings = settings(args)?;
     let (endpoints, credentials) = match settings.target {
         Target::Server { url, token } => (Endpoints::from_base(&url)?, Credentials::fixed(token)),
@@ -280,6 +320,8 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let client = super::http_args::client(&settings.ca_certs, Some(Arc::new(credentials.clone())))?;
     args.grants.apply_all(&mut settings.components);
     args.http.apply_all(&mut settings.components, &client);
+    let server_url = endpoints.base.to_string();
+    let name = settings.name.clone();
     let mut agent_config = AgentConfig::new(endpoints, credentials, settings.name);
     agent_config.force = settings.force;
     agent_config.ca_certs = settings.ca_certs;
@@ -292,31 +334,69 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
     agent_config.keep = settings.keep;
     let runtime = runtime(cache_dir, &settings.components, agent_config.concurrency)?;
+    let shape = RuntimeShape::of(&settings.components);
     let served = load(&runtime, &settings.components).await?;
     let pool = actor_pool()?;
     let agent = Agent::new(agent_config, served, pool.handle())?;
+    let _metrics = match settings.metrics {
+        Some(addr) => {
+            let server = MetricsServer::start(
+                addr,
+                Arc::clone(agent.metrics()),
+                Arc::clone(agent.dispatcher()),
+            )
+            .await?;
+            tracing::info!(
+                "metrics on http://{0}/metrics, health on http://{0}/healthz",
+                server.addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let registered = tokio::select! {
         registered = agent.register() => registered?,
         () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
     };
-    let serving = agent.serve(shutdown_signal());
-    tokio::pin!(serving);
-    tokio::select! {
-        served = &mut serving => served?,
-        () = agent.online() => {
-            // Ready only once the server took REGISTER (INIT), not at registration.
-            eprintln!(
-                "agent {} ready with {} action(s){}; serving until Ctrl-C",
-                OneLine(&registered.agent_id),
-                agent.implementations().len(),
-                if registered.implemented {
-                    " (registered)"
-                } else {
-                    " (unchanged)"
-                }
+    let announce = async {
+        // Ready only once the server took REGISTER (INIT), not at registration.
+        agent.online().await;
+        tracing::info!(
+            "agent {} ready on {}: agent id {}, {} action(s){}; serving until SIGINT/SIGTERM, \
+             SIGHUP reloads the components",
+            OneLine(&name),
+            OneLine(&server_url),
+            OneLine(&registered.agent_id),
+            agent.implementations().len(),
+            if registered.implemented {
+                " (registered)"
+            } else {
+                " (unchanged)"
+            }
+        );
+        std::future::pending::<()>().await
+    };
+    let reloading = async {
+        loop {
+            hangups.next().await;
+            tracing::info!(
+                "SIGHUP: re-reading the components{} ([server] and [agent] changes need a restart)",
+                args.config
+                    .as_ref()
+                    .map(|file| format!(" and {}", file.display()))
+                    .unwrap_or_default()
             );
-            (&mut serving).await?;
+            let components = components(args).map(|mut components| {
+                args.http.apply_all(&mut components, &client);
+                components
+            });
+            reload(&agent, &runtime, shape, components, "SIGHUP").await;
         }
+    };
+    tokio::select! {
+        served = agent.serve(shutdown_signal()) => served?,
+        () = announce => {}
+        () = reloading => {}
     }
     Ok(ExitCode::SUCCESS)
 }

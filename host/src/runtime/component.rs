@@ -64,7 +64,31 @@ pub struct ActionComponent {
 /// pool, which resets its memory. The default one holds nothing (the task never got a store).
 #[derive(Default)]
 pub struct Sandbox {
-    _store: Option<Store<TaskState>>,
+    store: Option<Store<TaskState>>,
+}
+
+/// What one task's sandbox used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskUsage {
+    /// Fuel burnt (`None`: the runtime does not meter fuel).
+    pub fuel_used: Option<u64>,
+    /// The peak total of its linear memories, in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Sandbox {
+    /// What the task used; `None` if it never got a store.
+    pub fn usage(&self) -> Option<TaskUsage> {
+        let store = self.store.as_ref()?;
+        let limiter = &store.data().limiter;
+        Some(TaskUsage {
+            fuel_used: store
+                .get_fuel()
+                .ok()
+                .map(|left| limiter.fuel_budget().saturating_sub(left)),
+            memory_bytes: limiter.memory_total(),
+        })
+    }
 }
 
 /// What a sandboxed call should do.
@@ -359,12 +383,7 @@ impl ActionComponent {
             }
             Err(Interruption::Stop(signal)) => Err(stopped_outcome(signal)),
         };
-        (
-            result,
-            Sandbox {
-                _store: Some(store),
-            },
-        )
+        (result, Sandbox { store: Some(store) })
     }
 
     fn new_store(
@@ -397,7 +416,7 @@ impl ActionComponent {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         if self.runtime.fuel_metering() {
-            store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+            store.set_fuel(store.data().limiter.fuel_budget())?;
         }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|context| {

@@ -295,6 +295,8 @@ fn split_number(text: &str) -> Option<(f64, &str)> {
 /// Growing past a cap traps with a [`LimitExceeded`] the runtime reports to the caller, rather
 /// than letting the guest see a failed `memory.grow` and abort with an opaque trap.
 pub struct TaskLimiter {
+    /// The fuel the store starts with (unmetered tasks get all there is).
+    fuel_budget: u64,
     memory_limit: u64,
     /// Bytes of all the store's linear memories (creation counts as growth from 0).
     memory_total: u64,
@@ -305,9 +307,20 @@ pub struct TaskLimiter {
 }
 
 impl TaskLimiter {
+    /// The fuel the store starts with.
+    pub(crate) fn fuel_budget(&self) -> u64 {
+        self.fuel_budget
+    }
+
+    /// Bytes of all the store's linear memories: their peak, as memories never shrink.
+    pub(crate) fn memory_total(&self) -> u64 {
+        self.memory_total
+    }
+
     /// A limiter for `limits`.
     pub fn new(limits: &Limits) -> Self {
         TaskLimiter {
+            fuel_budget: limits.fuel.unwrap_or(u64::MAX),
             memory_limit: limits.memory_bytes,
             memory_total: 0,
             memory_pending: 0,

@@ -29,7 +29,9 @@ pub use calls::{
     CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH,
     MAX_CHILDREN_PER_TASK, TaskCalls,
 };
-pub use component::{ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox};
+pub use component::{
+    ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox, TaskUsage,
+};
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
 pub use guest_fs::DescriptorBudget;
 pub use json_check::MAX_YIELD_DEPTH;
