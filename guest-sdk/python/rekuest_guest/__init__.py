@@ -51,6 +51,10 @@ Rust SDK (`rekuest_guest` crate) for the same signature:
 
 A parameter annotated `Context` is not a port: it gives logs, progress and cancellation.
 The module-level `log`, `progress` and `is_cancelled` do the same.
+Inside a component the standard `logging` module reaches the task's log too: the root
+logger sends each record at its own level (``logger.info`` → INFO, ``warning`` → WARN,
+``error`` → ERROR, ``critical`` → CRITICAL, ``debug`` → DEBUG once the level is lowered from
+the default INFO), the message alone, with the traceback for ``logger.exception``.
 
 Ports
 -----

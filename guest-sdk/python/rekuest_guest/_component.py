@@ -10,7 +10,7 @@ from wit_world.exports.actions import RunError_Critical, RunError_Failed
 from wit_world.imports import calls as _calls
 from wit_world.imports import host as _wit
 
-from . import _runtime
+from . import _logging, _runtime
 
 __all__ = ["Actions", "check"]
 
@@ -97,6 +97,7 @@ def check():
         )
     _description = _runtime.describe()
     _runtime.set_host(WitHost())
+    _logging.install()
 
 
 class Actions(exports.Actions):
