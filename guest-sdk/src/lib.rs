@@ -259,8 +259,8 @@ pub mod __private {
     pub use crate::export::{describe, run};
     pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec, default_kinds};
     pub use crate::runtime::{
-        Action, ActionKind, Definition, Dependency, PortFns, Returns, RunError, arg, failed,
-        field, port, port_fns, yield_each,
+        Action, ActionKind, Definition, Dependency, PortFns, Returns, RunError, arg, failed, field,
+        port, port_fns, yield_each,
     };
     pub use serde_json::{self, Map, Value};
 }

@@ -29,6 +29,8 @@
 //! http = ["https://*.lab.example", { origin = "https://mikro.lab.example", service = true }]
 //! http_limits = { response_bytes = "16MiB", total_bytes = "256MiB", timeout = "30s", concurrency = 8 }
 //!
+//! cancel_grace = "3s"       # after a CANCEL, time to see is_cancelled() and end cleanly
+//!
 //! [component.actions.add]
 //! timeout = "5s"
 //! concurrency = 1
@@ -173,6 +175,8 @@ pub struct ActionSection {
     pub memory: Option<Size>,
     /// Wall-clock limit.
     pub timeout: Option<Span>,
+    /// After a CANCEL, how long the action may run on to end cleanly.
+    pub cancel_grace: Option<Span>,
     /// Most tasks of this action at once.
     pub concurrency: Option<usize>,
     /// HTTP origins of this action, replacing the component's.
@@ -191,6 +195,8 @@ pub struct ComponentSection {
     pub memory: Option<Size>,
     /// Wall-clock limit of its actions.
     pub timeout: Option<Span>,
+    /// After a CANCEL, how long its actions may run on to end cleanly.
+    pub cancel_grace: Option<Span>,
     /// Most tasks of each of its actions at once.
     pub concurrency: Option<usize>,
     /// Files and directories one task may hold open at once.
@@ -376,6 +382,7 @@ fn limits(
     fuel: Option<u64>,
     memory: Option<&Size>,
     timeout: Option<&Span>,
+    cancel_grace: Option<&Span>,
 ) -> Result<Limits, ConfigError> {
     let mut limits = *base;
     if let Some(fuel) = fuel {
@@ -395,6 +402,9 @@ fn limits(
         }
         limits.timeout = timeout;
     }
+    if let Some(grace) = cancel_grace {
+        limits.cancel_grace = span_value(file, &format!("{prefix}.cancel_grace"), grace)?;
+    }
     Ok(limits)
 }
 
@@ -412,6 +422,7 @@ fn resolve_component(
         section.fuel,
         section.memory.as_ref(),
         section.timeout.as_ref(),
+        section.cancel_grace.as_ref(),
     )?;
     let mut action_limits = HashMap::new();
     let mut action_concurrency = HashMap::new();
@@ -435,6 +446,7 @@ fn resolve_component(
                 action.fuel,
                 action.memory.as_ref(),
                 action.timeout.as_ref(),
+                action.cancel_grace.as_ref(),
             )?,
         );
         if let Some(limit) = positive(

@@ -175,7 +175,8 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
 
     // One `port_fns::<T>()` per arg and return, shared by the definition and the decoding
     // or encoding: the one place that requires `T: Port`, so a bad type is reported once.
-    let param_fns = |index: usize| format_ident!("__rekuest_param{index}", span = Span::mixed_site());
+    let param_fns =
+        |index: usize| format_ident!("__rekuest_param{index}", span = Span::mixed_site());
     let port_consts = params
         .iter()
         .enumerate()

@@ -88,8 +88,11 @@ with a message naming the port and the expected kind: ``argument 'points[2].x': 
 FLOAT, got string "x"``; so do invalid JSON, an unknown action key and a structure
 reference that does not expand. Returns leave through the host's ``yield-returns`` as a
 JSON object keyed ``return0``, ...: once for a function (``{}`` without return ports), once
-per item for a generator, which stops early (and is closed) when the caller cancels,
-checked after each item. A returned value that does not fit its port fails the task.
+per item for a generator, which stops early (and is closed, so its ``finally`` runs) when
+the caller cancels, checked after each item. A cancel is cooperative first: the action keeps
+running for its cancel grace (3 s by default, ``cancel_grace`` in the host's config), in
+which `is_cancelled` is true; one still running then is stopped where it is. An interrupt
+stops it at once. A returned value that does not fit its port fails the task.
 
 Calling other actions
 ---------------------

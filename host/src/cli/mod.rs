@@ -2,12 +2,14 @@
 
 mod args;
 mod assign;
+mod cache;
 mod call;
 mod dev;
 mod http_args;
 mod inspect;
 mod login;
 mod my_tasks;
+mod new;
 mod run;
 
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rekuest_host::runtime::limits::{parse_duration, parse_memory_limit};
+use rekuest_host::runtime::limits::{parse_bytes, parse_duration, parse_memory_limit};
 use rekuest_host::runtime::{
     Allocation, ComponentCache, DirGrant, Limits, Runtime, RuntimeConfig, SandboxPolicy,
 };
@@ -35,6 +37,10 @@ pub struct Cli {
     /// Compile components afresh instead of using the on-disk cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Size cap of the compiled-component cache (binary units, e.g. 2GiB, 500MiB); the least
+    /// recently used components are removed beyond it.
+    #[arg(long, global = true, env = "REKUEST_HOST_CACHE_MAX", value_parser = parse_bytes, default_value = "2GiB")]
+    cache_max: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +82,11 @@ enum Command {
     ///
     /// Exit codes: 0 completed, 1 failed, 2 bad arguments, 4 crashed, 130 cancelled.
     Assign(assign::AssignArgs),
+    /// Write a new action project: a Rust crate, or with --python a Python module.
+    New(new::NewArgs),
+    /// Show or empty the cache of compiled components.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Log this host in to an Arkitekt deployment with a device code a person approves, and
     /// keep the login for `run --deployment URL`.
     Login(login::LoginArgs),
@@ -122,6 +133,7 @@ impl SandboxArgs {
                 fuel: self.fuel,
                 memory_bytes: self.memory,
                 timeout: self.timeout,
+                ..Limits::default()
             },
             dirs: self.dirs.clone(),
             env,
@@ -154,20 +166,24 @@ fn parse_dir_grant(text: &str) -> Result<DirGrant, String> {
 }
 
 impl Cli {
-    fn cache_dir(&self) -> Option<PathBuf> {
-        match (&self.cache_dir, self.no_cache) {
-            (_, true) => None,
-            (Some(dir), false) => Some(dir.clone()),
-            (None, false) => ComponentCache::default_dir(),
-        }
+    /// The cache at `--cache-dir` (or the default place), whether or not `--no-cache` is set.
+    fn cache_place(&self) -> Option<ComponentCache> {
+        self.cache_dir
+            .clone()
+            .or_else(ComponentCache::default_dir)
+            .map(|dir| ComponentCache::new(dir).with_max_bytes(self.cache_max))
+    }
+
+    /// The cache components are compiled through, unless `--no-cache`.
+    fn cache(&self) -> Option<ComponentCache> {
+        self.cache_place().filter(|_| !self.no_cache)
     }
 
     fn runtime(&self) -> anyhow::Result<Runtime> {
-        let cache_dir = self.cache_dir();
         // A single local task gains nothing from pre-reserved slots.
         Ok(Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
-            cache_dir,
+            cache: self.cache(),
             fuel: true,
         })?)
     }
@@ -220,8 +236,10 @@ impl Cli {
                 };
                 Ok(call::run(&component, action, args).await)
             }
-            Command::Run(args) => run::run(args, self.cache_dir()).await,
-            Command::Dev(args) => dev::run(args, self.cache_dir()).await,
+            Command::Run(args) => run::run(args, self.cache()).await,
+            Command::Dev(args) => dev::run(args, self.cache()).await,
+            Command::New(args) => new::run(args),
+            Command::Cache(command) => cache::run(command, self.cache_place()),
             Command::Assign(args) => assign::run(args).await,
             Command::Login(args) => login::login(args).await,
             Command::Logout(args) => login::logout(args),

@@ -16,7 +16,7 @@ use rekuest_host::config::{self, ComponentSettings, FileConfig};
 use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
-use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
+use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig};
 use rekuest_host::text::OneLine;
 
 /// Pool slots beyond the task cap (for describing components at load).
@@ -147,7 +147,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
 
 /// A runtime whose pool slots fit `concurrency` tasks of the largest configured memory.
 pub fn runtime(
-    cache_dir: Option<PathBuf>,
+    cache: Option<ComponentCache>,
     components: &[ComponentSettings],
     concurrency: usize,
 ) -> anyhow::Result<Runtime> {
@@ -159,7 +159,7 @@ pub fn runtime(
             slots,
             max_memory_bytes: config::largest_memory(components),
         },
-        cache_dir,
+        cache,
         fuel: components
             .iter()
             .any(|component| component.policy.uses_fuel()),
@@ -251,7 +251,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs `run`.
-pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Result<ExitCode> {
     let mut settings = settings(args)?;
     let (endpoints, credentials) = match settings.target {
         Target::Server { url, token } => (Endpoints::from_base(&url)?, Credentials::fixed(token)),
@@ -282,7 +282,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         agent_config.shutdown_grace = grace;
     }
     agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
-    let runtime = runtime(cache_dir, &settings.components, agent_config.concurrency)?;
+    let runtime = runtime(cache, &settings.components, agent_config.concurrency)?;
     let served = load(&runtime, &settings.components).await?;
     let pool = actor_pool()?;
     let agent = Agent::new(agent_config, served, pool.handle())?;
