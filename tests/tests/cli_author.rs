@@ -425,7 +425,11 @@ fn ctrl_c_on_call_cancels_cooperatively_and_the_action_cleans_up() {
     use std::process::Stdio;
 
     let mut child = Command::new(host_binary())
-        .args(["call", &component("generator").display().to_string(), "until_cancelled"])
+        .args([
+            "call",
+            &component("generator").display().to_string(),
+            "until_cancelled",
+        ])
         .env(
             "REKUEST_HOST_CACHE_DIR",
             workspace_root().join("target").join("test-component-cache"),
@@ -450,5 +454,8 @@ fn ctrl_c_on_call_cancels_cooperatively_and_the_action_cleans_up() {
         stderr.contains("cancelling the task (Ctrl-C again to stop it at once)"),
         "{stderr}"
     );
-    assert!(stderr.contains("items: cleaned up"), "the action's cleanup ran:\n{stderr}");
+    assert!(
+        stderr.contains("items: cleaned up"),
+        "the action's cleanup ran:\n{stderr}"
+    );
 }
