@@ -97,13 +97,16 @@ pub fn failed(error: impl Display) -> RunError {
     RunError::Failed(error.to_string())
 }
 
+/// [`arg`] for one type: takes an arg out of the args by key, with its default.
+pub type ArgFn<T> = fn(&mut Map<String, Value>, &str, Option<Value>) -> Result<T, RunError>;
+
 /// How an action's arg or return of type `T` is described, decoded and encoded
 /// ([`port_fns`]).
 pub struct PortFns<T> {
     /// [`port`] for `T`.
     pub port: fn(&str, Option<&str>, Option<&str>, Option<Value>) -> PortSpec,
     /// [`arg`] for `T`.
-    pub arg: fn(&mut Map<String, Value>, &str, Option<Value>) -> Result<T, RunError>,
+    pub arg: ArgFn<T>,
     /// [`Returns::add`] for `T`.
     pub add: fn(&mut Returns, T) -> Result<(), RunError>,
 }
