@@ -201,7 +201,7 @@ impl ComponentCache {
                 path,
             });
         }
-        entries.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.last_used));
         Ok(entries)
     }
 
