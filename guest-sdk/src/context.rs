@@ -99,7 +99,8 @@ impl Context {
             .progress(percent.to_percent(), message.0.as_deref());
     }
 
-    /// Whether the caller asked to stop; a long action may check it and return early.
+    /// Whether the caller asked to stop (a CANCEL or INTERRUPT). After a CANCEL the action
+    /// has its cancel grace (3 s by default) to return; then it is stopped where it is.
     pub fn is_cancelled(&self) -> bool {
         self.host.is_cancelled()
     }

@@ -77,6 +77,30 @@
 //! [logs](Context::log), [progress](Context::progress) and
 //! [cancellation](Context::is_cancelled).
 //!
+//! # Cancellation
+//!
+//! A CANCEL is cooperative first: the action keeps running for its cancel grace (3 s by
+//! default, `cancel_grace` in the host's config), during which [`Context::is_cancelled`]
+//! returns true. A generator's items stop after the current one: the SDK checks after each
+//! item and drops the iterator (so a `Drop` of it runs). A long-running function should check
+//! `ctx.is_cancelled()` and return. However the action ends after a cancel, the task ends
+//! CANCELLED; one still running when the grace ends is stopped where it is. An INTERRUPT
+//! stops it at once.
+//!
+//! # Mistakes caught at build time
+//!
+//! * a literal `#[arg(default = ...)]` that does not fit the port's type (a string on an
+//!   integer, a float on an integer, `null` on a non-`Option`, ...) is a compile error naming
+//!   the parameter and its type;
+//! * `#[register]` on a method fails with "goes on a free function, not a method";
+//! * a type that is no port (e.g. `char`) fails once per parameter: "`char` cannot be a
+//!   rekuest port", listing the port types;
+//! * a function in [`export_actions!`] without `#[register]` fails with
+//!   "cannot find value `__rekuest_action_NAME`": the attribute defines that item, so put
+//!   `#[register]` on the function (name resolution allows no message of our own);
+//! * a `#[register]` function missing from [`export_actions!`] is not exported: the compiler
+//!   warns that `__rekuest_action_NAME` (and the function) is never used.
+//!
 //! # Calling other actions
 //!
 //! Declare what an action calls with `#[register(dependency = "add")]`, then call it through
@@ -281,10 +305,10 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::export::{describe, run};
     pub use crate::keep::state_schema;
-    pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec};
+    pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec, default_kinds};
     pub use crate::runtime::{
-        Action, ActionKind, Definition, Dependency, Returns, RunError, arg, failed, field, port,
-        yield_each,
+        Action, ActionKind, Definition, Dependency, PortFns, Returns, RunError, arg, failed, field,
+        port, port_fns, yield_each,
     };
     pub use serde_json::{self, Map, Value};
 }

@@ -359,11 +359,37 @@ pub trait Port: Sized {
     fn missing() -> Option<Self> {
         None
     }
+
+    /// The kinds of `#[arg(default = ...)]` literal this port takes ([`default_kinds`]
+    /// bits), checked at compile time; any for ports that do not say.
+    #[doc(hidden)]
+    const DEFAULT_KINDS: u8 = default_kinds::ANY;
+}
+
+/// Kinds of literal an `#[arg(default = ...)]` can be, as bits of [`Port::DEFAULT_KINDS`].
+#[doc(hidden)]
+pub mod default_kinds {
+    /// An integer literal (`3`, `-1`).
+    pub const INT: u8 = 1;
+    /// A float literal (`0.5`).
+    pub const FLOAT: u8 = 1 << 1;
+    /// A string literal.
+    pub const STRING: u8 = 1 << 2;
+    /// `true` or `false`.
+    pub const BOOL: u8 = 1 << 3;
+    /// `null`.
+    pub const NULL: u8 = 1 << 4;
+    /// An array literal.
+    pub const LIST: u8 = 1 << 5;
+    /// Every kind.
+    pub const ANY: u8 = u8::MAX;
 }
 
 macro_rules! integer_ports {
     ($($int:ty),*) => {$(
         impl Port for $int {
+            const DEFAULT_KINDS: u8 = default_kinds::INT;
+
             fn port() -> PortSpec {
                 PortSpec::new(PortKind::Int)
             }
@@ -404,6 +430,8 @@ fn encode_float(value: f64, path: &Path<'_>) -> Result<Value, PortError> {
 }
 
 impl Port for f64 {
+    const DEFAULT_KINDS: u8 = default_kinds::INT | default_kinds::FLOAT;
+
     fn port() -> PortSpec {
         PortSpec::new(PortKind::Float)
     }
@@ -421,6 +449,8 @@ impl Port for f64 {
 }
 
 impl Port for f32 {
+    const DEFAULT_KINDS: u8 = default_kinds::INT | default_kinds::FLOAT;
+
     fn port() -> PortSpec {
         PortSpec::new(PortKind::Float)
     }
@@ -445,6 +475,8 @@ impl Port for f32 {
 }
 
 impl Port for String {
+    const DEFAULT_KINDS: u8 = default_kinds::STRING;
+
     fn port() -> PortSpec {
         PortSpec::new(PortKind::String)
     }
@@ -462,6 +494,8 @@ impl Port for String {
 }
 
 impl Port for bool {
+    const DEFAULT_KINDS: u8 = default_kinds::BOOL;
+
     fn port() -> PortSpec {
         PortSpec::new(PortKind::Bool)
     }
@@ -479,6 +513,8 @@ impl Port for bool {
 }
 
 impl<T: Port> Port for Option<T> {
+    const DEFAULT_KINDS: u8 = T::DEFAULT_KINDS | default_kinds::NULL;
+
     fn port() -> PortSpec {
         PortSpec {
             nullable: true,
@@ -506,6 +542,8 @@ impl<T: Port> Port for Option<T> {
 }
 
 impl<T: Port> Port for Vec<T> {
+    const DEFAULT_KINDS: u8 = default_kinds::LIST;
+
     fn port() -> PortSpec {
         PortSpec::container(PortKind::List, T::port())
     }
@@ -559,6 +597,9 @@ fn encode_entries<T: Port>(
 }
 
 impl<T: Port, S: BuildHasher + Default> Port for HashMap<String, T, S> {
+    // No literal is an object.
+    const DEFAULT_KINDS: u8 = 0;
+
     fn port() -> PortSpec {
         PortSpec::container(PortKind::Dict, T::port())
     }
@@ -573,6 +614,8 @@ impl<T: Port, S: BuildHasher + Default> Port for HashMap<String, T, S> {
 }
 
 impl<T: Port> Port for BTreeMap<String, T> {
+    const DEFAULT_KINDS: u8 = 0;
+
     fn port() -> PortSpec {
         PortSpec::container(PortKind::Dict, T::port())
     }

@@ -103,6 +103,30 @@ pub fn failed(error: impl Display) -> RunError {
     RunError::Failed(error.to_string())
 }
 
+/// [`arg`] for one type: takes an arg out of the args by key, with its default.
+pub type ArgFn<T> = fn(&mut Map<String, Value>, &str, Option<Value>) -> Result<T, RunError>;
+
+/// How an action's arg or return of type `T` is described, decoded and encoded
+/// ([`port_fns`]).
+pub struct PortFns<T> {
+    /// [`port`] for `T`.
+    pub port: fn(&str, Option<&str>, Option<&str>, Option<Value>) -> PortSpec,
+    /// [`arg`] for `T`.
+    pub arg: ArgFn<T>,
+    /// [`Returns::add`] for `T`.
+    pub add: fn(&mut Returns, T) -> Result<(), RunError>,
+}
+
+/// The functions of an arg or return of type `T`: the one place that requires `T: Port`, so
+/// that a type that is no port is reported once.
+pub const fn port_fns<T: Port>() -> PortFns<T> {
+    PortFns {
+        port: port::<T>,
+        arg: arg::<T>,
+        add: Returns::add::<T>,
+    }
+}
+
 /// The port of the arg or return `key` of type `T`.
 pub fn port<T: Port>(
     key: &str,

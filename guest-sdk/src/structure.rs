@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::port::{Path, Port, PortError, PortKind, PortSpec};
+use crate::port::{Path, Port, PortError, PortKind, PortSpec, default_kinds};
 
 /// An object that lives outside the action (an image in mikro, a file in a store, ...) and
 /// travels as a reference string, e.g. `"image:42"`.
@@ -50,7 +50,13 @@ pub trait Structure: Sized {
     fn expand(reference: &str) -> Result<Self, String>;
 }
 
+// Not recommended in errors: a type that is no port is reported as such, not as a missing
+// `Structure` implementation.
+#[diagnostic::do_not_recommend]
 impl<S: Structure> Port for S {
+    // A reference string (or number).
+    const DEFAULT_KINDS: u8 = default_kinds::STRING | default_kinds::INT;
+
     fn port() -> PortSpec {
         PortSpec::new(PortKind::Structure).identified(S::IDENTIFIER)
     }

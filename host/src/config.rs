@@ -34,6 +34,8 @@
 //! http = ["https://*.lab.example", { origin = "https://mikro.lab.example", service = true }]
 //! http_limits = { response_bytes = "16MiB", total_bytes = "256MiB", timeout = "30s", concurrency = 8 }
 //!
+//! cancel_grace = "3s"       # after a CANCEL, time to see is_cancelled() and end cleanly
+//!
 //! [component.actions.add]
 //! timeout = "5s"
 //! concurrency = 1
@@ -199,6 +201,8 @@ pub struct ActionSection {
     pub memory: Option<Size>,
     /// Wall-clock limit.
     pub timeout: Option<Span>,
+    /// After a CANCEL, how long the action may run on to end cleanly.
+    pub cancel_grace: Option<Span>,
     /// Most tasks of this action at once.
     pub concurrency: Option<usize>,
     /// HTTP origins of this action, replacing the component's.
@@ -217,6 +221,8 @@ pub struct ComponentSection {
     pub memory: Option<Size>,
     /// Wall-clock limit of its actions.
     pub timeout: Option<Span>,
+    /// After a CANCEL, how long its actions may run on to end cleanly.
+    pub cancel_grace: Option<Span>,
     /// Most tasks of each of its actions at once.
     pub concurrency: Option<usize>,
     /// Files and directories one task may hold open at once.
@@ -427,6 +433,7 @@ fn limits(
     fuel: Option<u64>,
     memory: Option<&Size>,
     timeout: Option<&Span>,
+    cancel_grace: Option<&Span>,
 ) -> Result<Limits, ConfigError> {
     let mut limits = *base;
     if let Some(fuel) = fuel {
@@ -439,6 +446,9 @@ fn limits(
         let timeout = span_value(file, &format!("{prefix}.timeout"), timeout)?;
         limits.timeout = check_timeout(timeout)
             .map_err(|reason| invalid(file, format!("{prefix}.timeout"), reason))?;
+    }
+    if let Some(grace) = cancel_grace {
+        limits.cancel_grace = span_value(file, &format!("{prefix}.cancel_grace"), grace)?;
     }
     Ok(limits)
 }
@@ -457,6 +467,7 @@ fn resolve_component(
         section.fuel,
         section.memory.as_ref(),
         section.timeout.as_ref(),
+        section.cancel_grace.as_ref(),
     )?;
     let mut action_limits = HashMap::new();
     let mut action_concurrency = HashMap::new();
@@ -480,6 +491,7 @@ fn resolve_component(
                 action.fuel,
                 action.memory.as_ref(),
                 action.timeout.as_ref(),
+                action.cancel_grace.as_ref(),
             )?,
         );
         if let Some(limit) = positive(

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, Limits, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
-    TaskControl, TaskEvent,
+    ActionComponent, Allocation, ComponentCache, Limits, Outcome, Runtime, RuntimeConfig,
+    SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::{component, workspace_root};
 use serde_json::{Value, json};
@@ -97,7 +97,7 @@ fn main() {
                 slots: 256,
                 max_memory_bytes: 64 << 20,
             },
-            cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+            cache: Some(ComponentCache::new(workspace_root().join("target").join("test-component-cache"))),
             fuel: true,
         })
         .expect("runtime");
@@ -110,6 +110,7 @@ fn main() {
                 fuel: None,
                 memory_bytes: 16 << 20,
                 timeout: Duration::from_secs(1),
+                ..Limits::default()
             },
             ..SandboxPolicy::default()
         };

@@ -157,8 +157,8 @@ pub fn python_component(name: &str) -> PathBuf {
 /// Running tasks through the runtime library, as the end-to-end tests and benches do.
 pub mod tasks {
     use rekuest_host::runtime::{
-        ActionComponent, Allocation, LogLevel, Outcome, Runtime, RuntimeConfig, TaskControl,
-        TaskEvent,
+        ActionComponent, Allocation, ComponentCache, LogLevel, Outcome, Runtime, RuntimeConfig,
+        TaskControl, TaskEvent,
     };
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
@@ -171,11 +171,11 @@ pub mod tasks {
                 slots,
                 max_memory_bytes: 64 << 20,
             },
-            cache_dir: Some(
+            cache: Some(ComponentCache::new(
                 super::workspace_root()
                     .join("target")
                     .join("test-component-cache"),
-            ),
+            )),
             fuel: true,
         })
         .expect("runtime starts")

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rekuest_host::runtime::http::{HttpClient, HttpGrant, HttpLimits, HttpPolicy, StaticToken};
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, Failure, LimitExceeded, Limits, Outcome, Runtime, RuntimeConfig,
-    SandboxPolicy, TaskControl, TaskEvent,
+    ActionComponent, Allocation, ComponentCache, Failure, LimitExceeded, Limits, Outcome, Runtime,
+    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::{component, host_binary, python_component, workspace_root};
 use serde_json::{Value, json};
@@ -212,7 +212,9 @@ async fn serve(
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation: Allocation::OnDemand,
-        cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+        cache: Some(ComponentCache::new(
+            workspace_root().join("target").join("test-component-cache"),
+        )),
         fuel: false,
     })
     .expect("runtime starts")

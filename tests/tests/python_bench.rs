@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, Outcome, Runtime, RuntimeConfig, SandboxPolicy, TaskControl,
+    ActionComponent, Allocation, ComponentCache, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
+    TaskControl,
 };
 use rekuest_host_tests::{component, python_component, workspace_root};
 use serde_json::json;
@@ -20,7 +21,9 @@ const THROUGHPUT_TASKS: usize = 600;
 fn runtime(allocation: Allocation, cached: bool) -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation,
-        cache_dir: cached.then(|| workspace_root().join("target").join("test-component-cache")),
+        cache: cached.then(|| {
+            ComponentCache::new(workspace_root().join("target").join("test-component-cache"))
+        }),
         fuel: true,
     })
     .expect("runtime starts")

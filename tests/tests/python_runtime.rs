@@ -237,6 +237,7 @@ async fn hostile_python_guests_end_in_clear_errors_while_a_normal_task_succeeds(
         fuel: None,
         memory_bytes: 32 << 20,
         timeout: Duration::from_secs(3),
+        ..Limits::default()
     };
     let hostile = load(&runtime, "hostile", limits).await;
     let math = load(&runtime, "math", Limits::default()).await;
@@ -302,6 +303,7 @@ async fn fuel_output_and_cancel_limits_hold_for_python() {
         fuel: Some(200_000_000),
         memory_bytes: 64 << 20,
         timeout: Duration::from_secs(30),
+        ..Limits::default()
     };
     let hostile = load(&runtime, "hostile", limits).await;
     let started = Instant::now();
@@ -329,4 +331,40 @@ async fn fuel_output_and_cancel_limits_hold_for_python() {
     let interrupted = run_with(&unmetered, "spin", json!({}), &control).await;
     assert_eq!(interrupted.outcome, Outcome::Interrupted);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_cancelled_python_generator_is_closed_and_its_finally_runs() {
+    let runtime = runtime();
+    // A grace far longer than the test: ending early proves the guest ended by itself.
+    let generator = load(
+        &runtime,
+        "generator",
+        Limits {
+            cancel_grace: Duration::from_secs(60),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let control = TaskControl::new();
+    let stopper = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stopper.cancel();
+    });
+    let started = Instant::now();
+    let run = run_with(&generator, "until_cancelled", json!({}), &control).await;
+    assert_eq!(run.outcome, Outcome::Cancelled, "{:?}", run.logs);
+    assert!(!run.yields.is_empty());
+    let (level, message) = run.logs.last().expect("the finally block logged");
+    assert_eq!(*level, LogLevel::Info);
+    assert_eq!(
+        message,
+        &format!("cancelled after {} items: cleaned up", run.yields.len())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }

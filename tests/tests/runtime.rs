@@ -168,6 +168,7 @@ async fn hostile_guests_end_in_clear_errors_while_a_normal_task_succeeds() {
         fuel: None,
         memory_bytes: 32 << 20,
         timeout: Duration::from_secs(2),
+        ..Limits::default()
     };
     let hostile = load(&runtime, "hostile", limits).await;
     let math = load(&runtime, "math", Limits::default()).await;
@@ -227,6 +228,7 @@ async fn fuel_budget_stops_a_spinning_guest_before_its_timeout() {
         fuel: Some(50_000_000),
         memory_bytes: 32 << 20,
         timeout: Duration::from_secs(30),
+        ..Limits::default()
     };
     let hostile = load(&runtime, "hostile", limits).await;
     let started = Instant::now();
@@ -245,7 +247,7 @@ async fn fuel_budget_stops_a_spinning_guest_before_its_timeout() {
 async fn without_fuel_metering_timeouts_still_hold_and_fuel_limits_are_refused() {
     let runtime = Runtime::new(RuntimeConfig {
         allocation: Allocation::OnDemand,
-        cache_dir: None,
+        cache: None,
         fuel: false,
     })
     .expect("runtime starts");
@@ -253,6 +255,7 @@ async fn without_fuel_metering_timeouts_still_hold_and_fuel_limits_are_refused()
         fuel: None,
         memory_bytes: 32 << 20,
         timeout: Duration::from_millis(300),
+        ..Limits::default()
     };
     let hostile = load(&runtime, "hostile", limits).await;
     let started = Instant::now();
@@ -324,29 +327,119 @@ async fn output_floods_are_truncated_not_buffered() {
     assert_limit(&big, |limit| matches!(limit, LimitExceeded::Output { .. }));
 }
 
+/// Runs `action` and calls `stop` on its control once it has yielded or logged (or after
+/// `delay` for a guest that says nothing); returns the run and how long it took after `stop`.
+async fn stopped_after(
+    component: &ActionComponent,
+    action: &str,
+    delay: Duration,
+    stop: fn(&TaskControl),
+) -> (Run, Duration) {
+    let control = TaskControl::new();
+    let stopper = control.clone();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let asked_at = std::sync::Arc::clone(&asked);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        *asked_at.lock().expect("lock") = Some(Instant::now());
+        stop(&stopper);
+    });
+    let run = run_with(component, action, json!({}), &control).await;
+    let asked = asked.lock().expect("lock").expect("the stop was sent");
+    (run, asked.elapsed())
+}
+
 #[tokio::test]
-async fn cancel_and_interrupt_stop_a_spinning_guest_preemptively() {
+async fn a_cancelled_generator_sees_is_cancelled_and_cleans_up_within_its_grace() {
     let runtime = runtime();
-    let hostile = load(&runtime, "hostile", Limits::default()).await;
-    for (stop, expected) in [
-        (TaskControl::cancel as fn(&TaskControl), Outcome::Cancelled),
-        (TaskControl::interrupt, Outcome::Interrupted),
-    ] {
-        let control = TaskControl::new();
-        let stopper = control.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            stop(&stopper);
-        });
-        let started = Instant::now();
-        let spin = run_with(&hostile, "spin", json!({}), &control).await;
-        assert_eq!(spin.outcome, expected);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
-    }
+    // A grace far longer than the test: ending early proves the guest ended by itself.
+    let generator = load(
+        &runtime,
+        "generator",
+        Limits {
+            cancel_grace: Duration::from_secs(60),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let (run, took) = stopped_after(
+        &generator,
+        "until_cancelled",
+        Duration::from_millis(300),
+        TaskControl::cancel,
+    )
+    .await;
+    assert_eq!(run.outcome, Outcome::Cancelled, "{:?}", run.logs);
+    assert!(!run.yields.is_empty());
+    let (level, message) = run.logs.last().expect("the cleanup logged");
+    assert_eq!(*level, LogLevel::Info);
+    assert_eq!(
+        message,
+        &format!("cancelled after {} items: cleaned up", run.yields.len())
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_guest_ignoring_a_cancel_is_stopped_after_its_grace_and_interrupt_is_immediate() {
+    let runtime = runtime();
+    let grace = Duration::from_millis(800);
+    let hostile = load(
+        &runtime,
+        "hostile",
+        Limits {
+            cancel_grace: grace,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let (spin, took) = stopped_after(
+        &hostile,
+        "spin",
+        Duration::from_millis(200),
+        TaskControl::cancel,
+    )
+    .await;
+    assert_eq!(spin.outcome, Outcome::Cancelled);
+    assert!(took >= grace, "stopped before its grace ended: {took:?}");
+    assert!(took < grace + Duration::from_secs(5), "{took:?}");
+
+    let patient = load(
+        &runtime,
+        "hostile",
+        Limits {
+            cancel_grace: Duration::from_secs(60),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let (spin, took) = stopped_after(
+        &patient,
+        "spin",
+        Duration::from_millis(200),
+        TaskControl::interrupt,
+    )
+    .await;
+    assert_eq!(spin.outcome, Outcome::Interrupted);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // An interrupt during a cancel's grace stops the guest at once.
+    let control = TaskControl::new();
+    let stopper = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stopper.cancel();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stopper.interrupt();
+    });
+    let started = Instant::now();
+    let spin = run_with(&patient, "spin", json!({}), &control).await;
+    assert_eq!(spin.outcome, Outcome::Interrupted);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, DirGrant, Failure, LimitExceeded, Limits, Outcome, Runtime,
-    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    ActionComponent, Allocation, ComponentCache, DirGrant, Failure, LimitExceeded, Limits, Outcome,
+    Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::{component, workspace_root};
 use serde_json::{Value, json};
@@ -19,7 +19,9 @@ fn runtime() -> Runtime {
             slots: 16,
             max_memory_bytes: 64 << 20,
         },
-        cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+        cache: Some(ComponentCache::new(
+            workspace_root().join("target").join("test-component-cache"),
+        )),
         fuel: true,
     })
     .expect("runtime starts")
@@ -284,6 +286,7 @@ async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
             memory_bytes: 8 << 20,
             timeout: Duration::from_secs(10),
             fuel: None,
+            ..Limits::default()
         },
         ..SandboxPolicy::default()
     };

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use attacks_support::{GREW, Spread, memory_hog};
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, DescriptorBudget, DirGrant, Failure, HostResourceCaps,
-    LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_YIELD_BYTES, MAX_YIELD_DEPTH, Outcome, Runtime,
-    RuntimeConfig, Sandbox, SandboxPolicy, TaskControl, TaskEvent,
+    ActionComponent, Allocation, ComponentCache, DescriptorBudget, DirGrant, Failure,
+    HostResourceCaps, LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_YIELD_BYTES, MAX_YIELD_DEPTH,
+    Outcome, Runtime, RuntimeConfig, Sandbox, SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::tasks::run;
 use rekuest_host_tests::{component, workspace_root};
@@ -25,7 +25,9 @@ const MIB: u64 = 1 << 20;
 fn runtime(allocation: Allocation) -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation,
-        cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+        cache: Some(ComponentCache::new(
+            workspace_root().join("target").join("test-component-cache"),
+        )),
         fuel: true,
     })
     .expect("runtime starts")
@@ -267,7 +269,9 @@ async fn all_tasks_together_stay_within_the_process_descriptor_budget() {
     let runtime = Runtime::with_descriptor_budget(
         RuntimeConfig {
             allocation: Allocation::OnDemand,
-            cache_dir: Some(workspace_root().join("target").join("test-component-cache")),
+            cache: Some(ComponentCache::new(
+                workspace_root().join("target").join("test-component-cache"),
+            )),
             fuel: true,
         },
         DescriptorBudget::with_limit(50),
@@ -287,7 +291,7 @@ async fn all_tasks_together_stay_within_the_process_descriptor_budget() {
     assert!(runtime.descriptor_budget().limit() == 50);
     let process = Runtime::new(RuntimeConfig {
         allocation: Allocation::OnDemand,
-        cache_dir: None,
+        cache: None,
         fuel: false,
     })
     .expect("runtime starts");

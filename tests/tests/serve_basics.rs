@@ -194,6 +194,7 @@ async fn limits_and_crashes_say_what_happened() {
         fuel: None,
         memory_bytes: 16 << 20,
         timeout: Duration::from_millis(300),
+        ..Limits::default()
     };
     let serving = Serving::start(fast_agent(&server.url()), load(vec![hostile]).await).await;
     until("connect", || server.is_connected(TOKEN)).await;

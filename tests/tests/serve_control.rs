@@ -13,17 +13,21 @@ use rekuest_host::protocol::ToAgent;
 use rekuest_host::runtime::Limits;
 use serve_support::*;
 
+/// A guest ignoring a CANCEL runs on this long before it is stopped.
+const GRACE: Duration = Duration::from_millis(300);
+
 fn hostile(timeout: Duration) -> ComponentSettings {
     let mut hostile = ComponentSettings::plain(example("hostile"));
     hostile.policy.limits = Limits {
         timeout,
+        cancel_grace: GRACE,
         ..Limits::default()
     };
     hostile
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_and_interrupt_stop_a_spinning_guest_at_once() {
+async fn cancel_stops_a_spinning_guest_after_its_grace_and_interrupt_at_once() {
     let server = DevServer::start(fast_server()).await.expect("server");
     let hostile = hostile(Duration::from_secs(60));
     let serving = Serving::start(fast_agent(&server.url()), load(vec![hostile]).await).await;
@@ -40,8 +44,13 @@ async fn cancel_and_interrupt_stop_a_spinning_guest_at_once() {
         server.control(&task, control).expect("controls");
         let events = finish(&server, &task).await;
         assert_eq!(terminal(&events).kind, expected);
+        let grace = if control == Control::Cancel {
+            GRACE
+        } else {
+            Duration::ZERO
+        };
         assert!(
-            asked.elapsed() < Duration::from_secs(1),
+            asked.elapsed() >= grace && asked.elapsed() < grace + Duration::from_secs(1),
             "took {:?}",
             asked.elapsed()
         );

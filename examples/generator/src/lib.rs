@@ -52,6 +52,51 @@ fn ticks(n: u32, #[arg(default = 1.0)] seconds: f64) -> Result<impl Iterator<Ite
     Ok((1..=n).inspect(move |_| std::thread::sleep(interval)))
 }
 
+/// Yield a number every so often until the caller cancels.
+///
+/// Sleeps before each item; once cancelled it stops and logs that it cleaned up.
+///
+/// * `seconds` - how long to wait before each
+#[register]
+fn until_cancelled(
+    #[arg(default = 0.05)] seconds: f64,
+    ctx: Context,
+) -> Result<impl Iterator<Item = u32>, String> {
+    let interval =
+        Duration::try_from_secs_f64(seconds).map_err(|error| format!("seconds: {error}"))?;
+    Ok(Ticker {
+        ctx,
+        interval,
+        count: 0,
+    })
+}
+
+/// The items of `until_cancelled`; its cleanup runs when the SDK drops it after a cancel.
+struct Ticker {
+    ctx: Context,
+    interval: Duration,
+    count: u32,
+}
+
+impl Iterator for Ticker {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        std::thread::sleep(self.interval);
+        self.count += 1;
+        Some(self.count)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        if self.ctx.is_cancelled() {
+            self.ctx
+                .info(format!("cancelled after {} items: cleaned up", self.count));
+        }
+    }
+}
+
 /// The words of a text with their positions.
 ///
 /// * `text` - the text to split
@@ -66,4 +111,4 @@ fn enumerate_words(text: String) -> impl Iterator<Item = (i64, String)> {
     (0..).zip(words)
 }
 
-rekuest_guest::export_actions!(count, fibonacci, ticks, enumerate_words);
+rekuest_guest::export_actions!(count, fibonacci, ticks, until_cancelled, enumerate_words);

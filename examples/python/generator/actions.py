@@ -58,6 +58,26 @@ def ticks(n: int, seconds: float = 1.0) -> Iterator[int]:
 
 
 @register
+def until_cancelled(ctx: Context, seconds: float = 0.05) -> Iterator[int]:
+    """Yield a number every so often until the caller cancels.
+
+    Sleeps before each item; once cancelled it stops and logs that it cleaned up.
+
+    Args:
+        seconds: how long to wait before each
+    """
+    count = 0
+    try:
+        while True:
+            time.sleep(seconds)
+            count += 1
+            yield count
+    finally:
+        if ctx.is_cancelled():
+            ctx.log(f"cancelled after {count} items: cleaned up", "INFO")
+
+
+@register
 def enumerate_words(text: str) -> Iterator[tuple[int, str]]:
     """The words of a text with their positions.
 

@@ -65,6 +65,8 @@ pub(crate) fn expand_enum(input: DeriveInput) -> syn::Result<TokenStream> {
     }
     Ok(quote! {
         impl ::rekuest_guest::Port for #ident {
+            const DEFAULT_KINDS: u8 = #sdk::default_kinds::STRING;
+
             fn port() -> #sdk::PortSpec {
                 #sdk::PortSpec {
                     choices: ::core::option::Option::Some(::std::vec![#(#choices),*]),
@@ -149,6 +151,9 @@ pub(crate) fn expand_model(input: DeriveInput) -> syn::Result<TokenStream> {
     }
     Ok(quote! {
         impl ::rekuest_guest::Port for #ident {
+            // A model's default would be an object, which no literal is.
+            const DEFAULT_KINDS: u8 = 0;
+
             fn port() -> #sdk::PortSpec {
                 #sdk::PortSpec {
                     children: ::core::option::Option::Some(::std::vec![#(#children),*]),

@@ -182,11 +182,37 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
         quote!(#sdk::ActionKind::Function)
     };
 
-    let arg_ports = params.iter().filter_map(|param| {
+    // One `port_fns::<T>()` per arg and return, shared by the definition and the decoding
+    // or encoding: the one place that requires `T: Port`, so a bad type is reported once.
+    let param_fns =
+        |index: usize| format_ident!("__rekuest_param{index}", span = Span::mixed_site());
+    let port_consts = params
+        .iter()
+        .enumerate()
+        .filter_map(|(index, param)| match param {
+            Param::Port(port) => Some((param_fns(index), &port.ty)),
+            _ => None,
+        })
+        .chain(
+            output
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(index, ty)| (return_fns(index), ty)),
+        )
+        .map(|(name, ty)| {
+            quote_spanned!(ty.span()=>
+                const #name: ::rekuest_guest::__private::PortFns<#ty> =
+                    ::rekuest_guest::__private::port_fns::<#ty>();
+            )
+        })
+        .collect::<Vec<_>>();
+    let arg_ports = params.iter().enumerate().filter_map(|(index, param)| {
         let Param::Port(port) = param else {
             return None;
         };
         let PortParam { key, ty, options } = &**port;
+        let fns = param_fns(index);
         let description = options
             .description
             .as_ref()
@@ -196,20 +222,28 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
         let label = option_str(options.label.as_ref().map(LitStr::value).as_deref());
         let default = default_value(options.default.as_ref());
         Some(quote_spanned!(ty.span()=>
-            ::rekuest_guest::__private::port::<#ty>(#key, #description, #label, #default)
+            (#fns.port)(#key, #description, #label, #default)
         ))
     });
     let return_ports = output.ports.iter().enumerate().map(|(index, ty)| {
         let key = format!("return{index}");
         let description = option_str(docs.returns.get(index).map(String::as_str));
+        let fns = return_fns(index);
         quote_spanned!(ty.span()=>
-            ::rekuest_guest::__private::port::<#ty>(
+            (#fns.port)(
                 #key,
                 #description,
                 ::core::option::Option::None,
                 ::core::option::Option::None,
             )
         )
+    });
+
+    let default_checks = params.iter().filter_map(|param| {
+        let Param::Port(port) = param else {
+            return None;
+        };
+        default_check(&port.key, &port.ty, port.options.default.as_ref()?)
     });
 
     let args_ident = Ident::new("__rekuest_args", Span::mixed_site());
@@ -221,11 +255,11 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
         match param {
             Param::Port(port) => {
                 let PortParam { key, ty, options } = &**port;
+                let fns = param_fns(index);
                 let value = format_ident!("__rekuest_arg{index}", span = Span::mixed_site());
                 let default = default_value(options.default.as_ref());
                 decode.push(quote_spanned!(ty.span()=>
-                    let #value: #ty =
-                        ::rekuest_guest::__private::arg(&mut #args_ident, #key, #default)?;
+                    let #value: #ty = (#fns.arg)(&mut #args_ident, #key, #default)?;
                 ));
                 call_args.push(quote!(#value));
             }
@@ -280,6 +314,9 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
         #vis const #action: #sdk::Action = {
+            #(#default_checks)*
+            #(#port_consts)*
+
             fn __rekuest_definition() -> #sdk::Definition {
                 #sdk::Definition {
                     key: #key,
@@ -322,6 +359,60 @@ fn option_str(text: Option<&str>) -> TokenStream {
     }
 }
 
+/// A compile-time check that a literal `#[arg(default = ...)]` fits the port's type
+/// (`Port::DEFAULT_KINDS`); `None` for a default that is not a literal.
+fn default_check(key: &str, ty: &Type, default: &Expr) -> Option<TokenStream> {
+    let (kind, what) = literal_kind(default)?;
+    let kind = Ident::new(kind, Span::call_site());
+    let ty_text = compact_tokens(&quote!(#ty).to_string());
+    let default_text = compact_tokens(&quote!(#default).to_string());
+    // `assert!` takes a format string: braces are doubled.
+    let message = format!(
+        "`#[arg(default = {default_text})]` does not fit `{key}: {ty_text}`: \
+         that port takes no {what} default"
+    )
+    .replace('{', "{{")
+    .replace('}', "}}");
+    Some(quote_spanned!(default.span()=>
+        const _: () = ::core::assert!(
+            <#ty as ::rekuest_guest::Port>::DEFAULT_KINDS
+                & ::rekuest_guest::__private::default_kinds::#kind
+                != 0,
+            #message
+        );
+    ))
+}
+
+/// The kind of a literal default (a `default_kinds` constant) and its name in messages.
+fn literal_kind(default: &Expr) -> Option<(&'static str, &'static str)> {
+    match default {
+        Expr::Lit(literal) => match &literal.lit {
+            syn::Lit::Int(_) => Some(("INT", "integer")),
+            syn::Lit::Float(_) => Some(("FLOAT", "float")),
+            syn::Lit::Str(_) => Some(("STRING", "string")),
+            syn::Lit::Bool(_) => Some(("BOOL", "boolean")),
+            _ => None,
+        },
+        Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Neg(_)) => literal_kind(&unary.expr),
+        Expr::Path(path) if path.path.is_ident("null") => Some(("NULL", "null")),
+        Expr::Array(_) => Some(("LIST", "list")),
+        Expr::Group(group) => literal_kind(&group.expr),
+        Expr::Paren(paren) => literal_kind(&paren.expr),
+        _ => None,
+    }
+}
+
+/// Token text without the spaces `to_string` puts between tokens: `Vec<i64>`, `-1`.
+fn compact_tokens(text: &str) -> String {
+    text.replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" <", "<")
+        .replace(" >", ">")
+        .replace(" :: ", "::")
+        .replace(" ,", ",")
+        .replace("- ", "-")
+}
+
 /// `Some(json!(default))` or `None`.
 fn default_value(default: Option<&Expr>) -> TokenStream {
     match default {
@@ -330,6 +421,11 @@ fn default_value(default: Option<&Expr>) -> TokenStream {
         ),
         None => quote!(::core::option::Option::None),
     }
+}
+
+/// The `PortFns` constant of return `index`.
+fn return_fns(index: usize) -> Ident {
+    format_ident!("__rekuest_ret{index}", span = Span::mixed_site())
 }
 
 /// Binds `returns` to the `Returns` of `value`, one port per element.
@@ -353,7 +449,11 @@ fn collect_returns(output: &Output, value: &Ident, returns: &Ident) -> TokenStre
     let adds = elements
         .iter()
         .zip(&output.ports)
-        .map(|(element, ty)| quote_spanned!(ty.span()=> #returns.add::<#ty>(#element)?;));
+        .enumerate()
+        .map(|(index, (element, ty))| {
+            let fns = return_fns(index);
+            quote_spanned!(ty.span()=> (#fns.add)(&mut #returns, #element)?;)
+        });
     quote! {
         let #pattern = #value;
         #declare
@@ -398,7 +498,8 @@ fn take_params(function: &mut ItemFn) -> syn::Result<Vec<Param>> {
             FnArg::Receiver(receiver) => {
                 return Err(syn::Error::new(
                     receiver.span(),
-                    "actions are free functions; `self` is not supported",
+                    "`#[register]` goes on a free function, not a method: move the action out of \
+                     the `impl` block (it cannot take `self`)",
                 ));
             }
         };

@@ -51,6 +51,10 @@ Rust SDK (`rekuest_guest` crate) for the same signature:
 
 A parameter annotated `Context` is not a port: it gives logs, progress and cancellation.
 The module-level `log`, `progress` and `is_cancelled` do the same.
+Inside a component the standard `logging` module reaches the task's log too: the root
+logger sends each record at its own level (``logger.info`` → INFO, ``warning`` → WARN,
+``error`` → ERROR, ``critical`` → CRITICAL, ``debug`` → DEBUG once the level is lowered from
+the default INFO), the message alone, with the traceback for ``logger.exception``.
 
 Ports
 -----
@@ -84,8 +88,11 @@ with a message naming the port and the expected kind: ``argument 'points[2].x': 
 FLOAT, got string "x"``; so do invalid JSON, an unknown action key and a structure
 reference that does not expand. Returns leave through the host's ``yield-returns`` as a
 JSON object keyed ``return0``, ...: once for a function (``{}`` without return ports), once
-per item for a generator, which stops early (and is closed) when the caller cancels,
-checked after each item. A returned value that does not fit its port fails the task.
+per item for a generator, which stops early (and is closed, so its ``finally`` runs) when
+the caller cancels, checked after each item. A cancel is cooperative first: the action keeps
+running for its cancel grace (3 s by default, ``cancel_grace`` in the host's config), in
+which `is_cancelled` is true; one still running then is stopped where it is. An interrupt
+stops it at once. A returned value that does not fit its port fails the task.
 
 Calling other actions
 ---------------------

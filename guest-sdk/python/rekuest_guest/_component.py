@@ -11,7 +11,7 @@ from wit_world.imports import calls as _calls
 from wit_world.imports import host as _wit
 from wit_world.imports import keep as _keep
 
-from . import _runtime
+from . import _logging, _runtime
 
 __all__ = ["Actions", "check"]
 
@@ -117,6 +117,7 @@ def check():
         )
     _description = _runtime.describe()
     _runtime.set_host(WitHost())
+    _logging.install()
 
 
 class Actions(exports.Actions):

@@ -255,7 +255,8 @@ def progress(percentage: float, message: str | None = None) -> None:
 
 
 def is_cancelled() -> bool:
-    """Whether the caller asked to stop; a long action may check it and return early."""
+    """Whether the caller asked to stop; a long action may check it and return within its
+    cancel grace (3 s by default), after which it is stopped where it is."""
     return _host.is_cancelled()
 
 

@@ -708,3 +708,76 @@ class Keeping(Isolated):
             @register(states=[Plain])
             def uses(ctx: Context) -> None:
                 pass
+
+
+class StandardLogging(Isolated):
+    """The `logging` module as a component installs it (rekuest_guest._logging.install)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        import logging
+
+        from rekuest_guest import _logging
+
+        root = logging.getLogger()
+        self.saved_logging = (list(root.handlers), root.level)
+        root.handlers.clear()
+        _logging.install()
+
+    def tearDown(self) -> None:
+        import logging
+
+        root = logging.getLogger()
+        root.handlers[:] = self.saved_logging[0]
+        root.setLevel(self.saved_logging[1])
+        super().tearDown()
+
+    def test_levels_map_to_rekuest_levels_without_a_prefix(self) -> None:
+        import logging
+
+        @register
+        def chatty() -> None:
+            logger = logging.getLogger("chatty.worker")
+            logger.debug("hidden at the default level")
+            logger.info("starting")
+            logger.warning("slow disk")
+            logger.error("lost %d frames", 3)
+            logger.critical("giving up")
+
+        self.assertIsNone(_runtime.run("chatty", "{}"))
+        self.assertEqual(
+            self.host.events,
+            [
+                "log INFO starting",
+                "log WARN slow disk",
+                "log ERROR lost 3 frames",
+                "log CRITICAL giving up",
+            ],
+        )
+
+    def test_debug_arrives_once_the_action_lowers_the_level(self) -> None:
+        import logging
+
+        logging.getLogger().setLevel(logging.DEBUG)
+        logging.getLogger("x").debug("details")
+        self.assertEqual(self.host.events, ["log DEBUG details"])
+
+    def test_exception_carries_its_traceback(self) -> None:
+        import logging
+
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            logging.getLogger("x").exception("division failed")
+        [event] = self.host.events
+        self.assertTrue(event.startswith("log ERROR division failed\nTraceback"), event)
+        self.assertIn("ZeroDivisionError: division by zero", event)
+
+    def test_install_twice_logs_once(self) -> None:
+        import logging
+
+        from rekuest_guest import _logging
+
+        _logging.install()
+        logging.getLogger().info("once")
+        self.assertEqual(self.host.events, ["log INFO once"])

@@ -21,9 +21,15 @@ pub async fn run(component: &ActionComponent, action: &str, args: Map<String, Va
     let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
     let control = TaskControl::new();
     let interrupt = control.clone();
+    // The first Ctrl-C cancels (the action may end cleanly within its grace period), a
+    // second one stops it at once.
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("cancelling the task (Ctrl-C again to stop it at once)");
             interrupt.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.interrupt();
+            }
         }
     });
     let printer = tokio::spawn(async move {

@@ -17,6 +17,7 @@ use rekuest_host::agent::{Agent, AgentConfig};
 use rekuest_host::config::{self, ComponentSettings};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::protocol::Endpoints;
+use rekuest_host::runtime::ComponentCache;
 use rekuest_host::runtime::http::StaticToken;
 use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::text::{Lines, OneLine};
@@ -102,7 +103,7 @@ fn local_url(addr: SocketAddr) -> String {
 }
 
 /// Runs `dev`.
-pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &DevArgs, cache: Option<ComponentCache>) -> anyhow::Result<ExitCode> {
     let mut components = match &args.config {
         Some(file) => config::load(file)?.1,
         None => Vec::new(),
@@ -155,7 +156,7 @@ pub async fn run(args: &DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
         DEV_AGENT.to_string(),
     );
     config.shutdown_grace = Duration::from_secs(5);
-    let runtime = runtime(cache_dir, &components, config.concurrency)?;
+    let runtime = runtime(cache, &components, config.concurrency)?;
     let shape = RuntimeShape::of(&components);
     let served = load(&runtime, &components).await?;
     let pool = actor_pool()?;
@@ -271,15 +272,21 @@ async fn assign_once(
     let mut watch = server
         .watch(&task)
         .context("the task vanished from the local server")?;
-    let mut cancelled = false;
+    // The first Ctrl-C cancels (the action may end cleanly within its grace period), a
+    // second one interrupts it at once.
+    let mut stops = [Control::Cancel, Control::Interrupt].into_iter();
     let mut printer = EventPrinter::default();
     loop {
         let event = tokio::select! {
             event = watch.next() => event,
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
-                cancelled = true;
-                eprintln!("cancelling the task");
-                if server.control(&task, Control::Cancel).is_err() {
+            _ = tokio::signal::ctrl_c(), if stops.len() > 0 => {
+                let Some(control) = stops.next() else { continue };
+                if control == Control::Cancel {
+                    eprintln!("cancelling the task (Ctrl-C again to stop it at once)");
+                } else {
+                    eprintln!("interrupting the task");
+                }
+                if server.control(&task, control).is_err() {
                     return Ok(Exit::Cancelled.into());
                 }
                 continue;

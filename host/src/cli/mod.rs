@@ -2,6 +2,7 @@
 
 mod args;
 mod assign;
+mod cache;
 mod call;
 mod dev;
 mod exit;
@@ -11,6 +12,7 @@ mod inspect;
 pub mod logging;
 mod login;
 mod my_tasks;
+mod new;
 mod reload;
 mod run;
 
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use rekuest_host::config::LogFormat;
+use rekuest_host::runtime::limits::parse_bytes;
 use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig, SandboxPolicy};
 use rekuest_host::text::{Lines, OneLine};
 
@@ -41,6 +44,10 @@ pub struct Cli {
     /// machines; `run` also reads `[agent] log_format`.
     #[arg(long, global = true, value_enum, env = "REKUEST_HOST_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// Size cap of the compiled-component cache (binary units, e.g. 2GiB, 500MiB); the least
+    /// recently used components are removed beyond it.
+    #[arg(long, global = true, env = "REKUEST_HOST_CACHE_MAX", value_parser = parse_bytes, default_value = "2GiB")]
+    cache_max: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +85,11 @@ enum Command {
     /// through its caller GraphQL and print its events.
     #[command(after_help = exit::EXIT_CODES)]
     Assign(assign::AssignArgs),
+    /// Write a new action project: a Rust crate, or with --python a Python module.
+    New(new::NewArgs),
+    /// Show or empty the cache of compiled components.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Log this host in to an Arkitekt deployment with a device code a person approves, and
     /// keep the login for `run --deployment URL`.
     Login(login::LoginArgs),
@@ -134,20 +146,24 @@ impl Cli {
         }
     }
 
-    fn cache_dir(&self) -> Option<PathBuf> {
-        match (&self.cache_dir, self.no_cache) {
-            (_, true) => None,
-            (Some(dir), false) => Some(dir.clone()),
-            (None, false) => ComponentCache::default_dir(),
-        }
+    /// The cache at `--cache-dir` (or the default place), whether or not `--no-cache` is set.
+    fn cache_place(&self) -> Option<ComponentCache> {
+        self.cache_dir
+            .clone()
+            .or_else(ComponentCache::default_dir)
+            .map(|dir| ComponentCache::new(dir).with_max_bytes(self.cache_max))
+    }
+
+    /// The cache components are compiled through, unless `--no-cache`.
+    fn cache(&self) -> Option<ComponentCache> {
+        self.cache_place().filter(|_| !self.no_cache)
     }
 
     fn runtime(&self) -> anyhow::Result<Runtime> {
-        let cache_dir = self.cache_dir();
         // A single local task gains nothing from pre-reserved slots.
         Ok(Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
-            cache_dir,
+            cache: self.cache(),
             fuel: true,
         })?)
     }
@@ -200,8 +216,10 @@ impl Cli {
                 };
                 Ok(call::run(&component, action, args).await)
             }
-            Command::Run(args) => run::run(args, self.cache_dir()).await,
-            Command::Dev(args) => dev::run(args, self.cache_dir()).await,
+            Command::Run(args) => run::run(args, self.cache()).await,
+            Command::Dev(args) => dev::run(args, self.cache()).await,
+            Command::New(args) => new::run(args),
+            Command::Cache(command) => cache::run(command, self.cache_place()),
             Command::Assign(args) => assign::run(args).await,
             Command::Login(args) => login::login(args).await,
             Command::Logout(args) => login::logout(args),

@@ -17,7 +17,7 @@ use rekuest_host::config::{self, ComponentSettings, FileConfig};
 use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::limits::parse_duration;
-use rekuest_host::runtime::{ActionComponent, Allocation, Runtime, RuntimeConfig};
+use rekuest_host::runtime::{ActionComponent, Allocation, ComponentCache, Runtime, RuntimeConfig};
 use rekuest_host::text::OneLine;
 
 use super::reload::{Hangups, RuntimeShape, reload};
@@ -173,7 +173,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
 
 /// A runtime whose pool slots fit `concurrency` tasks of the largest configured memory.
 pub fn runtime(
-    cache_dir: Option<PathBuf>,
+    cache: Option<ComponentCache>,
     components: &[ComponentSettings],
     concurrency: usize,
 ) -> anyhow::Result<Runtime> {
@@ -185,7 +185,7 @@ pub fn runtime(
             slots,
             max_memory_bytes: config::largest_memory(components),
         },
-        cache_dir,
+        cache,
         fuel: components
             .iter()
             .any(|component| component.policy.uses_fuel()),
@@ -296,7 +296,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs `run`.
-pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Result<ExitCode> {
     // From now on SIGHUP reloads (once serving) rather than ending the process.
     let mut hangups = Hangups::new();
     let mut settings = settings(args)?;
@@ -333,7 +333,7 @@ pub async fn run(args: &RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     }
     agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
     agent_config.keep = settings.keep;
-    let runtime = runtime(cache_dir, &settings.components, agent_config.concurrency)?;
+    let runtime = runtime(cache, &settings.components, agent_config.concurrency)?;
     let shape = RuntimeShape::of(&settings.components);
     let served = load(&runtime, &settings.components).await?;
     let pool = actor_pool()?;

@@ -361,7 +361,7 @@ impl ActionComponent {
                     .map(Returned::Ran),
             }
         };
-        let result = supervise(invocation, signal, limits.timeout).await;
+        let result = supervise(invocation, signal, limits.timeout, limits.cancel_grace).await;
         output.finish().await;
         let result = match result {
             Ok(Ok(returned)) => {
@@ -432,7 +432,9 @@ impl ActionComponent {
                         }),
                     ))
                 }
-                Signal::Cancel | Signal::Interrupt => Err(wasmtime::Error::new(Stopped)),
+                // A cancelled guest runs on through its grace period (`supervise` ends it).
+                Signal::Cancel => Ok(UpdateDeadline::Yield(1)),
+                Signal::Interrupt => Err(wasmtime::Error::new(Stopped)),
             }
         });
         Ok(store)
@@ -564,16 +566,27 @@ fn stopped_outcome(signal: Signal) -> Outcome {
 }
 
 /// Drives `call` until it finishes, its (pause-adjusted) timeout passes, or a stop arrives.
+///
+/// An interrupt stops it at once. A cancel lets it run on for `grace` (it sees
+/// `is_cancelled()`); however it ends then, by returning or at the end of the grace, it ends
+/// as cancelled.
 async fn supervise<T>(
     call: impl Future<Output = T>,
     mut signal: watch::Receiver<Signal>,
     timeout: Duration,
+    grace: Duration,
 ) -> Result<T, Interruption> {
     tokio::pin!(call);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    let grace_end = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace_end);
+    let mut cancelled = false;
     let mut listening = true;
     // A task paused or stopped before it started waits or ends before running any guest code.
+    if *signal.borrow() == Signal::Cancel {
+        return Err(Interruption::Stop(Signal::Cancel));
+    }
     signal.mark_changed();
     loop {
         tokio::select! {
@@ -586,21 +599,32 @@ async fn supervise<T>(
                 }
                 let current = *signal.borrow_and_update();
                 match current {
-                    Signal::Cancel | Signal::Interrupt => return Err(Interruption::Stop(current)),
+                    Signal::Interrupt => return Err(Interruption::Stop(current)),
+                    Signal::Cancel if !cancelled => {
+                        cancelled = true;
+                        // A grace beyond any instant never ends (the timeout still does).
+                        if let Some(end) = tokio::time::Instant::now().checked_add(grace) {
+                            grace_end.as_mut().reset(end);
+                        }
+                    }
+                    Signal::Cancel => {}
                     Signal::Pause => {
                         let paused = wait_while_paused(&mut signal).await;
                         let extended = deadline.deadline() + paused;
                         deadline.as_mut().reset(extended);
-                        let after = *signal.borrow_and_update();
-                        if matches!(after, Signal::Cancel | Signal::Interrupt) {
-                            return Err(Interruption::Stop(after));
-                        }
+                        // A stop that ended the pause is seen on the next turn.
+                        signal.mark_changed();
                     }
                     Signal::Run => {}
                 }
             }
-            output = &mut call => return Ok(output),
-            () = &mut deadline => return Err(Interruption::Timeout),
+            output = &mut call => {
+                return if cancelled { Err(Interruption::Stop(Signal::Cancel)) } else { Ok(output) };
+            }
+            () = &mut grace_end, if cancelled => return Err(Interruption::Stop(Signal::Cancel)),
+            () = &mut deadline => {
+                return Err(if cancelled { Interruption::Stop(Signal::Cancel) } else { Interruption::Timeout });
+            }
         }
     }
 }

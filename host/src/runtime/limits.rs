@@ -6,6 +6,8 @@ use std::time::Duration;
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// Default wall-clock cap per task.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a cancelled task may run on to end cleanly before it is stopped.
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(3);
 /// Default of [`HostResourceCaps::open_files`].
 pub const DEFAULT_OPEN_FILES: usize = 256;
 /// Default of [`HostResourceCaps::host_resources`].
@@ -63,6 +65,9 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock time the task may run (time spent paused does not count).
     pub timeout: Duration,
+    /// After a CANCEL, how long the guest keeps running to see `is_cancelled()` and end
+    /// cleanly before it is stopped (an INTERRUPT stops it at once).
+    pub cancel_grace: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +76,7 @@ impl Default for Limits {
             fuel: None,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             timeout: DEFAULT_TIMEOUT,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-pub use cache::ComponentCache;
+pub use cache::{CacheEntry, ComponentCache, DEFAULT_CACHE_MAX_BYTES};
 pub use calls::{
     CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH,
     MAX_CHILDREN_PER_TASK, TaskCalls,
@@ -60,8 +60,8 @@ pub const WORLD: &str = "arkitekt:rekuest/action-component@0.1.0";
 pub struct RuntimeConfig {
     /// Instance allocation.
     pub allocation: Allocation,
-    /// Where compiled components are cached; `None` disables the cache.
-    pub cache_dir: Option<PathBuf>,
+    /// The cache of compiled components (directory and size cap); `None` disables it.
+    pub cache: Option<ComponentCache>,
     /// Compile fuel metering into guests. Fuel limits need it; without any, leave it off:
     /// it costs compute-heavy guests a few percent (epoch interruption, which timeouts,
     /// cancel and pause use, is always on).
@@ -75,7 +75,7 @@ impl Default for RuntimeConfig {
                 slots: 1000,
                 max_memory_bytes: limits::DEFAULT_MEMORY_BYTES,
             },
-            cache_dir: ComponentCache::default_dir(),
+            cache: ComponentCache::default_dir().map(ComponentCache::new),
             fuel: true,
         }
     }
@@ -212,7 +212,7 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
-                cache: config.cache_dir.map(ComponentCache::new),
+                cache: config.cache,
                 allocator,
                 fuel: config.fuel,
                 descriptors: Arc::new(descriptors),
@@ -271,13 +271,13 @@ impl Runtime {
             name: name.clone(),
             reason,
         })?;
-        let component = self
-            .compile(bytes)
-            .await
-            .map_err(|error| LoadError::Compile {
-                name: name.clone(),
-                reason: format!("{error:#}"),
-            })?;
+        let component =
+            self.compile(name.clone(), bytes)
+                .await
+                .map_err(|error| LoadError::Compile {
+                    name: name.clone(),
+                    reason: format!("{error:#}"),
+                })?;
         let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
             name: name.clone(),
             reason: format!("{error:#}"),
@@ -293,11 +293,11 @@ impl Runtime {
             .map_err(|reason| LoadError::Describe { name, reason })
     }
 
-    async fn compile(&self, bytes: Vec<u8>) -> wasmtime::Result<Component> {
+    async fn compile(&self, name: String, bytes: Vec<u8>) -> wasmtime::Result<Component> {
         let engine = self.inner.engine.clone();
         let cache = self.inner.cache.clone();
         let compile = move || match &cache {
-            Some(cache) => cache.load_or_compile(&engine, &bytes),
+            Some(cache) => cache.load_or_compile(&engine, &name, &bytes),
             None => Component::new(&engine, &bytes),
         };
         match tokio::task::spawn_blocking(compile).await {

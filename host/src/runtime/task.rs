@@ -118,14 +118,18 @@ pub enum Signal {
     Run,
     /// Park at the next epoch tick until resumed.
     Pause,
-    /// Stop now, reporting CANCELLED.
+    /// Stop cooperatively, reporting CANCELLED: the guest sees `is_cancelled()` and may end
+    /// cleanly within its grace period, then it is stopped.
     Cancel,
     /// Stop now, reporting INTERRUPTED.
     Interrupt,
 }
 
-/// Steers one running task; cheap to clone. Signals act preemptively: a spinning guest stops
-/// or parks within one epoch tick, a guest blocked in a host call stops at once.
+/// Steers one running task; cheap to clone. Pause and interrupt act preemptively: a spinning
+/// guest parks or stops within one epoch tick, a guest blocked in a host call stops at once.
+/// A cancel is cooperative first: the guest runs on for its grace period
+/// ([`Limits::cancel_grace`](super::Limits::cancel_grace)) and is stopped as by an interrupt
+/// if it has not ended by then.
 #[derive(Debug, Clone)]
 pub struct TaskControl {
     sender: watch::Sender<Signal>,
@@ -145,12 +149,12 @@ impl TaskControl {
         Self::default()
     }
 
-    /// Asks the task to stop, reporting CANCELLED.
+    /// Asks the task to stop, reporting CANCELLED: cooperatively within its grace period.
     pub fn cancel(&self) {
         self.stop(Signal::Cancel);
     }
 
-    /// Asks the task to stop, reporting INTERRUPTED.
+    /// Asks the task to stop now, reporting INTERRUPTED (also during a cancel's grace period).
     pub fn interrupt(&self) {
         self.stop(Signal::Interrupt);
     }
@@ -188,7 +192,12 @@ impl TaskControl {
 
     fn stop(&self, stop: Signal) {
         self.sender.send_if_modified(|signal| {
-            let changed = !matches!(*signal, Signal::Cancel | Signal::Interrupt);
+            // A cancel may still be sharpened into an interrupt; nothing else changes a stop.
+            let changed = match *signal {
+                Signal::Interrupt => false,
+                Signal::Cancel => stop == Signal::Interrupt,
+                Signal::Run | Signal::Pause => true,
+            };
             if changed {
                 *signal = stop;
             }

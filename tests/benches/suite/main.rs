@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use rekuest_host::devserver::DevServer;
 use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
 use rekuest_host::runtime::{
-    ActionComponent, Allocation, EVENT_BUFFER, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
-    TaskControl, TaskEvent,
+    ActionComponent, Allocation, ComponentCache, EVENT_BUFFER, Outcome, Runtime, RuntimeConfig,
+    SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::{component, fleet, host_binary, workspace_root};
 use serde_json::{Map, Value, json};
@@ -191,7 +191,7 @@ async fn in_process(components: &Components, figures: &mut Figures) {
             slots: SLOTS,
             max_memory_bytes: DEFAULT_MEMORY_BYTES,
         },
-        cache_dir: Some(components.cache_dir("in-process")),
+        cache: Some(ComponentCache::new(components.cache_dir("in-process"))),
         // As `rekuest-host run` without fuel limits in its configuration.
         fuel: false,
     })

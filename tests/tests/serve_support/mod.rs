@@ -14,7 +14,7 @@ use rekuest_host::agent::{ActorPool, Agent, AgentConfig, AgentError, ServedCompo
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{DevServer, DevServerConfig, ServerEvent};
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::runtime::{Allocation, Runtime, RuntimeConfig};
+use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig};
 
 /// The token of the agent under test.
 pub const TOKEN: &str = "test-token";
@@ -72,7 +72,9 @@ fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
-            cache_dir: Some(std::env::temp_dir().join("rekuest-host-serve-tests-cache")),
+            cache: Some(ComponentCache::new(
+                std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
+            )),
             fuel: true,
         })
         .expect("runtime")
