@@ -57,14 +57,17 @@ fn build_all() -> &'static () {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         cargo(&["build-examples"]);
-        // Without `-p`: features resolve as in the `cargo test` that runs this, so the binary
-        // reuses that build's crates instead of compiling the host a second time.
+        // Without `-p`, and with a test target (any would do) so that dev-dependencies count:
+        // features resolve as in the `cargo test` that runs this, and the binary reuses that
+        // build's crates instead of compiling the host a second time.
         cargo(&[
             "build",
             "--profile",
             host_profile(),
             "--bin",
             "rekuest-host",
+            "--test",
+            "fuzz",
         ]);
     })
 }
