@@ -296,7 +296,11 @@ mod tests {
         cache
             .load_or_compile(&engine, "c", &component(3))
             .expect("c");
-        assert_eq!(names(&cache), ["c", "a"]);
+        // a (used by the hit) stays, b (least recently used) went; the listing order of two
+        // entries touched within the same instant is not part of the contract.
+        let mut kept = names(&cache);
+        kept.sort();
+        assert_eq!(kept, ["a", "c"]);
 
         let removed = cache.clean().expect("cleaned");
         assert_eq!(removed.entries, 2);
