@@ -4,8 +4,6 @@
 
 mod serve_support;
 
-use std::process::{Command, Output, Stdio};
-
 use serde_json::{Value, json};
 
 use rekuest_host::devserver::DevServer;
@@ -274,24 +272,6 @@ async fn a_restart_with_a_state_file_resumes_the_count() {
     assert_eq!(yields(&events), vec![return0(json!(5))]);
     serving.shutdown().await.expect("clean shutdown");
     let _ = std::fs::remove_dir_all(&directory);
-}
-
-fn host(args: &[&str]) -> Output {
-    Command::new(rekuest_host_tests::host_binary())
-        .args(args)
-        .env_remove("REKUEST_URL")
-        .env_remove("REKUEST_TOKEN")
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

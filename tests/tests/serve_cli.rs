@@ -11,24 +11,6 @@ use serde_json::json;
 use rekuest_host::devserver::DevServer;
 use serve_support::*;
 
-fn host(args: &[&str]) -> Output {
-    Command::new(rekuest_host_tests::host_binary())
-        .args(args)
-        .env_remove("REKUEST_URL")
-        .env_remove("REKUEST_TOKEN")
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[test]
 fn dev_assign_runs_the_whole_served_path_and_exits_with_the_outcome() {
     let math = example("math");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -249,4 +250,25 @@ pub fn error(event: &ServerEvent) -> String {
 /// `{"return0": value}`.
 pub fn return0(value: Value) -> Value {
     json!({ "return0": value })
+}
+
+/// Runs `rekuest-host ARGS` to the end with no server settings from the environment, a shared
+/// compiled-component cache and no stdin.
+pub fn host(args: &[&str]) -> Output {
+    Command::new(rekuest_host_tests::host_binary())
+        .args(args)
+        .env_remove("REKUEST_URL")
+        .env_remove("REKUEST_TOKEN")
+        .env(
+            "REKUEST_HOST_CACHE_DIR",
+            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs")
+}
+
+/// Process output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
