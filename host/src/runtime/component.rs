@@ -65,6 +65,9 @@ pub struct ActionComponent {
 #[derive(Default)]
 pub struct Sandbox {
     store: Option<Store<TaskState>>,
+    /// Whether the store meters fuel (asking an unmetered store for its fuel builds an error,
+    /// with a backtrace when `RUST_BACKTRACE` is set: too dear for every task).
+    metered: bool,
 }
 
 /// What one task's sandbox used.
@@ -82,9 +85,10 @@ impl Sandbox {
         let store = self.store.as_ref()?;
         let limiter = &store.data().limiter;
         Some(TaskUsage {
-            fuel_used: store
-                .get_fuel()
-                .ok()
+            fuel_used: self
+                .metered
+                .then(|| store.get_fuel().ok())
+                .flatten()
                 .map(|left| limiter.fuel_budget().saturating_sub(left)),
             memory_bytes: limiter.memory_total(),
         })
@@ -383,7 +387,14 @@ impl ActionComponent {
             }
             Err(Interruption::Stop(signal)) => Err(stopped_outcome(signal)),
         };
-        (result, Sandbox { store: Some(store) })
+        let metered = self.runtime.fuel_metering();
+        (
+            result,
+            Sandbox {
+                store: Some(store),
+                metered,
+            },
+        )
     }
 
     fn new_store(

@@ -38,8 +38,13 @@ use tokio::sync::mpsc;
 
 use drive::{drive_warm, warmup_tasks};
 use floor::{Metering, RawComponent};
-use processes::{Agent, assign_and_wait, start_server, wait_connected};
+use processes::{Agent, assign_and_wait, own_cpu_time, start_server, wait_connected};
 use stats::{Measurement, human, row, section};
+
+/// The local server in this process allocates as it does in `rekuest-host dev` (the host
+/// binary's global allocator), so the server's cost is the one a user's local server has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The args every `add` task gets, as they arrive on the wire.
 const ADD_ARGS: &str = r#"{"a":1,"b":2}"#;
@@ -399,10 +404,12 @@ impl Assigned {
             }
         };
         let cpu_before = agent.cpu_time();
+        let server_cpu_before = own_cpu_time();
         let mut measured = drive_warm(label, concurrency, total, task).await;
-        let tasks = total + warmup_tasks(total);
-        measured.agent_cpu_per_task =
-            Some((agent.cpu_time().saturating_sub(cpu_before)) / tasks.max(1) as u32);
+        let tasks = (total + warmup_tasks(total)).max(1) as u32;
+        measured.agent_cpu_per_task = Some(agent.cpu_time().saturating_sub(cpu_before) / tasks);
+        measured.server_cpu_per_task =
+            Some(own_cpu_time().saturating_sub(server_cpu_before) / tasks);
         row(&measured);
         measured
     }
@@ -606,6 +613,15 @@ fn targets(figures: &Figures) {
                     human(our_cpu),
                     human(their_cpu),
                     their_cpu.as_secs_f64() / our_cpu.as_secs_f64().max(f64::EPSILON)
+                );
+            }
+            if let (Some(our_server), Some(their_server)) =
+                (ours.server_cpu_per_task, theirs.server_cpu_per_task)
+            {
+                println!(
+                    "local server CPU per task at c=32: {} serving this agent, {} serving the Python agent",
+                    human(our_server),
+                    human(their_server)
                 );
             }
         }

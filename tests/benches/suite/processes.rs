@@ -75,25 +75,10 @@ impl Agent {
     /// The CPU time (user + system) this process and its descendants have used so far, from
     /// /proc (descendants too, so a wrapper script given as `BENCH_HOST` counts its agent).
     pub fn cpu_time(&self) -> Duration {
-        /// /proc reports CPU time in USER_HZ ticks, 100 per second on Linux.
-        const TICKS_PER_SECOND: u64 = 100;
         let mut ticks = 0;
         let mut pending = vec![self.child.id()];
         while let Some(pid) = pending.pop() {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // Fields after the parenthesised command name: utime and stime are the 12th and
-            // 13th of them.
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or("", |(_, rest)| rest)
-                .split_whitespace()
-                .collect();
-            ticks += [11, 12]
-                .iter()
-                .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
-                .sum::<u64>();
+            ticks += cpu_ticks(&pid.to_string());
             let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
                 .into_iter()
                 .flatten();
@@ -107,7 +92,7 @@ impl Agent {
                 );
             }
         }
-        Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+        ticks_to_duration(ticks)
     }
 
     /// The resident set size, from /proc.
@@ -179,4 +164,33 @@ pub async fn assign_and_wait(
         .map(|event| event.fields.get("returns").cloned().unwrap_or(Value::Null))
         .collect();
     Finished { yields }
+}
+
+/// The CPU time (user + system) this benchmark process has used so far: the local server and
+/// the callers driving it (agents are other processes and not counted).
+pub fn own_cpu_time() -> Duration {
+    ticks_to_duration(cpu_ticks("self"))
+}
+
+/// User + system CPU ticks of process `pid` ("self" for this one), from /proc; 0 when it is gone.
+fn cpu_ticks(pid: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    [11, 12]
+        .iter()
+        .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// /proc's USER_HZ ticks (100 per second on Linux) as a duration.
+fn ticks_to_duration(ticks: u64) -> Duration {
+    const TICKS_PER_SECOND: u64 = 100;
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
 }

@@ -13,6 +13,9 @@ pub struct Measurement {
     /// CPU time (user + system) the serving agent process spent per task, where measured: unlike
     /// wall-clock figures it barely moves when other work shares the machine.
     pub agent_cpu_per_task: Option<Duration>,
+    /// CPU time this benchmark process (the local server and the callers driving it) spent per
+    /// task, where measured: the server's share of the machine.
+    pub server_cpu_per_task: Option<Duration>,
 }
 
 impl Measurement {
@@ -24,6 +27,7 @@ impl Measurement {
             latencies,
             elapsed,
             agent_cpu_per_task: None,
+            server_cpu_per_task: None,
         }
     }
 
@@ -63,15 +67,15 @@ pub fn human(duration: Duration) -> String {
 pub fn section(title: &str) {
     println!("\n## {title}");
     println!(
-        "{:<60} {:>6} {:>10} {:>10} {:>10} {:>10}",
-        "", "n", "p50", "p99", "tasks/s", "agent CPU"
+        "{:<60} {:>6} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "", "n", "p50", "p99", "tasks/s", "agent CPU", "server CPU"
     );
 }
 
 /// Prints one row.
 pub fn row(measurement: &Measurement) {
     println!(
-        "{:<60} {:>6} {:>10} {:>10} {:>10.0} {:>10}",
+        "{:<60} {:>6} {:>10} {:>10} {:>10.0} {:>10} {:>11}",
         measurement.name,
         measurement.latencies.len(),
         human(measurement.p50()),
@@ -79,6 +83,9 @@ pub fn row(measurement: &Measurement) {
         measurement.throughput(),
         measurement
             .agent_cpu_per_task
+            .map_or_else(|| "-".to_string(), human),
+        measurement
+            .server_cpu_per_task
             .map_or_else(|| "-".to_string(), human)
     );
 }
