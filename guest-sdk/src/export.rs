@@ -1,4 +1,4 @@
-//! The thin layer between the WIT bindings and the plain-Rust runtime.
+//! The thin layer between the WIT bindings and the plain-Rust definitions and dispatch.
 
 use std::rc::Rc;
 
@@ -6,7 +6,8 @@ use crate::bindings::arkitekt::rekuest::{calls, host, keep};
 use crate::bindings::exports::arkitekt::rekuest::actions;
 use crate::call::{CallError, ChildStream, Target};
 use crate::context::{Context, Host, LogLevel};
-use crate::runtime::{self, Action, RunError};
+use crate::definition;
+use crate::dispatch::{self, Action, RunError};
 
 /// The host as the component's WIT imports reach it.
 struct WitHost;
@@ -95,14 +96,14 @@ fn report_panic(message: &str) {
 /// The WIT `describe` export.
 pub fn describe(actions: &[Action]) -> String {
     crate::panic::install_hook(report_panic);
-    runtime::describe(actions)
+    definition::describe(actions)
 }
 
 /// The WIT `run` export.
 pub fn run(actions: &[Action], key: &str, args_json: &str) -> Result<(), actions::RunError> {
     crate::panic::install_hook(report_panic);
     let ctx = Context::new(Rc::new(WitHost));
-    runtime::run(actions, key, args_json, &ctx).map_err(|error| match error {
+    dispatch::run(actions, key, args_json, &ctx).map_err(|error| match error {
         RunError::Failed(message) => actions::RunError::Failed(message),
         RunError::Critical(message) => actions::RunError::Critical(message),
     })

@@ -95,11 +95,11 @@
 //! * `#[register]` on a method fails with "goes on a free function, not a method";
 //! * a type that is no port (e.g. `char`) fails once per parameter: "`char` cannot be a
 //!   rekuest port", listing the port types;
-//! * a function in [`export_actions!`] without `#[register]` fails with
-//!   "cannot find value `__rekuest_action_NAME`": the attribute defines that item, so put
-//!   `#[register]` on the function (name resolution allows no message of our own);
-//! * a `#[register]` function missing from [`export_actions!`] is not exported: the compiler
-//!   warns that `__rekuest_action_NAME` (and the function) is never used.
+//! * a function in [`export_actions!`] without `#[register]` fails at its entry in the list:
+//!   "`add` is not an action: put #[register] on it";
+//! * a `#[register]` function missing from [`export_actions!`] fails at its name:
+//!   "`add` has #[register] but is not listed in export_actions!". (`#[register]` defines a
+//!   hidden type of the function's name beside it, through which the list finds the action.)
 //!
 //! # Calling other actions
 //!
@@ -236,12 +236,13 @@
 
 mod call;
 mod context;
+mod definition;
+mod dispatch;
 mod export;
 pub mod http;
 mod keep;
 mod panic;
 pub mod port;
-mod runtime;
 mod structure;
 #[cfg(test)]
 mod tests;
@@ -267,7 +268,8 @@ pub use structure::Structure;
 pub use rekuest_guest_macros::register;
 
 /// Implements the component's exports for the listed `#[register]` functions:
-/// `export_actions!(add, divide, ops::mul)`. Use it once per crate.
+/// `export_actions!(add, divide, ops::mul)`. Use it once per crate, listing every
+/// `#[register]` function exactly once (anything else fails the build, naming the function).
 pub use rekuest_guest_macros::export_actions;
 
 /// Makes a fieldless enum an ENUM port whose choices are the variant names.
@@ -303,12 +305,13 @@ pub mod __private {
         Guest, RunError as WitRunError,
     };
     pub use crate::context::Context;
+    pub use crate::definition::{ActionKind, Definition, Dependency, port};
+    pub use crate::dispatch::{
+        Action, Exported, PortFns, Registered, Returns, RunError, arg, exported, failed, field,
+        port_fns, yield_each,
+    };
     pub use crate::export::{describe, run};
     pub use crate::keep::state_schema;
     pub use crate::port::{Choice, Path, PortError, PortKind, PortSpec, default_kinds};
-    pub use crate::runtime::{
-        Action, ActionKind, Definition, Dependency, PortFns, Returns, RunError, arg, failed, field,
-        port, port_fns, yield_each,
-    };
     pub use serde_json::{self, Map, Value};
 }

@@ -6,8 +6,9 @@ use std::rc::Rc;
 use serde_json::{Value, json};
 
 use crate::context::tests::FakeHost;
+use crate::definition::describe;
+use crate::dispatch::{self, Action, Registered, RunError};
 use crate::prelude::*;
-use crate::runtime::{self, Action, RunError};
 
 /// Add two numbers.
 ///
@@ -120,21 +121,30 @@ mod nested {
 }
 
 // On the host this only checks that the listing compiles: the WIT exports are wasm-only.
-crate::export_actions!(add_numbers, nested::double);
+crate::export_actions!(
+    add_numbers,
+    nested::double,
+    divmod,
+    nothing,
+    shift,
+    count,
+    halves,
+    explode
+);
 
 const ACTIONS: &[Action] = &[
-    nested::__rekuest_action_double,
-    __rekuest_action_add_numbers,
-    __rekuest_action_divmod,
-    __rekuest_action_nothing,
-    __rekuest_action_shift,
-    __rekuest_action_count,
-    __rekuest_action_halves,
-    __rekuest_action_explode,
+    <nested::double as Registered>::ACTION,
+    <add_numbers as Registered>::ACTION,
+    <divmod as Registered>::ACTION,
+    <nothing as Registered>::ACTION,
+    <shift as Registered>::ACTION,
+    <count as Registered>::ACTION,
+    <halves as Registered>::ACTION,
+    <explode as Registered>::ACTION,
 ];
 
 fn definition(key: &str) -> Value {
-    let all: Value = serde_json::from_str(&runtime::describe(ACTIONS)).expect("JSON");
+    let all: Value = serde_json::from_str(&describe(ACTIONS)).expect("JSON");
     all.as_array()
         .into_iter()
         .flatten()
@@ -147,7 +157,7 @@ fn definition(key: &str) -> Value {
 fn run(key: &str, args: Value) -> (Result<(), RunError>, Rc<FakeHost>) {
     let host = Rc::new(FakeHost::default());
     let ctx = crate::Context::new(host.clone());
-    let result = runtime::run(ACTIONS, key, &args.to_string(), &ctx);
+    let result = dispatch::run(ACTIONS, key, &args.to_string(), &ctx);
     (result, host)
 }
 

@@ -1,10 +1,14 @@
 //! Action definitions in the shape of rekuest's GraphQL `DefinitionInput`.
 //!
 //! A component describes itself with these (as JSON); the host validates them at load, registers
-//! them with the server unchanged, and checks every task's args against them.
+//! them with the server unchanged, and checks every task's args against them. The ports, their
+//! kinds and the mismatch error are the model shared with the guest SDK (`rekuest-definition`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use rekuest_definition::describe_value;
+pub use rekuest_definition::{ActionKind, Choice, Port, PortError, PortKind, Side};
 
 use crate::envelope;
 
@@ -38,115 +42,6 @@ pub const MAX_DEPENDENCIES: usize = 32;
 /// and the variants of a UNION, may also be keyed by a decimal index (`0`, `1`). Any other port
 /// key is an identifier (see [`is_identifier`]).
 pub const ELEMENT_PORT_KEY: &str = "...";
-
-/// Whether an action returns once or yields many times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ActionKind {
-    /// Yields exactly once.
-    Function,
-    /// Yields any number of times.
-    Generator,
-}
-
-/// The kind of a port, as rekuest's `PortKind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(missing_docs)]
-pub enum PortKind {
-    Int,
-    String,
-    Structure,
-    List,
-    Bool,
-    Dict,
-    Float,
-    Date,
-    Union,
-    Enum,
-    Model,
-    MemoryStructure,
-    Interface,
-    Quantity,
-}
-
-impl PortKind {
-    /// The wire name (`INT`, `LIST`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortKind::Int => "INT",
-            PortKind::String => "STRING",
-            PortKind::Structure => "STRUCTURE",
-            PortKind::List => "LIST",
-            PortKind::Bool => "BOOL",
-            PortKind::Dict => "DICT",
-            PortKind::Float => "FLOAT",
-            PortKind::Date => "DATE",
-            PortKind::Union => "UNION",
-            PortKind::Enum => "ENUM",
-            PortKind::Model => "MODEL",
-            PortKind::MemoryStructure => "MEMORY_STRUCTURE",
-            PortKind::Interface => "INTERFACE",
-            PortKind::Quantity => "QUANTITY",
-        }
-    }
-}
-
-impl std::fmt::Display for PortKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One choice of an ENUM port.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Choice {
-    /// The value sent on the wire.
-    pub value: Value,
-    /// What a UI shows.
-    pub label: String,
-    /// Optional longer text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// An arg or return port (`ArgPortInput` / `ReturnPortInput`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Port {
-    /// Arg name, or `return0`, `return1`, ... for returns; `...` for a LIST/DICT child.
-    pub key: String,
-    /// The value's kind.
-    pub kind: PortKind,
-    /// Whether null (or a missing arg) is accepted.
-    #[serde(default)]
-    pub nullable: bool,
-    /// Human description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Short UI label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// Structure / model / enum identifier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<String>,
-    /// Child ports: one for LIST and DICT, the fields of a MODEL, the variants of a UNION.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub children: Option<Vec<Port>>,
-    /// Value used when the arg is missing or null.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Value>,
-    /// The allowed values of an ENUM.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub choices: Option<Vec<Choice>>,
-}
-
-impl Port {
-    fn children(&self) -> &[Port] {
-        self.children.as_deref().unwrap_or(&[])
-    }
-}
 
 /// One action (`DefinitionInput`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -759,16 +654,6 @@ fn check_port(port: &Port, depth: usize) -> Result<(), String> {
         .try_for_each(|child| check_port(child, depth + 1))
 }
 
-/// An argument that does not fit its port.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("argument '{path}': {problem}")]
-pub struct ArgError {
-    /// Where: `a`, `points[2].x`, `tags["red"]`.
-    pub path: String,
-    /// What is wrong, naming the expected kind.
-    pub problem: String,
-}
-
 impl Definition {
     /// Checks `args` against the arg ports, fills in defaults of missing or null args, and
     /// puts the args in the form guests get: a structure sent in its envelope becomes its bare
@@ -779,7 +664,7 @@ impl Definition {
     pub fn prepare_args(
         &self,
         mut args: serde_json::Map<String, Value>,
-    ) -> Result<serde_json::Map<String, Value>, ArgError> {
+    ) -> Result<serde_json::Map<String, Value>, PortError> {
         for port in &self.args {
             let value = args.get_mut(&port.key).filter(|value| !value.is_null());
             match (value, &port.default) {
@@ -790,60 +675,15 @@ impl Definition {
                 }
                 (None, None) if port.nullable => {}
                 (None, None) => {
-                    return Err(ArgError {
+                    return Err(PortError {
+                        side: Side::Argument,
                         path: port.key.clone(),
-                        problem: format!("missing; expected {}", expected(port)),
+                        problem: format!("missing; expected {}", port.expected()),
                     });
                 }
             }
         }
         Ok(args)
-    }
-}
-
-/// Describes what a port accepts, e.g. `INT`, `LIST of FLOAT`, `ENUM (RED, GREEN)`.
-pub fn expected(port: &Port) -> String {
-    match port.kind {
-        PortKind::List | PortKind::Dict => match port.children().first() {
-            Some(child) => format!("{} of {}", port.kind, expected(child)),
-            None => port.kind.to_string(),
-        },
-        PortKind::Enum => {
-            let values: Vec<String> = port
-                .choices
-                .iter()
-                .flatten()
-                .map(|choice| match &choice.value {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            format!("ENUM ({})", values.join(", "))
-        }
-        PortKind::Structure | PortKind::Model => match &port.identifier {
-            Some(identifier) => format!("{} {identifier}", port.kind),
-            None => port.kind.to_string(),
-        },
-        kind => kind.to_string(),
-    }
-}
-
-/// Names a JSON value's type for error messages, with a short excerpt.
-fn describe_value(value: &Value) -> String {
-    let excerpt = |text: String| {
-        if text.chars().count() > 40 {
-            format!("{}…", text.chars().take(40).collect::<String>())
-        } else {
-            text
-        }
-    };
-    match value {
-        Value::Null => "null".into(),
-        Value::Bool(flag) => format!("boolean {flag}"),
-        Value::Number(number) => format!("number {number}"),
-        Value::String(text) => format!("string {}", excerpt(format!("{text:?}"))),
-        Value::Array(items) => format!("a list of {} items", items.len()),
-        Value::Object(_) => "an object".into(),
     }
 }
 
@@ -950,7 +790,7 @@ fn needs_normalizing(port: &Port) -> bool {
 }
 
 /// Why `value` (at `path`) does not fit `port`: the innermost item that does not fit.
-fn explain(port: &Port, value: &Value, path: String) -> ArgError {
+fn explain(port: &Port, value: &Value, path: String) -> PortError {
     let children = port.children();
     let inner = match (port.kind, value, children.first()) {
         (PortKind::List, Value::Array(items), Some(child)) => items
@@ -965,15 +805,17 @@ fn explain(port: &Port, value: &Value, path: String) -> ArgError {
         (PortKind::Structure | PortKind::MemoryStructure, Value::Object(_), _) => {
             envelope::reference(port, value)
                 .err()
-                .map(|error| ArgError {
+                .map(|error| PortError {
+                    side: Side::Argument,
                     path: path.clone(),
-                    problem: format!("expected {}, got {error}", expected(port)),
+                    problem: format!("expected {}, got {error}", port.expected()),
                 })
         }
         (PortKind::Union, value, _) if envelope::tagged(value).is_some() => envelope::tagged(value)
             .map(|(variant, inner)| match children.get(variant) {
                 Some(child) => explain(child, inner, format!("{path}<{variant}>")),
-                None => ArgError {
+                None => PortError {
+                    side: Side::Argument,
                     path: path.clone(),
                     problem: format!(
                         "expected one of the {} variants of the UNION, got \"__use\": {variant}",
@@ -985,17 +827,23 @@ fn explain(port: &Port, value: &Value, path: String) -> ArgError {
             let field_path = format!("{path}.{}", field.key);
             match fields.get(&field.key).filter(|value| !value.is_null()) {
                 Some(item) if !fits(field, item) => Some(explain(field, item, field_path)),
-                None if !field.nullable && field.default.is_none() => Some(ArgError {
+                None if !field.nullable && field.default.is_none() => Some(PortError {
+                    side: Side::Argument,
                     path: field_path,
-                    problem: format!("missing; expected {}", expected(field)),
+                    problem: format!("missing; expected {}", field.expected()),
                 }),
                 _ => None,
             }
         }),
         _ => None,
     };
-    inner.unwrap_or_else(|| ArgError {
-        problem: format!("expected {}, got {}", expected(port), describe_value(value)),
+    inner.unwrap_or_else(|| PortError {
+        side: Side::Argument,
+        problem: format!(
+            "expected {}, got {}",
+            port.expected(),
+            describe_value(value)
+        ),
         path,
     })
 }
@@ -1268,8 +1116,8 @@ mod tests {
         assert_eq!(nested.kind, ActionKind::Generator);
         assert!(nested.collections.is_empty() && nested.returns.is_empty());
         assert!(!nested.args[0].nullable);
-        assert_eq!(expected(&nested.args[0]), "ENUM (UPPER)");
-        assert_eq!(expected(&nested.args[1]), "LIST of FLOAT");
+        assert_eq!(nested.args[0].expected(), "ENUM (UPPER)");
+        assert_eq!(nested.args[1].expected(), "LIST of FLOAT");
 
         // What the server needs to route a task is still required.
         assert!(Definition::from_server(json!({"key": "add", "version": "1"})).is_err());

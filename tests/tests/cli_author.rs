@@ -350,9 +350,20 @@ fn sdk_mistakes_fail_the_build_once_with_what_to_do() {
             ),
             (
                 "unregistered",
-                "/// Not an action: no #[register].\n\
+                "use rekuest_guest::prelude::*;\n\
+                 /// Not an action: no #[register].\n\
                  fn add(a: i64) -> i64 { a }\n\
-                 rekuest_guest::export_actions!(add);\n",
+                 mod ops {\n\
+                 \x20   pub fn mul(a: i64) -> i64 { a }\n}\n\
+                 #[register]\nfn one() -> i64 { 1 }\n\
+                 rekuest_guest::export_actions!(one, add, ops::mul);\n",
+            ),
+            (
+                "unexported",
+                "use rekuest_guest::prelude::*;\n\
+                 #[register]\nfn one() -> i64 { 1 }\n\
+                 #[register]\nfn forgotten() -> i64 { 2 }\n\
+                 rekuest_guest::export_actions!(one);\n",
             ),
             (
                 "method",
@@ -387,12 +398,28 @@ fn sdk_mistakes_fail_the_build_once_with_what_to_do() {
         "{output}"
     );
 
-    // Name resolution cannot be given a message of its own: the missing item names the
-    // attribute's output, `__rekuest_action_add` (the SDK docs explain it).
+    // Each listed function without #[register] is named, at its entry in the list.
     let unregistered = errors_of(&output, "unregistered");
-    assert_eq!(unregistered.len(), 1, "{output}");
+    assert_eq!(unregistered.len(), 2, "{output}");
     assert!(
-        unregistered[0].contains("cannot find value `__rekuest_action_add`"),
+        unregistered[0].contains("`add` is not an action: put #[register] on it"),
+        "{output}"
+    );
+    assert!(
+        unregistered[1].contains("`ops::mul` is not an action: put #[register] on it"),
+        "{output}"
+    );
+    assert!(
+        output.contains("export_actions!(one, add, ops::mul);")
+            && output.contains("`add` has no #[register]"),
+        "the error points at the entry: {output}"
+    );
+
+    // A registered function left out of the list fails the build, named.
+    let unexported = errors_of(&output, "unexported");
+    assert_eq!(unexported.len(), 1, "{output}");
+    assert!(
+        unexported[0].contains("`forgotten` has #[register] but is not listed in export_actions!"),
         "{output}"
     );
 

@@ -307,47 +307,55 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
         .iter()
         .map(|state| quote! { #sdk::state_schema::<#state>() });
     let vis = &function.vis;
-    let action = format_ident!("__rekuest_action_{}", key, span = ident.span());
+    // The function's twin in the type namespace (a braced struct takes no value name, so it
+    // sits beside the function): `export_actions!` finds the action through it, and it
+    // checks that `export_actions!` lists the function.
     Ok(quote! {
         #function
 
         #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        #vis const #action: #sdk::Action = {
-            #(#default_checks)*
-            #(#port_consts)*
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {}
 
-            fn __rekuest_definition() -> #sdk::Definition {
-                #sdk::Definition {
-                    key: #key,
-                    version: #version,
-                    name: #name,
-                    description: #description,
-                    kind: #kind,
-                    stateful: false,
-                    collections: &[],
-                    dependencies: &[#(#dependencies),*],
-                    locks: &[#(#locks),*],
-                    states: ::std::vec![#(#states),*],
-                    args: ::std::vec![#(#arg_ports),*],
-                    returns: ::std::vec![#(#return_ports),*],
+        const _: () = #sdk::exported::<#ident>();
+
+        impl #sdk::Registered for #ident {
+            const ACTION: #sdk::Action = {
+                #(#default_checks)*
+                #(#port_consts)*
+
+                fn __rekuest_definition() -> #sdk::Definition {
+                    #sdk::Definition {
+                        key: #key,
+                        version: #version,
+                        name: #name,
+                        description: #description,
+                        kind: #kind,
+                        stateful: false,
+                        collections: &[],
+                        dependencies: &[#(#dependencies),*],
+                        locks: &[#(#locks),*],
+                        states: ::std::vec![#(#states),*],
+                        args: ::std::vec![#(#arg_ports),*],
+                        returns: ::std::vec![#(#return_ports),*],
+                    }
                 }
-            }
 
-            fn __rekuest_run(
-                #args_param: #sdk::Map<::std::string::String, #sdk::Value>,
-                #ctx_ident: &#sdk::Context,
-            ) -> ::core::result::Result<(), #sdk::RunError> {
-                #(#decode)*
-                #body
-            }
+                fn __rekuest_run(
+                    #args_param: #sdk::Map<::std::string::String, #sdk::Value>,
+                    #ctx_ident: &#sdk::Context,
+                ) -> ::core::result::Result<(), #sdk::RunError> {
+                    #(#decode)*
+                    #body
+                }
 
-            #sdk::Action {
-                key: #key,
-                definition: __rekuest_definition,
-                run: __rekuest_run,
-            }
-        };
+                #sdk::Action {
+                    key: #key,
+                    definition: __rekuest_definition,
+                    run: __rekuest_run,
+                }
+            };
+        }
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use rekuest_host::definition::{Definition, Port, PortKind, expected};
+use rekuest_host::definition::{Definition, Port, PortKind};
 use rekuest_host::envelope::IDENTIFIER_KEY;
 
 /// Builds the args of `definition` from `--args-json` JSON and `key=value` words (words win
@@ -49,7 +49,7 @@ pub fn build_args(
         let value = coerce(port, text).with_context(|| {
             format!(
                 "argument '{key}': '{text}' is not a valid {}",
-                expected(port)
+                port.expected()
             )
         })?;
         args.insert(key.to_string(), value);
@@ -98,7 +98,7 @@ fn check_fields(port: &Port, value: &Value, path: &str) -> anyhow::Result<()> {
                             children.iter().map(|field| field.key.as_str()).collect();
                         bail!(
                             "argument '{path}': {} has no field '{key}'; its fields are: {}",
-                            expected(port),
+                            port.expected(),
                             if known.is_empty() {
                                 "(none)".into()
                             } else {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use rekuest_host::definition::{Definition, Port, PortKind, expected};
+use rekuest_host::definition::{Definition, Port, PortKind};
 use rekuest_host::runtime::ActionComponent;
 use rekuest_host::text::{self, OneLine};
 
@@ -103,7 +103,7 @@ fn kind_text(port: &Port) -> String {
             if child.nullable { "optional " } else { "" },
             kind_text(child)
         ),
-        _ => OneLine(&expected(port)).to_string(),
+        _ => OneLine(&port.expected()).to_string(),
     }
 }
 

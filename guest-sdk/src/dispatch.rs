@@ -1,85 +1,46 @@
-//! Definitions and dispatch: what `#[register]` and `export_actions!` generate code against.
+//! Dispatch: how a run reaches a `#[register]` function (the action list `export_actions!`
+//! builds, the args decoded into parameters, the returns yielded) and how it fails.
 //!
 //! Plain Rust, independent of the WIT bindings, so that it can be tested on the host.
 
 use std::fmt::Display;
 use std::panic::{self, AssertUnwindSafe};
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::context::Context;
+use crate::definition::{Definition, port};
 use crate::port::{Path, Port, PortError, PortSpec, describe_value};
-
-/// Whether an action yields once or once per item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ActionKind {
-    /// Yields exactly once.
-    Function,
-    /// Yields once per item of the iterator it returns.
-    Generator,
-}
-
-/// One action's definition, serialized in the shape of rekuest's `DefinitionInput`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Definition {
-    /// Unique key within the component: the function's name.
-    pub key: &'static str,
-    /// Version of the algorithm.
-    pub version: &'static str,
-    /// Display name.
-    pub name: &'static str,
-    /// Human description.
-    pub description: &'static str,
-    /// FUNCTION or GENERATOR.
-    pub kind: ActionKind,
-    /// Whether the action keeps state between calls.
-    pub stateful: bool,
-    /// UI groups.
-    pub collections: &'static [&'static str],
-    /// Other actions it calls through dependency slots.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub dependencies: &'static [Dependency],
-    /// Locks its tasks hold while they run (`#[register(lock = "stage")]`).
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub locks: &'static [&'static str],
-    /// Agent states it uses (`#[register(state = Position)]`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub states: Vec<crate::StateSchema>,
-    /// Input ports.
-    pub args: Vec<PortSpec>,
-    /// Output ports, keyed `return0`, `return1`, ...
-    pub returns: Vec<PortSpec>,
-}
-
-/// A dependency slot: an action this one calls, by key or hash
-/// (`#[register(dependency = "add")]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Dependency {
-    /// The slot's name; calls through it name it.
-    pub key: &'static str,
-    /// The demanded action's key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<&'static str>,
-    /// The demanded action's hash.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hash: Option<&'static str>,
-    /// Whether the action works without it.
-    pub optional: bool,
-}
 
 /// One registered action, as `#[register]` generates it and `export_actions!` lists it.
 #[derive(Debug, Clone, Copy)]
 pub struct Action {
-    /// The action's key.
+    /// The action's key: the function name, which a run names (its `interface` on the server).
     pub key: &'static str,
-    /// Builds the definition.
+    /// Builds the definition; only `describe` calls it, so runs do not pay for it.
     pub definition: fn() -> Definition,
     /// Decodes the args, calls the function and yields its returns.
     pub run: fn(Map<String, Value>, &Context) -> Result<(), RunError>,
 }
+
+/// Implemented by `#[register]` for the function's twin in the type namespace (a braced struct
+/// of the function's name): how `export_actions!` finds the action of a listed function.
+pub trait Registered {
+    /// The action the function is registered as.
+    const ACTION: Action;
+}
+
+/// Marks a `#[register]` function that `export_actions!` lists; `#[register]` requires it
+/// (through [`exported`]), so a registered function left out of the list fails the build.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has #[register] but is not listed in export_actions!",
+    label = "not exported, so the component would not offer it",
+    note = "add it to the crate's `rekuest_guest::export_actions!(...)`, or remove #[register]"
+)]
+pub trait Exported {}
+
+/// Compiles only for a type that is [`Exported`]; `#[register]` calls it for its function.
+pub const fn exported<T: Exported>() {}
 
 /// Why a run did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,20 +88,6 @@ pub const fn port_fns<T: Port>() -> PortFns<T> {
     }
 }
 
-/// The port of the arg or return `key` of type `T`.
-pub fn port<T: Port>(
-    key: &str,
-    description: Option<&str>,
-    label: Option<&str>,
-    default: Option<Value>,
-) -> PortSpec {
-    let port = T::port().keyed(key).described(description).labelled(label);
-    match default {
-        Some(default) => port.defaulted(default),
-        None => port,
-    }
-}
-
 /// Takes the arg `key` out of `args`; a missing or null arg takes `default`, or `None` for an
 /// `Option`.
 pub fn arg<T: Port>(
@@ -181,7 +128,8 @@ impl Returns {
         Returns::default()
     }
 
-    /// Adds the next return.
+    /// Encodes `value` as the next return (`return0`, `return1`, ...); a value JSON cannot
+    /// carry (a NaN float) is an error naming the return.
     pub fn add<T: Port>(&mut self, value: T) -> Result<(), RunError> {
         let key = format!("return{}", self.0.len());
         let value = value.encode(&Path::ret(&key))?;
@@ -189,7 +137,7 @@ impl Returns {
         Ok(())
     }
 
-    /// Yields the returns to the host.
+    /// Sends the returns to the host as one `yield-returns` JSON object.
     pub fn send(self, ctx: &Context) {
         ctx.yield_returns(&Value::Object(self.0).to_string());
     }
@@ -208,12 +156,6 @@ pub fn yield_each<I: Iterator>(
         }
     }
     Ok(())
-}
-
-/// The JSON array of all definitions.
-pub fn describe(actions: &[Action]) -> String {
-    let definitions: Vec<Definition> = actions.iter().map(|action| (action.definition)()).collect();
-    serde_json::to_string(&definitions).expect("definitions are plain JSON")
 }
 
 /// Runs the action `key` with the JSON object `args_json`; a panic becomes
@@ -248,6 +190,7 @@ pub fn run(actions: &[Action], key: &str, args_json: &str, ctx: &Context) -> Res
 mod tests {
     use super::*;
     use crate::context::tests::FakeHost;
+    use crate::definition::{ActionKind, describe};
     use serde_json::json;
     use std::rc::Rc;
 
