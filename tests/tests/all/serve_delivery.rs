@@ -2,8 +2,6 @@
 //! without them), a server that stops reading holds the host's memory, oversized text is
 //! cut instead of looping, and log lines travel in few frames.
 
-mod serve_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +10,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::serve_support::*;
 use rekuest_host::agent::{ActorPool, Agent};
 use rekuest_host::devserver::{DevServer, MAX_MESSAGE_CHARS};
-use serve_support::*;
 
 type Peer = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 

@@ -3,8 +3,6 @@
 //! frames and malformed or flooding ASSIGNs, KICK, BOUNCE, a second host with the same token,
 //! 4004/4005 and clean shutdown.
 
-mod serve_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +11,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::serve_support::*;
 use rekuest_host::agent::{ActorPool, Agent, AgentError, GraphqlClient};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::protocol::{Endpoints, ToAgent};
 use rekuest_host::runtime::Limits;
-use serve_support::*;
 
 fn no_duplicate_yields(events: &[rekuest_host::devserver::ServerEvent]) {
     let numbers: Vec<i64> = yields(events)

@@ -8,16 +8,14 @@
 //! Needs `REKUEST_PEER_PYTHON` (see `python_peer.rs`); without it the test prints a skip
 //! line, except under CI, where it fails.
 
-mod serve_support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::serve_support::*;
 use rekuest_host::protocol::Endpoints;
-use serve_support::*;
 
 /// The longest the script may take (imports included) on a loaded machine.
 const SCRIPT_WAIT: Duration = Duration::from_secs(300);

@@ -2,18 +2,16 @@
 //! first, INIT, heartbeats with the 3001 timeout, EVENT_ACK, close codes, SESSION_INIT,
 //! and GraphQL documents as the Python client writes them.
 
-mod serve_support;
-
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::serve_support::*;
 use rekuest_host::agent::GraphqlClient;
 use rekuest_host::devserver::DevServer;
 use rekuest_host::protocol::Endpoints;
-use serve_support::*;
 
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

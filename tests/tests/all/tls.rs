@@ -2,8 +2,6 @@
 //! made in the test: trusted through `--ca-cert`, the config file and `SSL_CERT_FILE`; refused
 //! without it, and refused for a certificate issued for another name.
 
-mod serve_support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,8 +15,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::serve_support::*;
 use rekuest_host::devserver::DevServer;
-use serve_support::*;
 
 /// A CA made for one test, and a server certificate it signed.
 struct Pki {

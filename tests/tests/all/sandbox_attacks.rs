@@ -4,12 +4,9 @@
 //! yields and error texts no caller could take refused at the source, and arg checking against a
 //! description built to be costly that never starves the agent's socket.
 
-mod attacks_support;
-mod serve_support;
-
 use std::path::{Path, PathBuf};
 
-use attacks_support::{GREW, Spread, memory_hog};
+use crate::attacks_support::{GREW, Spread, memory_hog};
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DescriptorBudget, DirGrant, Failure,
     HostResourceCaps, LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_YIELD_BYTES, MAX_YIELD_DEPTH,

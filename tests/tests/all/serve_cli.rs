@@ -1,15 +1,13 @@
 //! The served path through the binary: `dev --assign`, `assign` against a local server,
 //! and `run --config` with a SIGTERM shutdown.
 
-mod serve_support;
-
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::serve_support::*;
 use rekuest_host::devserver::DevServer;
-use serve_support::*;
 
 #[test]
 fn dev_assign_runs_the_whole_served_path_and_exits_with_the_outcome() {

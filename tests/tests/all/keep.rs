@@ -2,12 +2,10 @@
 //! reference from elsewhere), agent states (SESSION_INIT, STATE_PATCH, persistence across a
 //! restart) and locks (tasks sharing one take turns), end to end through the local server.
 
-mod serve_support;
-
 use serde_json::{Value, json};
 
+use crate::serve_support::*;
 use rekuest_host::devserver::DevServer;
-use serve_support::*;
 
 /// The envelope of the first return of a finished task.
 fn reference(events: &[rekuest_host::devserver::ServerEvent]) -> Value {

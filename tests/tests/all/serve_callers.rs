@@ -2,19 +2,17 @@
 //! `mytasks` carries its tasks' changes in order, queries and mutations run over the socket
 //! too, and malformed input gets GraphQL errors while the server keeps serving.
 
-mod serve_support;
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+use crate::serve_support::*;
 use rekuest_host::agent::GraphqlClient;
 use rekuest_host::devserver::DevServer;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::tls::ClientTls;
-use serve_support::*;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -1,16 +1,14 @@
 //! Registration, and assignments through a local server for every example.
 
-mod serve_support;
-
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::serve_support::*;
 use rekuest_host::agent::{ActorPool, Agent};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::DevServer;
 use rekuest_host::runtime::Limits;
-use serve_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_once_and_an_unchanged_restart_registers_nothing() {

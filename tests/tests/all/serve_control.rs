@@ -1,17 +1,15 @@
 //! CANCEL, INTERRUPT, PAUSE and RESUME of busy guests, heartbeats under full load, and
 //! concurrency caps, through a local server.
 
-mod serve_support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::serve_support::*;
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::protocol::ToAgent;
 use rekuest_host::runtime::Limits;
-use serve_support::*;
 
 /// A guest ignoring a CANCEL runs on this long before it is stopped.
 const GRACE: Duration = Duration::from_millis(300);

@@ -1,17 +1,15 @@
 //! Operating `rekuest-host run` as a lab service, through the binary: `/metrics` and
 //! `/healthz`, JSON logs, the per-task log line, SIGHUP reloads, and `dev --watch`.
 
-mod serve_support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::serve_support::*;
 use rekuest_host::devserver::{Control, DevServer};
 use serde_json::{Value, json};
-use serve_support::*;
 
 /// A scratch directory of its own for each test.
 fn scratch(test: &str) -> PathBuf {

@@ -1,18 +1,16 @@
 //! Actions calling actions: composition through dependency slots, failures and generators of
 //! children, cancellation and timeouts passed on to children, and the call depth cap.
 
-mod serve_support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::serve_support::*;
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::runtime::{Limits, MAX_CALL_DEPTH};
 use rekuest_host_tests::{host_binary, workspace_root};
-use serve_support::*;
 
 #[test]
 fn dev_serves_a_pipeline_and_its_dependency_together() {

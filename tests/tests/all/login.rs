@@ -4,8 +4,6 @@
 //! claimed again; refusals explained; the cached login reused on restart (and not for another
 //! deployment or manifest); `rekuest-host login` with the auto-approved device code.
 
-mod serve_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -17,7 +15,7 @@ use rekuest_host::devserver::{DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::login::{Grant, LoginError, LoginSettings, Manifest, Session, cache};
 use rekuest_host::tls::ClientTls;
 
-use serve_support::{
+use crate::serve_support::{
     Serving, bounded, components, fast_server, kinds, return0, run, until, yields,
 };
 
@@ -74,7 +72,7 @@ async fn agent_config(session: Session) -> AgentConfig {
     let endpoints = bounded("alias choice", session.rekuest_endpoints())
         .await
         .expect("rekuest endpoints");
-    let mut config = serve_support::fast_agent(endpoints.base.as_str());
+    let mut config = crate::serve_support::fast_agent(endpoints.base.as_str());
     config.endpoints = endpoints;
     config.credentials = Credentials::deployment(session);
     config
@@ -102,7 +100,7 @@ async fn redeem_claim_token_register_and_serve() {
     let credentials = Credentials::deployment(session);
     assert!(!format!("{credentials:?}").contains("lok-"));
     let config = {
-        let mut config = serve_support::fast_agent(&server.url());
+        let mut config = crate::serve_support::fast_agent(&server.url());
         config.credentials = credentials.clone();
         config
     };
