@@ -1,7 +1,6 @@
 //! Actions calling actions: composition through dependency slots, failures and generators of
 //! children, cancellation and timeouts passed on to children, and the call depth cap.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -10,19 +9,15 @@ use crate::serve_support::*;
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::runtime::{Limits, MAX_CALL_DEPTH};
-use rekuest_host_tests::{host_binary, workspace_root};
+use rekuest_host_tests::{host_command, python_component};
 
 #[test]
 fn dev_serves_a_pipeline_and_its_dependency_together() {
-    let output = Command::new(host_binary())
+    let output = host_command()
         .args(["dev", "--listen", "127.0.0.1:0"])
         .arg(example("math"))
         .arg(example("pipeline"))
         .args(["--assign", "double_sum", "a=1", "b=2"])
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .output()
         .expect("rekuest-host runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -191,15 +186,11 @@ async fn child_started(server: &DevServer, task: &str) -> String {
 
 #[test]
 fn the_python_pipeline_composes_like_the_rust_one() {
-    let output = Command::new(host_binary())
+    let output = host_command()
         .args(["dev", "--listen", "127.0.0.1:0"])
         .arg(example("math"))
-        .arg(rekuest_host_tests::python_component("pipeline"))
+        .arg(python_component("pipeline"))
         .args(["--assign", "double_sum", "a=1", "b=2"])
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .output()
         .expect("rekuest-host runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -234,14 +225,10 @@ fn calls_are_an_import_of_their_own_and_need_a_server() {
             .any(|import| import == "arkitekt:rekuest/host@0.1.0")
     );
     // Without a server (`call`), a call is refused with a clear error the action passes on.
-    let output = Command::new(host_binary())
+    let output = host_command()
         .arg("call")
         .arg(example("pipeline"))
         .args(["double_sum", "a=1", "b=2"])
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .output()
         .expect("rekuest-host runs");
     let stderr = String::from_utf8_lossy(&output.stderr);

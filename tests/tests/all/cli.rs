@@ -1,19 +1,15 @@
 //! The author's loop through the `rekuest-host` binary: `inspect` and `call`, as a user runs them.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use rekuest_host_tests::{component, host_binary, workspace_root};
+use rekuest_host_tests::{Sdk, component, host_command, workspace_root};
 use serde_json::{Value, json};
 
 fn rekuest_host(args: &[&str]) -> Output {
-    Command::new(host_binary())
+    host_command()
         .args(args)
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .output()
         .expect("rekuest-host runs")
 }
@@ -51,16 +47,30 @@ fn call_fails(args: &[&str], code: i32, message: &str) -> Output {
 
 #[test]
 fn inspect_json_prints_the_expected_definitions_of_every_example() {
-    for name in [
+    // The Python twins describe themselves exactly like the Rust examples (the hostile twin,
+    // which describes the Python way of its attacks, is checked in `python_cli`).
+    let rust = [
         "math",
         "text",
         "generator",
         "structures",
         "hostile",
         "compute",
-    ] {
-        let output = rekuest_host(&["inspect", &example(name), "--json"]);
-        assert!(output.status.success(), "{name}: {}", stderr(&output));
+    ];
+    let python = ["math", "generator", "text", "structures"];
+    let cases = (rust.map(|name| (Sdk::Rust, name)).into_iter())
+        .chain(python.map(|name| (Sdk::Python, name)));
+    for (sdk, name) in cases {
+        let path = match sdk {
+            Sdk::Rust => example(name),
+            Sdk::Python => crate::python_cli::example(name),
+        };
+        let output = rekuest_host(&["inspect", &path, "--json"]);
+        assert!(
+            output.status.success(),
+            "{sdk:?} {name}: {}",
+            stderr(&output)
+        );
         let actual: Value = serde_json::from_slice(&output.stdout).expect("inspect --json is JSON");
         let expected_path = workspace_root()
             .join("tests/expected")
@@ -72,7 +82,7 @@ fn inspect_json_prints_the_expected_definitions_of_every_example() {
         assert_eq!(
             actual,
             expected,
-            "{name} differs from {}",
+            "{sdk:?} {name} differs from {}",
             expected_path.display()
         );
     }
@@ -146,12 +156,8 @@ fn a_crash_shows_its_panic_message_once_and_its_backtrace_only_in_the_debug_log(
         ["error: crashed: panicked at examples/hostile/src/lib.rs:140:5: gave up"],
         "{text}"
     );
-    let debug = Command::new(host_binary())
+    let debug = host_command()
         .args(["call", &hostile, "panic", "message=gave up"])
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .env("REKUEST_HOST_LOG", "rekuest_host=debug")
         .output()
         .expect("rekuest-host runs");

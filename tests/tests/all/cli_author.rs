@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rekuest_host_tests::{component, host_binary, workspace_root};
+use rekuest_host_tests::{component, host_binary, host_command, test_cache_dir, workspace_root};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -67,10 +67,7 @@ fn run_walkthrough(lines: &[String], dir: &Path, after_new: impl Fn(&Path)) {
             .args(["-c", command])
             .current_dir(&cwd)
             .env("PATH", &path)
-            .env(
-                "REKUEST_HOST_CACHE_DIR",
-                workspace_root().join("target").join("test-component-cache"),
-            )
+            .env("REKUEST_HOST_CACHE_DIR", test_cache_dir())
             .env("CARGO_NET_OFFLINE", "true")
             .env_remove("CARGO_TARGET_DIR")
             .output()
@@ -424,16 +421,12 @@ fn ctrl_c_on_call_cancels_cooperatively_and_the_action_cleans_up() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let mut child = Command::new(host_binary())
+    let mut child = host_command()
         .args([
             "call",
             &component("generator").display().to_string(),
             "until_cancelled",
         ])
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

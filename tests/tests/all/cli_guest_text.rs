@@ -2,9 +2,9 @@
 //! self-descriptions reach `call`, `dev --assign` and the host's own log escaped, while the
 //! values themselves stay the guest's.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use rekuest_host_tests::{component, host_binary, workspace_root};
+use rekuest_host_tests::{component, host_command};
 use serde_json::Value;
 
 /// What `escape_codes` sends (examples/hostile): title, clear screen, clipboard, bell, an
@@ -15,13 +15,9 @@ const ESCAPES: &str =
 const SHOWN: &str = "\\u{1b}]0;pwned-title\\u{7}\\u{1b}[2J\\u{1b}[H\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{9b}31m\\u{202e}desrever";
 
 fn rekuest_host(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(host_binary())
+    host_command()
         .args(args)
         .envs(env.iter().copied())
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .output()
         .expect("rekuest-host runs")
 }

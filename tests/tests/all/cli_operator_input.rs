@@ -3,17 +3,13 @@
 //! limits for actions a component does not have; every error is said once.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use rekuest_host_tests::{component, host_binary, workspace_root};
+use rekuest_host_tests::{component, host_command, workspace_root};
 
 fn rekuest_host(args: &[&str]) -> Output {
-    Command::new(host_binary())
+    host_command()
         .args(args)
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            workspace_root().join("target").join("test-component-cache"),
-        )
         .output()
         .expect("rekuest-host runs")
 }

@@ -12,7 +12,9 @@ use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Failure, LimitExceeded, Limits, Outcome, Runtime,
     RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
 };
-use rekuest_host_tests::{component, host_binary, python_component, workspace_root};
+use rekuest_host_tests::{
+    component, host_binary, python_component, test_cache_dir, workspace_root,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -212,9 +214,7 @@ async fn serve(
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation: Allocation::OnDemand,
-        cache: Some(ComponentCache::new(
-            workspace_root().join("target").join("test-component-cache"),
-        )),
+        cache: Some(ComponentCache::new(test_cache_dir())),
         fuel: false,
     })
     .expect("runtime starts")
@@ -606,10 +606,7 @@ async fn the_structure_example_loads_and_uploads_through_dev_assign() {
                 "image=7",
                 "level=128",
             ])
-            .env(
-                "REKUEST_HOST_CACHE_DIR",
-                workspace_root().join("target").join("test-component-cache"),
-            )
+            .env("REKUEST_HOST_CACHE_DIR", test_cache_dir())
             .output()
             .expect("rekuest-host runs")
     })

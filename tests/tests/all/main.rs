@@ -1,6 +1,7 @@
 //! The end-to-end tests of rekuest-host, one module per area, linked into one binary (like
 //! wasmtime's `tests/all`): run one area with `cargo test --release --test all sandbox::`.
 
+mod alone;
 mod attacks_support;
 mod serve_support;
 

@@ -2,7 +2,7 @@
 //! costs next to its Rust twin through the runtime library, as the host runs tasks today
 //! (a fresh instance per task), with the pooling and the on-demand allocator.
 //!
-//! `cargo test --release -p rekuest-host-tests --test python_bench -- --ignored --nocapture`
+//! `cargo test --release --test all python_bench -- --ignored --nocapture`
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
     TaskControl,
 };
-use rekuest_host_tests::{component, python_component, workspace_root};
+use rekuest_host_tests::{component, python_component, test_cache_dir};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -21,9 +21,7 @@ const THROUGHPUT_TASKS: usize = 600;
 fn runtime(allocation: Allocation, cached: bool) -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation,
-        cache: cached.then(|| {
-            ComponentCache::new(workspace_root().join("target").join("test-component-cache"))
-        }),
+        cache: cached.then(|| ComponentCache::new(test_cache_dir())),
         fuel: true,
     })
     .expect("runtime starts")

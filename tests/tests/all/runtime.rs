@@ -1,5 +1,6 @@
-//! The sandbox runtime driven as a library: every example's results, and every hostile
-//! action ending in its clear error while a normal action in the same process succeeds.
+//! The sandbox runtime driven as a library: every example's results, the same for the Rust and
+//! the Python twin of each, and every hostile action ending in its clear error while a normal
+//! action in the same process succeeds.
 
 use std::time::{Duration, Instant};
 
@@ -7,151 +8,271 @@ use rekuest_host::runtime::{
     ActionComponent, Allocation, Failure, LimitExceeded, Limits, LogLevel, Outcome, Runtime,
     RuntimeConfig, SandboxPolicy, TaskControl,
 };
-use rekuest_host_tests::component;
 use rekuest_host_tests::tasks::{
     Run, assert_structures_travel_in_envelopes, run, run_with, test_runtime,
 };
+use rekuest_host_tests::{Sdk, component};
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
 fn runtime() -> Runtime {
     test_runtime(64)
 }
 
-async fn load(runtime: &Runtime, name: &str, limits: Limits) -> ActionComponent {
+/// Both SDKs, each announced in the test's output so that a failure names the twin it is in.
+fn sdks() -> impl Iterator<Item = Sdk> {
+    Sdk::ALL
+        .into_iter()
+        .inspect(|sdk| println!("checking the {sdk:?} twin"))
+}
+
+/// Loads the `sdk` example `name` with `limits`.
+pub async fn load_twin(runtime: &Runtime, sdk: Sdk, name: &str, limits: Limits) -> ActionComponent {
+    /// Loads one at a time: a Python component takes ~20 s to compile when it is not cached
+    /// yet, and tests loading it at once would each compile it.
+    static LOADING: Mutex<()> = Mutex::const_new(());
+    let path = tokio::task::spawn_blocking({
+        let name = name.to_owned();
+        move || sdk.component(&name)
+    })
+    .await
+    .expect("the examples build");
     let policy = SandboxPolicy {
         limits,
         ..SandboxPolicy::default()
     };
+    let _loading = LOADING.lock().await;
     runtime
-        .load_file(&component(name), policy)
+        .load_file(&path, policy)
         .await
-        .unwrap_or_else(|error| panic!("{name} loads: {error}"))
+        .unwrap_or_else(|error| panic!("{sdk:?} {name} loads: {error}"))
+}
+
+/// Loads the Rust example `name` with `limits`.
+async fn load(runtime: &Runtime, name: &str, limits: Limits) -> ActionComponent {
+    load_twin(runtime, Sdk::Rust, name, limits).await
 }
 
 fn single_return(run: &Run) -> &Value {
     run.single_return()
 }
 
+pub fn action_error(run: &Run) -> &str {
+    match &run.outcome {
+        Outcome::Failed(Failure::Action(message)) => message,
+        other => panic!("expected the action to fail, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn math_actions_return_their_results() {
     let runtime = runtime();
-    let math = load(&runtime, "math", Limits::default()).await;
-    assert_eq!(
-        single_return(&run(&math, "add", json!({"a": 1, "b": 2})).await),
-        &json!(3)
-    );
-    assert_eq!(
-        single_return(&run(&math, "divide", json!({"a": 7, "b": 2})).await),
-        &json!(3.5)
-    );
-    let divmod = run(&math, "divmod", json!({"a": 17, "b": 5})).await;
-    assert_eq!(divmod.yields, [json!({"return0": 3, "return1": 2})]);
-    let by_zero = run(&math, "divide", json!({"a": 1, "b": 0})).await;
-    assert_eq!(
-        by_zero.outcome,
-        Outcome::Failed(Failure::Action("cannot divide by zero".into()))
-    );
-    assert!(by_zero.yields.is_empty());
+    for sdk in sdks() {
+        let math = load_twin(&runtime, sdk, "math", Limits::default()).await;
+        for (action, args, expected) in [
+            ("add", json!({"a": 1, "b": 2}), json!(3)),
+            ("add", json!({"a": i64::MAX, "b": 1}), json!(i64::MIN)),
+            ("divide", json!({"a": 7, "b": 2}), json!(3.5)),
+            ("sum", json!({"values": [1, 2.5]}), json!(3.5)),
+            ("power", json!({"base": 3}), json!(9.0)),
+            ("power", json!({"base": 2, "exponent": 10}), json!(1024.0)),
+            ("clamp", json!({"value": 5, "max": 3}), json!(3)),
+            ("clamp", json!({"value": 5, "min": null}), json!(5)),
+        ] {
+            let result = run(&math, action, args.clone()).await;
+            assert_eq!(single_return(&result), &expected, "{action} {args}");
+        }
+        let divmod = run(&math, "divmod", json!({"a": 17, "b": 5})).await;
+        assert_eq!(divmod.yields, [json!({"return0": 3, "return1": 2})]);
+        let divmod = run(&math, "divmod", json!({"a": -17, "b": 5})).await;
+        assert_eq!(divmod.yields, [json!({"return0": -3, "return1": -2})]);
+        let by_zero = run(&math, "divide", json!({"a": 1, "b": 0})).await;
+        assert_eq!(
+            by_zero.outcome,
+            Outcome::Failed(Failure::Action("cannot divide by zero".into()))
+        );
+        assert!(by_zero.yields.is_empty());
+        let empty = run(&math, "mean", json!({"values": []})).await;
+        assert_eq!(action_error(&empty), "cannot average an empty list");
+    }
 }
 
 #[tokio::test]
 async fn bad_args_fail_naming_the_port_before_the_guest_runs() {
     let runtime = runtime();
-    let math = load(&runtime, "math", Limits::default()).await;
-    let wrong_kind = run(&math, "add", json!({"a": "one", "b": 2})).await;
-    assert_eq!(
-        wrong_kind.outcome,
-        Outcome::Failed(Failure::InvalidArgs(
-            "argument 'a': expected INT, got string \"one\"".into()
-        ))
-    );
-    let missing = run(&math, "add", json!({"a": 1})).await;
-    assert_eq!(
-        missing.outcome,
-        Outcome::Failed(Failure::InvalidArgs(
-            "argument 'b': missing; expected INT".into()
-        ))
-    );
-    let unknown = run(&math, "subtract", json!({})).await;
-    assert!(
-        matches!(&unknown.outcome, Outcome::Failed(Failure::InvalidArgs(message)) if message.contains("unknown action 'subtract'")),
-        "{:?}",
-        unknown.outcome
-    );
+    for sdk in sdks() {
+        let math = load_twin(&runtime, sdk, "math", Limits::default()).await;
+        let wrong_kind = run(&math, "add", json!({"a": "one", "b": 2})).await;
+        assert_eq!(
+            wrong_kind.outcome,
+            Outcome::Failed(Failure::InvalidArgs(
+                "argument 'a': expected INT, got string \"one\"".into()
+            ))
+        );
+        let missing = run(&math, "add", json!({"a": 1})).await;
+        assert_eq!(
+            missing.outcome,
+            Outcome::Failed(Failure::InvalidArgs(
+                "argument 'b': missing; expected INT".into()
+            ))
+        );
+        let unknown = run(&math, "subtract", json!({})).await;
+        assert!(
+            matches!(&unknown.outcome, Outcome::Failed(Failure::InvalidArgs(message)) if message.contains("unknown action 'subtract'")),
+            "{:?}",
+            unknown.outcome
+        );
+    }
 }
 
 #[tokio::test]
 async fn text_actions_use_defaults_options_and_enums() {
     let runtime = runtime();
-    let text = load(&runtime, "text", Limits::default()).await;
-    let greeting = run(&text, "greet", json!({"name": "Ada"})).await;
-    assert_eq!(single_return(&greeting), &json!("Hello, Ada!"));
-    let custom = run(
-        &text,
-        "greet",
-        json!({"name": "Ada", "greeting": "Hi", "punctuation": "?"}),
-    )
-    .await;
-    assert_eq!(single_return(&custom), &json!("Hi, Ada?"));
-    let upper = run(
-        &text,
-        "change_case",
-        json!({"text": "hello world", "case": "Upper"}),
-    )
-    .await;
-    assert_eq!(single_return(&upper), &json!("HELLO WORLD"));
-    let bad_choice = run(
-        &text,
-        "change_case",
-        json!({"text": "x", "case": "SIDEWAYS"}),
-    )
-    .await;
-    assert!(matches!(
-        bad_choice.outcome,
-        Outcome::Failed(Failure::InvalidArgs(_))
-    ));
+    for sdk in sdks() {
+        let text = load_twin(&runtime, sdk, "text", Limits::default()).await;
+        let greeting = run(&text, "greet", json!({"name": "Ada"})).await;
+        assert_eq!(single_return(&greeting), &json!("Hello, Ada!"));
+        let custom = run(
+            &text,
+            "greet",
+            json!({"name": "Ada", "greeting": "Hi", "punctuation": "?"}),
+        )
+        .await;
+        assert_eq!(single_return(&custom), &json!("Hi, Ada?"));
+        let upper = run(
+            &text,
+            "change_case",
+            json!({"text": "hello world", "case": "Upper"}),
+        )
+        .await;
+        assert_eq!(single_return(&upper), &json!("HELLO WORLD"));
+        let title = run(
+            &text,
+            "change_case",
+            json!({"text": "hello wORLD", "case": "Title"}),
+        )
+        .await;
+        assert_eq!(single_return(&title), &json!("Hello World"));
+        let bad_choice = run(
+            &text,
+            "change_case",
+            json!({"text": "x", "case": "SIDEWAYS"}),
+        )
+        .await;
+        assert!(matches!(
+            bad_choice.outcome,
+            Outcome::Failed(Failure::InvalidArgs(_))
+        ));
+        let counts = run(&text, "count_words", json!({"text": "The cat, the hat."})).await;
+        assert_eq!(
+            single_return(&counts),
+            &json!({"the": 2, "cat": 1, "hat": 1})
+        );
+        let stats = run(&text, "stats", json!({"text": "one two\nthree"})).await;
+        assert_eq!(
+            single_return(&stats),
+            &json!({"words": 3, "chars": 13, "lines": 2})
+        );
+        let summary = run(
+            &text,
+            "summarize",
+            json!({"stats": {"words": 3, "chars": 13, "lines": 2}}),
+        )
+        .await;
+        assert_eq!(
+            single_return(&summary),
+            &json!("3 words, 13 characters, 2 lines")
+        );
+        let repeated = run(&text, "repeat", json!({"text": "ab", "times": 3})).await;
+        assert_eq!(single_return(&repeated), &json!("ababab"));
+    }
 }
 
 #[tokio::test]
 async fn generators_yield_each_item_with_progress_and_logs() {
     let runtime = runtime();
-    let generator = load(&runtime, "generator", Limits::default()).await;
-    let counted = run(&generator, "count", json!({"n": 5})).await;
-    assert_eq!(counted.outcome, Outcome::Completed);
-    let values: Vec<&Value> = counted
-        .yields
-        .iter()
-        .map(|returns| &returns["return0"])
-        .collect();
-    assert_eq!(
-        values,
-        [&json!(1), &json!(2), &json!(3), &json!(4), &json!(5)]
-    );
-    assert_eq!(counted.progress.last(), Some(&100));
-    assert!(
-        counted
-            .logs
+    for sdk in sdks() {
+        let generator = load_twin(&runtime, sdk, "generator", Limits::default()).await;
+        let counted = run(&generator, "count", json!({"n": 5})).await;
+        assert_eq!(counted.outcome, Outcome::Completed);
+        let values: Vec<&Value> = counted
+            .yields
             .iter()
-            .any(|(level, _)| *level == LogLevel::Info)
-    );
+            .map(|returns| &returns["return0"])
+            .collect();
+        assert_eq!(
+            values,
+            [&json!(1), &json!(2), &json!(3), &json!(4), &json!(5)]
+        );
+        assert_eq!(counted.progress, [20, 40, 60, 80, 100]);
+        assert!(
+            counted
+                .logs
+                .contains(&(LogLevel::Info, "counted 5".to_owned())),
+            "{:?}",
+            counted.logs
+        );
+
+        let words = run(&generator, "enumerate_words", json!({"text": "to be"})).await;
+        assert_eq!(
+            words.yields,
+            [
+                json!({"return0": 0, "return1": "to"}),
+                json!({"return0": 1, "return1": "be"})
+            ]
+        );
+
+        // An error after some items: the items already yielded stay, the task fails.
+        let fibonacci = run(&generator, "fibonacci", json!({"n": 100})).await;
+        assert_eq!(fibonacci.yields.len(), 94);
+        assert_eq!(
+            fibonacci.yields[93]["return0"],
+            json!(12_200_160_415_121_876_738_u64)
+        );
+        assert_eq!(
+            action_error(&fibonacci),
+            "Fibonacci number 94 does not fit in 64 bits"
+        );
+
+        // Cancelled while it sleeps between items.
+        let control = TaskControl::new();
+        let stopper = control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stopper.cancel();
+        });
+        let started = Instant::now();
+        let ticks = run_with(
+            &generator,
+            "ticks",
+            json!({"n": 100, "seconds": 0.2}),
+            &control,
+        )
+        .await;
+        assert_eq!(ticks.outcome, Outcome::Cancelled);
+        assert!(!ticks.yields.is_empty() && ticks.yields.len() < 100);
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 }
 
 #[tokio::test]
 async fn structures_arrive_expanded_and_leave_shrunk_in_envelopes() {
     let runtime = runtime();
-    let structures = load(&runtime, "structures", Limits::default()).await;
-    assert_structures_travel_in_envelopes(&structures).await;
-    let malformed = run(
-        &structures,
-        "crop",
-        json!({"image": "not-an-image", "width": 10}),
-    )
-    .await;
-    assert!(
-        matches!(&malformed.outcome, Outcome::Failed(failure) if failure.to_string().contains("image")),
-        "{:?}",
-        malformed.outcome
-    );
+    for sdk in sdks() {
+        let structures = load_twin(&runtime, sdk, "structures", Limits::default()).await;
+        assert_structures_travel_in_envelopes(&structures).await;
+        let malformed = run(
+            &structures,
+            "crop",
+            json!({"image": "not-an-image", "width": 10}),
+        )
+        .await;
+        assert_eq!(
+            action_error(&malformed),
+            "argument 'image': cannot expand STRUCTURE @mikro/image from \"not-an-image\": \
+             an image reference starts with \"image:\""
+        );
+    }
 }
 
 fn assert_limit(run: &Run, check: impl Fn(&LimitExceeded) -> bool) {
@@ -352,32 +473,36 @@ async fn stopped_after(
 #[tokio::test]
 async fn a_cancelled_generator_sees_is_cancelled_and_cleans_up_within_its_grace() {
     let runtime = runtime();
-    // A grace far longer than the test: ending early proves the guest ended by itself.
-    let generator = load(
-        &runtime,
-        "generator",
-        Limits {
-            cancel_grace: Duration::from_secs(60),
-            ..Limits::default()
-        },
-    )
-    .await;
-    let (run, took) = stopped_after(
-        &generator,
-        "until_cancelled",
-        Duration::from_millis(300),
-        TaskControl::cancel,
-    )
-    .await;
-    assert_eq!(run.outcome, Outcome::Cancelled, "{:?}", run.logs);
-    assert!(!run.yields.is_empty());
-    let (level, message) = run.logs.last().expect("the cleanup logged");
-    assert_eq!(*level, LogLevel::Info);
-    assert_eq!(
-        message,
-        &format!("cancelled after {} items: cleaned up", run.yields.len())
-    );
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    for sdk in sdks() {
+        // A grace far longer than the test: ending early proves the guest ended by itself
+        // (the Rust iterator's `Drop`, the Python generator's `finally`).
+        let generator = load_twin(
+            &runtime,
+            sdk,
+            "generator",
+            Limits {
+                cancel_grace: Duration::from_secs(60),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let (run, took) = stopped_after(
+            &generator,
+            "until_cancelled",
+            Duration::from_millis(300),
+            TaskControl::cancel,
+        )
+        .await;
+        assert_eq!(run.outcome, Outcome::Cancelled, "{:?}", run.logs);
+        assert!(!run.yields.is_empty());
+        let (level, message) = run.logs.last().expect("the cleanup logged");
+        assert_eq!(*level, LogLevel::Info);
+        assert_eq!(
+            message,
+            &format!("cancelled after {} items: cleaned up", run.yields.len())
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
 }
 
 #[tokio::test]

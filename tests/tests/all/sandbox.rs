@@ -9,7 +9,7 @@ use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DirGrant, Failure, LimitExceeded, Limits, Outcome,
     Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
 };
-use rekuest_host_tests::{component, workspace_root};
+use rekuest_host_tests::{component, test_cache_dir, workspace_root};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -19,9 +19,7 @@ fn runtime() -> Runtime {
             slots: 16,
             max_memory_bytes: 64 << 20,
         },
-        cache: Some(ComponentCache::new(
-            workspace_root().join("target").join("test-component-cache"),
-        )),
+        cache: Some(ComponentCache::new(test_cache_dir())),
         fuel: true,
     })
     .expect("runtime starts")
@@ -280,6 +278,11 @@ fn resident_bytes() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
+    if !crate::alone::in_own_process(
+        "sandbox::host_memory_stays_bounded_across_a_thousand_memory_bombs",
+    ) {
+        return;
+    }
     let runtime = runtime();
     let policy = SandboxPolicy {
         limits: Limits {

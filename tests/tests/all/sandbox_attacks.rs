@@ -13,7 +13,7 @@ use rekuest_host::runtime::{
     Outcome, Runtime, RuntimeConfig, Sandbox, SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::tasks::run;
-use rekuest_host_tests::{component, workspace_root};
+use rekuest_host_tests::{component, test_cache_dir, workspace_root};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -22,9 +22,7 @@ const MIB: u64 = 1 << 20;
 fn runtime(allocation: Allocation) -> Runtime {
     Runtime::new(RuntimeConfig {
         allocation,
-        cache: Some(ComponentCache::new(
-            workspace_root().join("target").join("test-component-cache"),
-        )),
+        cache: Some(ComponentCache::new(test_cache_dir())),
         fuel: true,
     })
     .expect("runtime starts")
@@ -173,6 +171,11 @@ async fn components_with_more_memories_or_instances_than_a_task_may_have_are_ref
 
 #[tokio::test]
 async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
+    if !crate::alone::in_own_process(
+        "sandbox_attacks::open_files_are_capped_per_task_with_an_error_the_guest_can_handle",
+    ) {
+        return;
+    }
     let root = scratch("open-files");
     let runtime = runtime(Allocation::OnDemand);
     let guest = attacks(&runtime, grants(&root)).await;
@@ -207,8 +210,8 @@ async fn open_files_are_capped_per_task_with_an_error_the_guest_can_handle() {
             .unwrap_or_default();
         assert!(error.contains("memory"), "{error}");
     }
-    // Each task's descriptors were closed with it. Other tests of this binary run at the same
-    // time and hold a few descriptors of their own; a leak of these tasks would be 250 or more.
+    // Each task's descriptors were closed with it. The runtime holds a few descriptors of its
+    // own; a leak of these tasks would be 250 or more.
     let after = open_descriptors();
     assert!(
         after <= before + 64,
@@ -266,9 +269,7 @@ async fn all_tasks_together_stay_within_the_process_descriptor_budget() {
     let runtime = Runtime::with_descriptor_budget(
         RuntimeConfig {
             allocation: Allocation::OnDemand,
-            cache: Some(ComponentCache::new(
-                workspace_root().join("target").join("test-component-cache"),
-            )),
+            cache: Some(ComponentCache::new(test_cache_dir())),
             fuel: true,
         },
         DescriptorBudget::with_limit(50),
@@ -476,6 +477,11 @@ mod served {
     /// answered and the host's descriptors and memory stay bounded.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn attacks_end_as_the_security_model_says_while_the_agent_keeps_serving() {
+        if !crate::alone::in_own_process(
+            "sandbox_attacks::served::attacks_end_as_the_security_model_says_while_the_agent_keeps_serving",
+        ) {
+            return;
+        }
         let server = rekuest_host::devserver::DevServer::start(fast_server())
             .await
             .expect("server");

@@ -67,7 +67,6 @@ fn types(frames: &[Value]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yields_in_flight_when_the_connection_breaks_are_resent_before_completed() {
-    let _alone = ONE_AT_A_TIME.lock().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let pool = ActorPool::new(1).expect("pool");
@@ -157,13 +156,13 @@ fn resident_bytes() -> u64 {
 /// the WebSocket buffers, and allocator slack.
 const STALLED_GROWTH: u64 = 160 * 1024 * 1024;
 
-/// The tests of this binary run one at a time: the memory bound is measured on the whole
-/// process, which the other tests' servers and floods would share.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield() {
-    let _alone = ONE_AT_A_TIME.lock().await;
+    if !crate::alone::in_own_process(
+        "serve_delivery::a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield",
+    ) {
+        return;
+    }
     let (server, serving) = serve(&["hostile"]).await;
     // Warm up (runtime, first task) before measuring.
     let events = run(
@@ -241,7 +240,6 @@ async fn a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_error_is_cut_to_what_the_server_stores_not_resent_forever() {
-    let _alone = ONE_AT_A_TIME.lock().await;
     let (server, serving) = serve(&["hostile"]).await;
     let message = "E".repeat(1024 * 1024);
     let events = run(&server, "panic", json!({ "message": message })).await;
@@ -266,7 +264,6 @@ async fn an_oversized_error_is_cut_to_what_the_server_stores_not_resent_forever(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_travel_in_few_frames() {
-    let _alone = ONE_AT_A_TIME.lock().await;
     let (server, serving) = serve(&["hostile"]).await;
     let task = server
         .assign("log_flood", args(json!({"lines": 1000})))
@@ -291,7 +288,6 @@ async fn log_lines_travel_in_few_frames() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_yields_in_flight_records_every_yield_once() {
-    let _alone = ONE_AT_A_TIME.lock().await;
     let server = DevServer::start(fast_server()).await.expect("server");
     let serving = Serving::start(fast_agent(&server.url()), components(&["hostile"]).await).await;
     until("the agent to connect", || server.is_connected(TOKEN)).await;

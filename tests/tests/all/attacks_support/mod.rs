@@ -1,7 +1,6 @@
 //! Hand-written attack components for the sandbox attack tests: WAT components whose linear
 //! memories are spread over several memories of one core instance (multi-memory) or over
 //! several core instances, written against the action world directly (no SDK, no WASI).
-#![allow(dead_code)]
 
 /// How a memory hog spreads the memory it grows.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,5 @@
 //! Shared by the `serve_*` tests: a local server and an in-process agent serving example
 //! components against it over real WebSockets on loopback, with bounded waits everywhere.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
