@@ -12,7 +12,7 @@ use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Limits, Outcome, Runtime, RuntimeConfig,
     SandboxPolicy, TaskControl, TaskEvent,
 };
-use rekuest_host_tests::{component, workspace_root};
+use rekuest_host_tests::{component, test_cache_dir};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -97,7 +97,7 @@ fn main() {
                 slots: 256,
                 max_memory_bytes: 64 << 20,
             },
-            cache: Some(ComponentCache::new(workspace_root().join("target").join("test-component-cache"))),
+            cache: Some(ComponentCache::new(test_cache_dir())),
             fuel: true,
         })
         .expect("runtime");

@@ -1,6 +1,6 @@
 """The official client (rekuest-next 2.3.1, unmodified) calling actions on a rekuest server.
 
-Run with the Python that has rekuest-next 2.3.1 installed (tests/tests/python_caller.rs):
+Run with the Python that has rekuest-next 2.3.1 installed (tests/tests/all/python_caller.rs):
 
     official_caller.py --graphql http://HOST/graphql --subscriptions ws://HOST/graphql --token T
 

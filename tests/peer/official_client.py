@@ -1,6 +1,6 @@
 """The official client's (rekuest-next) structure serialization against this host's wire.
 
-Run with the Python that has rekuest-next 2.3.1 installed (tests/tests/python_peer.rs):
+Run with the Python that has rekuest-next 2.3.1 installed (tests/tests/all/python_peer.rs):
 
     official_client.py DEFINITIONS shrink ACTION   prints ACTION's args as the client sends them
     official_client.py DEFINITIONS expand ACTION   reads ACTION's returns (JSON) on stdin and

@@ -1,6 +1,6 @@
 """The reference Python agent, rekuest-next 2.3.1 unmodified, serving `add` on a rekuest server.
 
-Used as the peer the end-to-end test (`tests/tests/python_peer.rs`) and the benchmark suite
+Used as the peer the end-to-end test (`tests/tests/all/python_peer.rs`) and the benchmark suite
 compare `rekuest-host` against:
 
     python tests/peer/python_agent.py --graphql http://127.0.0.1:PORT/graphql \

@@ -121,6 +121,19 @@ pub fn fleet(count: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Where the tests and benches keep compiled components: `target/test-component-cache`.
+pub fn test_cache_dir() -> PathBuf {
+    workspace_root().join("target").join("test-component-cache")
+}
+
+/// A command running the `rekuest-host` binary with the compiled components cached in
+/// [`test_cache_dir`].
+pub fn host_command() -> Command {
+    let mut command = Command::new(host_binary());
+    command.env("REKUEST_HOST_CACHE_DIR", test_cache_dir());
+    command
+}
+
 /// The `rekuest-host` binary.
 pub fn host_binary() -> PathBuf {
     build_all();
@@ -157,6 +170,29 @@ pub fn python_component(name: &str) -> PathBuf {
     path
 }
 
+/// The guest SDK an example is written with: every example of `examples/python/` has a Rust twin
+/// in `examples/` with the same actions, definitions and results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sdk {
+    /// The Rust SDK (`guest-sdk`), built with `cargo build-examples`.
+    Rust,
+    /// The Python SDK (`guest-sdk/python`), built with componentize-py.
+    Python,
+}
+
+impl Sdk {
+    /// Both SDKs, Rust first.
+    pub const ALL: [Sdk; 2] = [Sdk::Rust, Sdk::Python];
+
+    /// The example component `name` written with this SDK.
+    pub fn component(self, name: &str) -> PathBuf {
+        match self {
+            Sdk::Rust => component(name),
+            Sdk::Python => python_component(name),
+        }
+    }
+}
+
 /// Running tasks through the runtime library, as the end-to-end tests and benches do.
 pub mod tasks {
     use rekuest_host::runtime::{
@@ -174,11 +210,7 @@ pub mod tasks {
                 slots,
                 max_memory_bytes: 64 << 20,
             },
-            cache: Some(ComponentCache::new(
-                super::workspace_root()
-                    .join("target")
-                    .join("test-component-cache"),
-            )),
+            cache: Some(ComponentCache::new(super::test_cache_dir())),
             fuel: true,
         })
         .expect("runtime starts")

@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
-use rekuest_host::runtime::{EPOCH_TICK, base_config, pooling_config};
+use rekuest_host::runtime::{ComponentCache, EPOCH_TICK, base_config, pooling_config};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, Store, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
@@ -81,13 +82,23 @@ pub struct RawComponent {
 impl RawComponent {
     /// Compiles `path` on an engine with the host's settings and `slots` pooling slots.
     pub fn load(path: &Path, metering: Metering, slots: u32) -> Self {
+        let pool = pooling_config(slots, DEFAULT_MEMORY_BYTES);
+        Self::load_with(path, metering, None, |config| {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        })
+    }
+
+    /// Compiles `path` (or takes it from `cache`) on an engine with the host's settings
+    /// changed by `configure` (e.g. another allocator).
+    pub fn load_with(
+        path: &Path,
+        metering: Metering,
+        cache: Option<&ComponentCache>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = base_config(metering == Metering::FuelAndEpoch);
-        config
-            .epoch_interruption(metering != Metering::None)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-                slots,
-                DEFAULT_MEMORY_BYTES,
-            )));
+        config.epoch_interruption(metering != Metering::None);
+        configure(&mut config);
         let engine = Engine::new(&config).expect("the engine starts");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
@@ -96,7 +107,14 @@ impl RawComponent {
             |state| state,
         )
         .expect("the host API links");
-        let component = Component::from_file(&engine, path).expect("the component compiles");
+        let component = match cache {
+            Some(cache) => {
+                let wasm = std::fs::read(path).expect("the component can be read");
+                cache.load_or_compile(&engine, &path.display().to_string(), &wasm)
+            }
+            None => Component::from_file(&engine, path),
+        }
+        .expect("the component compiles");
         let pre = linker
             .instantiate_pre(&component)
             .expect("the component links");
@@ -120,6 +138,44 @@ impl RawComponent {
 
     /// Runs `action` with `args_json` in a fresh store and returns what it yielded.
     pub async fn call(&self, action: &str, args_json: &str) -> String {
+        let (mut store, instance) = self.instantiate().await;
+        Self::run(&mut store, &instance, action, args_json).await;
+        store.into_data().returns.expect("the action yielded")
+    }
+
+    /// Runs `action` in a fresh store like [`RawComponent::call`], timing its parts: store +
+    /// instantiate, the call, dropping the store.
+    pub async fn call_in_parts(&self, action: &str, args_json: &str) -> [Duration; 3] {
+        let started = Instant::now();
+        let (mut store, instance) = self.instantiate().await;
+        let instantiated = started.elapsed();
+        let started = Instant::now();
+        Self::run(&mut store, &instance, action, args_json).await;
+        let called = started.elapsed();
+        let started = Instant::now();
+        drop(store);
+        [instantiated, called, started.elapsed()]
+    }
+
+    /// Each of `count` calls of `action` on one instance (no fresh store per task).
+    pub async fn calls_on_one_instance(
+        &self,
+        action: &str,
+        args_json: &str,
+        count: usize,
+    ) -> Vec<Duration> {
+        let (mut store, instance) = self.instantiate().await;
+        let mut latencies = Vec::with_capacity(count);
+        for _ in 0..count {
+            let started = Instant::now();
+            Self::run(&mut store, &instance, action, args_json).await;
+            latencies.push(started.elapsed());
+        }
+        latencies
+    }
+
+    /// A fresh store with the instance of this component in it.
+    async fn instantiate(&self) -> (Store<CallState>, ActionComponent) {
         let state = CallState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -138,13 +194,21 @@ impl RawComponent {
             .instantiate_async(&mut store)
             .await
             .expect("the component instantiates");
+        (store, instance)
+    }
+
+    async fn run(
+        store: &mut Store<CallState>,
+        instance: &ActionComponent,
+        action: &str,
+        args_json: &str,
+    ) {
         instance
             .arkitekt_rekuest_actions()
-            .call_run(&mut store, action, args_json)
+            .call_run(&mut *store, action, args_json)
             .await
             .expect("the call does not trap")
             .expect("the action succeeds");
-        store.into_data().returns.expect("the action yielded")
     }
 }
 

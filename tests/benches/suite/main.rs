@@ -9,17 +9,19 @@
 //! 6. the reference Python agent (rekuest-next) on the same server, when
 //!    `REKUEST_PEER_PYTHON` names a Python with rekuest-next 2.3.1 installed;
 //!
-//! and then the targets, met or missed.
+//! and then the targets, met or missed. Only when `BENCH_ONLY` names it: `python`, what a task
+//! of a Python component costs next to its Rust twin, in parts, under several allocators.
 //!
 //! `cargo bench -p rekuest-host-tests --bench suite` (a few minutes on 2 cores);
 //! `BENCH_SCALE=0.2` takes a fifth of the samples; `BENCH_ONLY=floor,e2e,start,memory,peer`
-//! picks parts; `BENCH_HOST=path/to/rekuest-host` measures another build of the agent against
+//! picks parts (`BENCH_ONLY=python` the Python part alone); `BENCH_HOST=path/to/rekuest-host` measures another build of the agent against
 //! the same local server (e.g. an older commit's, to compare in one run).
 
 mod drive;
 mod echo;
 mod floor;
 mod processes;
+mod python;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -107,13 +109,21 @@ fn main() {
     if selected("peer") {
         current_thread().block_on(peer(&mut figures));
     }
+    if named("python") {
+        multi_thread(2).block_on(python::python_next_to_rust());
+    }
     targets(&figures);
 }
 
 /// Whether `BENCH_ONLY` (comma-separated: floor, e2e, start, memory, peer) includes `part`;
 /// everything runs when it is unset.
 fn selected(part: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == part))
+    std::env::var("BENCH_ONLY").is_err() || named(part)
+}
+
+/// Whether `BENCH_ONLY` names `part` (for parts that only run when asked for).
+fn named(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|p| p.trim() == part))
 }
 
 fn current_thread() -> tokio::runtime::Runtime {

@@ -1,0 +1,155 @@
+//! What a task of a Python action component costs next to its Rust twin with wasmtime used
+//! directly (the host's engine settings, and variations of the allocator the host could
+//! choose), split into its parts: store + instantiate, the call, dropping the store; and a
+//! call on a reused instance. See BENCHMARKS.md ("Python components").
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
+use rekuest_host::runtime::{ComponentCache, pooling_config};
+use rekuest_host_tests::{component, python_component, workspace_root};
+use wasmtime::InstanceAllocationStrategy;
+
+use crate::floor::{Metering, RawComponent};
+use crate::samples;
+use crate::stats::{human, section};
+
+/// Pool slots of the pooling settings.
+const SLOTS: u32 = 64;
+/// Bytes of each linear memory the host keeps resident between tasks.
+const HOST_KEEP_RESIDENT: usize = 2 << 20;
+
+/// How instances are allocated.
+#[derive(Clone, Copy)]
+enum Setting {
+    OnDemand,
+    /// The host's pooling allocator keeping this many bytes of each linear memory resident.
+    Pooling {
+        keep_resident: usize,
+    },
+    /// The host's pooling allocator without copy-on-write memory images.
+    PoolingWithoutCow,
+}
+
+impl Setting {
+    const ALL: [Setting; 5] = [
+        Setting::OnDemand,
+        Setting::Pooling {
+            keep_resident: HOST_KEEP_RESIDENT,
+        },
+        Setting::Pooling {
+            keep_resident: 16 << 20,
+        },
+        Setting::Pooling {
+            keep_resident: 32 << 20,
+        },
+        Setting::PoolingWithoutCow,
+    ];
+
+    fn label(self) -> String {
+        match self {
+            Setting::OnDemand => "on-demand".into(),
+            Setting::Pooling { keep_resident } if keep_resident == HOST_KEEP_RESIDENT => {
+                "pooling, keep 2 MiB resident (host today)".into()
+            }
+            Setting::Pooling { keep_resident } => {
+                format!("pooling, keep {} MiB resident", keep_resident >> 20)
+            }
+            Setting::PoolingWithoutCow => "pooling, keep 2 MiB, copy-on-write images off".into(),
+        }
+    }
+
+    fn load(self, path: &Path, cache: &ComponentCache) -> RawComponent {
+        RawComponent::load_with(path, Metering::FuelAndEpoch, Some(cache), |config| {
+            let mut pool = pooling_config(SLOTS, DEFAULT_MEMORY_BYTES);
+            match self {
+                Setting::OnDemand => return,
+                Setting::Pooling { keep_resident } => {
+                    pool.linear_memory_keep_resident(keep_resident);
+                }
+                Setting::PoolingWithoutCow => {
+                    config.memory_init_cow(false);
+                }
+            }
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        })
+    }
+}
+
+/// The Rust and the Python `math` under every [`Setting`], one table row each.
+pub async fn python_next_to_rust() {
+    let guests = [
+        ("Rust", component("math")),
+        ("Python", python_component("math")),
+    ];
+    let cache = ComponentCache::new(workspace_root().join("target").join("bench-cache/python"));
+    let sequential = samples(300);
+    let in_flight = samples(600);
+    section(&format!(
+        "Python components: `add` per task, medians of {sequential}; tasks/s with 2 in flight, \
+         {in_flight} tasks"
+    ));
+    println!(
+        "| guest | allocation | store + instantiate | call | drop | fresh task | call on a reused instance | tasks/s, 2 in flight |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (guest, path) in &guests {
+        for setting in Setting::ALL {
+            let raw = Arc::new(setting.load(path, &cache));
+            println!(
+                "| {guest} | {} | {} |",
+                setting.label(),
+                measure(&raw, sequential, in_flight).await.join(" | ")
+            );
+        }
+    }
+}
+
+/// The medians of each part of a fresh task, of a whole one and of a call on a reused
+/// instance, and the tasks per second with two in flight.
+async fn measure(raw: &Arc<RawComponent>, sequential: usize, in_flight: usize) -> [String; 6] {
+    const ADD: (&str, &str) = ("add", r#"{"a":1,"b":2}"#);
+    for _ in 0..20 {
+        raw.call(ADD.0, ADD.1).await;
+    }
+    let mut parts: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..sequential {
+        let split = raw.call_in_parts(ADD.0, ADD.1).await;
+        parts[3].push(split.iter().sum());
+        for (part, duration) in parts.iter_mut().zip(split) {
+            part.push(duration);
+        }
+    }
+    let reused = raw.calls_on_one_instance(ADD.0, ADD.1, sequential).await;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let raw = Arc::clone(raw);
+            tokio::spawn(async move {
+                for _ in 0..in_flight / 2 {
+                    raw.call(ADD.0, ADD.1).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("a worker finishes");
+    }
+    let per_second = (in_flight / 2 * 2) as f64 / started.elapsed().as_secs_f64();
+    let [instantiate, call, teardown, total] = parts.map(median);
+    [
+        human(instantiate),
+        human(call),
+        human(teardown),
+        human(total),
+        human(median(reused)),
+        format!("{per_second:.0}"),
+    ]
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
