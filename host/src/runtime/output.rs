@@ -19,8 +19,8 @@ use super::json_check::check_yield_json;
 use crate::definition::Port;
 use crate::envelope;
 
+use super::events::{LogLevel, TaskEvent};
 use super::limits::{LimitExceeded, format_bytes};
-use super::task::{LogLevel, TaskEvent};
 
 /// Longest log line forwarded; longer lines are cut with a marker.
 pub const MAX_LOG_LINE: usize = 16 * 1024;

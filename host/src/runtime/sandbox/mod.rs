@@ -1,5 +1,7 @@
 //! A loaded action component: compiled once, described once, instantiated fresh per task.
 
+mod policy;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,14 +14,14 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ActionComponentPre, RunError};
 use super::calls::TaskCalls;
+use super::events::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
 use super::host_api::{ContractViolation, TaskState};
 use super::http::TaskHttp;
 use super::limits::{LimitExceeded, Limits, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
-use super::sandbox::SandboxPolicy;
-use super::task::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
 use crate::definition::{ActionKind, Definition, Port, parse_definitions};
 use crate::envelope;
+pub use policy::{DirGrant, SandboxPolicy};
 
 /// Largest self-description accepted.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024 * 1024;
