@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use rekuest_host::agent::{ActorPool, Agent};
+use rekuest_host::agent::{Agent, GuestWorkers};
 use rekuest_host::devserver::{DevServer, MAX_MESSAGE_CHARS};
 use serve_support::*;
 
@@ -72,7 +72,7 @@ async fn yields_in_flight_when_the_connection_breaks_are_resent_before_completed
     let _alone = ONE_AT_A_TIME.lock().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Arc::new(
         Agent::new(
             fast_agent(&url),

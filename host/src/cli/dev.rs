@@ -25,7 +25,7 @@ use rekuest_host::text::{Lines, OneLine};
 use super::assign::{EventPrinter, Offered, Shown, args_for, offered};
 use super::exit::{Exit, UsageError};
 use super::reload::{FileWatch, RuntimeShape, reload};
-use super::run::{actor_pool, load, runtime, shutdown_signal};
+use super::run::{guest_workers, load, runtime, shutdown_signal};
 
 /// The token the embedded agent uses with the embedded server.
 const DEV_TOKEN: &str = "dev";
@@ -159,7 +159,7 @@ pub async fn run(args: &DevArgs, cache: Option<ComponentCache>) -> anyhow::Resul
     let runtime = runtime(cache, &components, config.concurrency)?;
     let shape = RuntimeShape::of(&components);
     let served = load(&runtime, &components).await?;
-    let pool = actor_pool()?;
+    let pool = guest_workers()?;
     let agent = Agent::new(config, served, pool.handle())?;
     agent.register().await?;
     let (stop, stopped) = oneshot::channel::<()>();

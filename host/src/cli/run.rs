@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use rekuest_host::agent::{
-    ActorPool, Agent, AgentConfig, BackoffConfig, Credentials, MetricsServer, ServedComponent,
+    Agent, AgentConfig, BackoffConfig, Credentials, GuestWorkers, MetricsServer, ServedComponent,
 };
 use rekuest_host::config::{self, ComponentSettings, FileConfig};
 use rekuest_host::login::LoginSettings;
@@ -267,9 +267,9 @@ fn checked(
 }
 
 /// Worker threads for guests: one per core.
-pub fn actor_pool() -> anyhow::Result<ActorPool> {
+pub fn guest_workers() -> anyhow::Result<GuestWorkers> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    ActorPool::new(threads).context("cannot start the guest worker threads")
+    GuestWorkers::new(threads).context("cannot start the guest worker threads")
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -336,7 +336,7 @@ pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Resul
     let runtime = runtime(cache, &settings.components, agent_config.concurrency)?;
     let shape = RuntimeShape::of(&settings.components);
     let served = load(&runtime, &settings.components).await?;
-    let pool = actor_pool()?;
+    let pool = guest_workers()?;
     let agent = Agent::new(agent_config, served, pool.handle())?;
     let _metrics = match settings.metrics {
         Some(addr) => {

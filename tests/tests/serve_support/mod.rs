@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use rekuest_host::agent::{ActorPool, Agent, AgentConfig, AgentError, ServedComponent};
+use rekuest_host::agent::{Agent, AgentConfig, AgentError, GuestWorkers, ServedComponent};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{DevServer, DevServerConfig, ServerEvent};
 use rekuest_host::protocol::Endpoints;
@@ -119,13 +119,13 @@ pub struct Serving {
     pub agent: Arc<Agent>,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<Result<(), AgentError>>,
-    _pool: ActorPool,
+    _pool: GuestWorkers,
 }
 
 impl Serving {
     /// Registers and serves `components` with `config`.
     pub async fn start(config: AgentConfig, components: Vec<ServedComponent>) -> Serving {
-        let pool = ActorPool::new(2).expect("pool");
+        let pool = GuestWorkers::new(2).expect("pool");
         let agent = Arc::new(Agent::new(config, components, pool.handle()).expect("agent"));
         bounded("registration", agent.register())
             .await
@@ -134,7 +134,7 @@ impl Serving {
     }
 
     /// Serves without registering first.
-    pub fn serve_only(agent: Arc<Agent>, pool: ActorPool) -> Serving {
+    pub fn serve_only(agent: Arc<Agent>, pool: GuestWorkers) -> Serving {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = Arc::clone(&agent);
         let task = tokio::spawn(async move {
