@@ -13,19 +13,19 @@ use clap::Args;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use rekuest_host::agent::{Agent, AgentConfig};
+use rekuest_host::agent::{Agent, AgentConfig, RuntimeShape, load_components};
+use rekuest_host::config::parse_duration;
 use rekuest_host::config::{self, ComponentSettings};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::runtime::ComponentCache;
 use rekuest_host::runtime::http::StaticToken;
-use rekuest_host::runtime::limits::parse_duration;
+use rekuest_host::runtime::{ComponentCache, Runtime};
 use rekuest_host::text::{Lines, OneLine};
 
 use super::assign::{EventPrinter, Offered, Shown, args_for, offered};
 use super::exit::{Exit, UsageError};
-use super::reload::{FileWatch, RuntimeShape, reload};
-use super::run::{guest_workers, load, runtime, shutdown_signal};
+use super::reload::{FileWatch, reload};
+use super::run::{guest_workers, shutdown_signal};
 
 /// The token the embedded agent uses with the embedded server.
 const DEV_TOKEN: &str = "dev";
@@ -156,9 +156,9 @@ pub async fn run(args: &DevArgs, cache: Option<ComponentCache>) -> anyhow::Resul
         DEV_AGENT.to_string(),
     );
     config.shutdown_grace = Duration::from_secs(5);
-    let runtime = runtime(cache, &components, config.concurrency)?;
     let shape = RuntimeShape::of(&components);
-    let served = load(&runtime, &components).await?;
+    let runtime = Runtime::new(shape.runtime_config(config.concurrency, cache))?;
+    let served = load_components(&runtime, &components).await?;
     let pool = guest_workers()?;
     let agent = Agent::new(config, served, pool.handle())?;
     agent.register().await?;

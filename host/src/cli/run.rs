@@ -11,19 +11,17 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use rekuest_host::agent::{
-    Agent, AgentConfig, BackoffConfig, Credentials, GuestWorkers, MetricsServer, ServedComponent,
+    Agent, AgentConfig, BackoffConfig, Credentials, GuestWorkers, MetricsServer, RuntimeShape,
+    load_components,
 };
+use rekuest_host::config::parse_duration;
 use rekuest_host::config::{self, ComponentSettings, FileConfig};
 use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::runtime::limits::parse_duration;
-use rekuest_host::runtime::{ActionComponent, Allocation, ComponentCache, Runtime, RuntimeConfig};
+use rekuest_host::runtime::{ComponentCache, Runtime};
 use rekuest_host::text::OneLine;
 
-use super::reload::{Hangups, RuntimeShape, reload};
-
-/// Pool slots beyond the task cap (for describing components at load).
-const SPARE_SLOTS: u32 = 16;
+use super::reload::{Hangups, reload};
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -171,101 +169,6 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// A runtime whose pool slots fit `concurrency` tasks of the largest configured memory.
-pub fn runtime(
-    cache: Option<ComponentCache>,
-    components: &[ComponentSettings],
-    concurrency: usize,
-) -> anyhow::Result<Runtime> {
-    let slots = u32::try_from(concurrency)
-        .unwrap_or(u32::MAX)
-        .saturating_add(SPARE_SLOTS);
-    Ok(Runtime::new(RuntimeConfig {
-        allocation: Allocation::Pooling {
-            slots,
-            max_memory_bytes: config::largest_memory(components),
-        },
-        cache,
-        fuel: components
-            .iter()
-            .any(|component| component.policy.uses_fuel()),
-    })?)
-}
-
-/// Loads every component under its policy. A component that is refused is reported and left
-/// out, and the others are served; it is an error only when none can be loaded.
-pub async fn load(
-    runtime: &Runtime,
-    components: &[ComponentSettings],
-) -> anyhow::Result<Vec<ServedComponent>> {
-    if components.is_empty() {
-        bail!("no components to serve: name .wasm files, or list them in the config file");
-    }
-    let mut served = Vec::new();
-    for settings in components {
-        let component = match runtime
-            .load_file(&settings.path, settings.policy.clone())
-            .await
-        {
-            Ok(component) => component,
-            Err(error) => {
-                tracing::error!("{error}; serving the other components without it");
-                continue;
-            }
-        };
-        served.push(checked(settings, component)?);
-    }
-    if served.is_empty() {
-        bail!("none of the components could be loaded (see the errors above)");
-    }
-    Ok(served)
-}
-
-/// Loads one component under its policy, checked like [`load`] does.
-pub async fn load_one(
-    runtime: &Runtime,
-    settings: &ComponentSettings,
-) -> anyhow::Result<ServedComponent> {
-    let component = runtime
-        .load_file(&settings.path, settings.policy.clone())
-        .await?;
-    checked(settings, component)
-}
-
-/// `component` to serve, once every action its settings name is known to exist (limits for
-/// an action the component does not have would silently not apply).
-fn checked(
-    settings: &ComponentSettings,
-    component: ActionComponent,
-) -> anyhow::Result<ServedComponent> {
-    let configured = settings
-        .policy
-        .action_limits
-        .keys()
-        .chain(settings.action_concurrency.keys())
-        .chain(settings.policy.http.action_grants.keys());
-    for action in configured {
-        if component.definition(action).is_none() {
-            let known: Vec<&str> = component
-                .definitions()
-                .iter()
-                .map(|definition| definition.key.as_str())
-                .collect();
-            bail!(
-                "{} has no action '{action}' (configured under [component.actions.{action}]); \
-                 it has: {}",
-                settings.path.display(),
-                known.join(", ")
-            );
-        }
-    }
-    Ok(ServedComponent {
-        component: Arc::new(component),
-        concurrency: settings.concurrency,
-        action_concurrency: settings.action_concurrency.clone(),
-    })
-}
-
 /// Worker threads for guests: one per core.
 pub fn guest_workers() -> anyhow::Result<GuestWorkers> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
@@ -333,9 +236,9 @@ pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Resul
     }
     agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
     agent_config.keep = settings.keep;
-    let runtime = runtime(cache, &settings.components, agent_config.concurrency)?;
     let shape = RuntimeShape::of(&settings.components);
-    let served = load(&runtime, &settings.components).await?;
+    let runtime = Runtime::new(shape.runtime_config(agent_config.concurrency, cache))?;
+    let served = load_components(&runtime, &settings.components).await?;
     let pool = guest_workers()?;
     let agent = Agent::new(agent_config, served, pool.handle())?;
     let _metrics = match settings.metrics {

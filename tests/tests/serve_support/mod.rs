@@ -11,7 +11,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use rekuest_host::agent::{Agent, AgentConfig, AgentError, GuestWorkers, ServedComponent};
+use rekuest_host::agent::{
+    Agent, AgentConfig, AgentError, GuestWorkers, ServedComponent, load_component,
+};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{DevServer, DevServerConfig, ServerEvent};
 use rekuest_host::protocol::Endpoints;
@@ -91,20 +93,15 @@ pub async fn components(names: &[&str]) -> Vec<ServedComponent> {
     load(settings).await
 }
 
-/// Loads components as configured.
+/// Loads components as configured, checked as `run` checks them.
 pub async fn load(settings: Vec<ComponentSettings>) -> Vec<ServedComponent> {
-    let runtime = runtime();
-    let mut served = Vec::new();
-    for settings in settings {
-        let component = runtime
-            .load_file(&settings.path, settings.policy.clone())
-            .await
-            .expect("component loads");
-        served.push(ServedComponent {
-            component: Arc::new(component),
-            concurrency: settings.concurrency,
-            action_concurrency: settings.action_concurrency,
-        });
+    let mut served = Vec::with_capacity(settings.len());
+    for settings in &settings {
+        served.push(
+            load_component(runtime(), settings)
+                .await
+                .expect("component loads"),
+        );
     }
     served
 }
@@ -174,7 +171,7 @@ impl Serving {
 pub async fn serve(names: &[&str]) -> (DevServer, Serving) {
     let server = DevServer::start(fast_server()).await.expect("server");
     let serving = Serving::start(fast_agent(&server.url()), components(names).await).await;
-    until("the agent to connect", || server.is_connected(TOKEN)).await;
+    bounded("the agent to connect", server.wait_connected(TOKEN)).await;
     (server, serving)
 }
 
