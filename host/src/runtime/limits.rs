@@ -75,6 +75,28 @@ pub struct Limits {
     pub cancel_grace: Duration,
 }
 
+/// Wall-clock cap of the one-off `describe` call at load.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fuel budget of the one-off `describe` call at load (when the runtime meters fuel).
+pub const DESCRIBE_FUEL: u64 = 10_000_000_000;
+
+impl Limits {
+    /// The fuel a task's store starts with: its budget, or all there is when unmetered.
+    pub fn fuel_budget(&self) -> u64 {
+        self.fuel.unwrap_or(u64::MAX)
+    }
+
+    /// These limits with the `describe` call's fuel and time caps ([`DESCRIBE_FUEL`],
+    /// [`DESCRIBE_TIMEOUT`]) instead of an action's.
+    pub fn for_describe(self) -> Limits {
+        Limits {
+            fuel: Some(DESCRIBE_FUEL),
+            timeout: DESCRIBE_TIMEOUT,
+            ..self
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -276,7 +298,7 @@ impl TaskLimiter {
     /// A limiter for `limits`.
     pub fn new(limits: &Limits) -> Self {
         TaskLimiter {
-            fuel_budget: limits.fuel.unwrap_or(u64::MAX),
+            fuel_budget: limits.fuel_budget(),
             memory_limit: limits.memory_bytes,
             memory_total: 0,
             memory_pending: 0,

@@ -25,9 +25,6 @@ pub use policy::{DirGrant, SandboxPolicy};
 
 /// Largest self-description accepted.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024 * 1024;
-/// Limits of the one-off `describe` call at load.
-const DESCRIBE_LIMITS_TIMEOUT: Duration = Duration::from_secs(10);
-const DESCRIBE_FUEL: u64 = 10_000_000_000;
 /// How many events may wait between a task and its caller.
 pub const EVENT_BUFFER: usize = 256;
 
@@ -139,11 +136,7 @@ impl ActionComponent {
             structure_returns: Vec::new(),
             policy,
         };
-        let limits = Limits {
-            fuel: Some(DESCRIBE_FUEL),
-            timeout: DESCRIBE_LIMITS_TIMEOUT,
-            ..component.policy.limits
-        };
+        let limits = component.policy.limits.for_describe();
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
         let name = component.name.clone();
         let drain = tokio::spawn(async move {
@@ -481,7 +474,7 @@ impl ActionComponent {
         }
         let outcome = match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Outcome::Failed(Failure::Limit(LimitExceeded::Fuel {
-                budget: limits.fuel.unwrap_or(u64::MAX),
+                budget: limits.fuel_budget(),
             })),
             Some(Trap::StackOverflow) => {
                 Outcome::Critical("stack overflow: the action recursed too deeply".into())
