@@ -18,6 +18,23 @@ pub const MIN_HOST_RESOURCES: usize = 32;
 /// Largest `open_files` and `host_resources` cap.
 pub const MAX_RESOURCE_CAP: usize = 1 << 20;
 
+// Output caps of every task (what a guest may send back).
+
+/// Longest log line forwarded; longer lines are cut with a marker.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+/// Log text (all sources) forwarded per task; the rest is dropped after a marker.
+pub const MAX_LOG_BYTES: usize = 1024 * 1024;
+/// Largest single yield (its JSON text). The official Python client cannot take a frame of
+/// about 1 MiB, so large data goes by reference (a file, a URL), not in a yield.
+pub const MAX_YIELD_BYTES: usize = 512 * 1024;
+/// Longest FAILED / CRITICAL error text a guest can send; longer texts are cut with a marker
+/// (the server stores at most 30,000 characters of a message).
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
+/// Log lines and progress updates per second a task may send (and burst).
+pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
+/// Longest progress message forwarded (bytes); a longer one is cut with a marker.
+pub const MAX_PROGRESS_MESSAGE: usize = 1024;
+
 /// How many host resources one task of a component may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostResourceCaps {
