@@ -337,6 +337,21 @@ impl ComponentSettings {
     }
 }
 
+/// The components to serve: those of the config `file` (if any), then one with default
+/// settings for each of `paths` (the command line's). A reload calls it again to read both
+/// afresh.
+pub fn components(
+    file: Option<&Path>,
+    paths: &[PathBuf],
+) -> Result<Vec<ComponentSettings>, ConfigError> {
+    let mut components = match file {
+        Some(file) => load(file)?.1,
+        None => Vec::new(),
+    };
+    components.extend(paths.iter().cloned().map(ComponentSettings::plain));
+    Ok(components)
+}
+
 /// Reads and checks `file`.
 pub fn load(file: &Path) -> Result<(FileConfig, Vec<ComponentSettings>), ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {

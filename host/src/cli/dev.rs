@@ -14,8 +14,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use rekuest_host::agent::{Agent, AgentConfig, RuntimeShape, load_components};
-use rekuest_host::config::parse_duration;
-use rekuest_host::config::{self, ComponentSettings};
+use rekuest_host::config::{self, parse_duration};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::http::StaticToken;
@@ -104,16 +103,7 @@ fn local_url(addr: SocketAddr) -> String {
 
 /// Runs `dev`.
 pub async fn run(args: &DevArgs, cache: Option<ComponentCache>) -> anyhow::Result<ExitCode> {
-    let mut components = match &args.config {
-        Some(file) => config::load(file)?.1,
-        None => Vec::new(),
-    };
-    components.extend(
-        args.components
-            .iter()
-            .cloned()
-            .map(ComponentSettings::plain),
-    );
+    let mut components = config::components(args.config.as_deref(), &args.components)?;
     args.grants.apply_all(&mut components);
     // Service origins get the embedded agent's token, as `run` sends its own.
     args.http.apply_all(

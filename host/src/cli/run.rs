@@ -14,8 +14,7 @@ use rekuest_host::agent::{
     Agent, AgentConfig, BackoffConfig, Credentials, GuestWorkers, MetricsServer, RuntimeShape,
     load_components,
 };
-use rekuest_host::config::parse_duration;
-use rekuest_host::config::{self, ComponentSettings, FileConfig};
+use rekuest_host::config::{self, ComponentSettings, FileConfig, parse_duration};
 use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::{ComponentCache, Runtime};
@@ -89,21 +88,6 @@ struct Settings {
     components: Vec<ComponentSettings>,
 }
 
-/// The components of the config file and the command line, as a reload reads them afresh.
-fn components(args: &RunArgs) -> anyhow::Result<Vec<ComponentSettings>> {
-    let mut components = match &args.config {
-        Some(path) => config::load(path)?.1,
-        None => Vec::new(),
-    };
-    components.extend(
-        args.components
-            .iter()
-            .cloned()
-            .map(ComponentSettings::plain),
-    );
-    Ok(components)
-}
-
 fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => config::load(path)?.0,
@@ -113,7 +97,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         Some(path) => config::shutdown_grace(path, &file.agent)?,
         None => None,
     };
-    let components = components(args)?;
+    let components = config::components(args.config.as_deref(), &args.components)?;
     let ca_certs: Vec<PathBuf> = file
         .server
         .ca_certs
@@ -289,10 +273,12 @@ pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Resul
                     .map(|file| format!(" and {}", file.display()))
                     .unwrap_or_default()
             );
-            let components = components(args).map(|mut components| {
-                args.http.apply_all(&mut components, &client);
-                components
-            });
+            let components = config::components(args.config.as_deref(), &args.components)
+                .map_err(anyhow::Error::from)
+                .map(|mut components| {
+                    args.http.apply_all(&mut components, &client);
+                    components
+                });
             reload(&agent, &runtime, shape, components, "SIGHUP").await;
         }
     };
