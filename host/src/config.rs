@@ -42,6 +42,8 @@
 //! http = []                 # this action reaches nothing
 //! ```
 
+mod units;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,7 +51,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::runtime::http::{HttpGrant, HttpLimits, HttpPolicy};
-use crate::runtime::limits::{check_memory_limit, parse_bytes, parse_duration};
+use crate::runtime::limits::{
+    MAX_RESOURCE_CAP, MIN_HOST_RESOURCES, check_memory_limit, check_timeout,
+};
+
+pub use units::{parse_bytes, parse_duration, parse_memory_limit, parse_timeout};
+
 use crate::runtime::{DirGrant, HostResourceCaps, Limits, SandboxPolicy};
 
 /// Why the configuration is unusable: which file, which key, why.
@@ -330,6 +337,21 @@ impl ComponentSettings {
     }
 }
 
+/// The components to serve: those of the config `file` (if any), then one with default
+/// settings for each of `paths` (the command line's). A reload calls it again to read both
+/// afresh.
+pub fn components(
+    file: Option<&Path>,
+    paths: &[PathBuf],
+) -> Result<Vec<ComponentSettings>, ConfigError> {
+    let mut components = match file {
+        Some(file) => load(file)?.1,
+        None => Vec::new(),
+    };
+    components.extend(paths.iter().cloned().map(ComponentSettings::plain));
+    Ok(components)
+}
+
 /// Reads and checks `file`.
 pub fn load(file: &Path) -> Result<(FileConfig, Vec<ComponentSettings>), ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
@@ -587,20 +609,6 @@ pub fn dir_grant(
 pub fn host_env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set in this environment"))
 }
-
-/// Checks a task timeout (of the config file or `--timeout`): above zero.
-pub fn check_timeout(timeout: Duration) -> Result<Duration, String> {
-    if timeout.is_zero() {
-        Err("a timeout must be above zero".into())
-    } else {
-        Ok(timeout)
-    }
-}
-
-/// Smallest `host_resources` cap: a task needs a few for its standard streams and clocks.
-pub const MIN_HOST_RESOURCES: usize = 32;
-/// Largest `open_files` and `host_resources` cap.
-pub const MAX_RESOURCE_CAP: usize = 1 << 20;
 
 fn resource_caps(
     file: &Path,

@@ -13,7 +13,7 @@ use rekuest_host::text::Lines;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// One thread for the agent socket, the local server and the first slice of every task;
-/// guests that run longer move to the guest workers (`agent::ActorPool`).
+/// guests that run longer move to the guest workers (`agent::GuestWorkers`).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();

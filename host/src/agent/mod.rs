@@ -16,6 +16,7 @@ mod connection;
 pub mod credentials;
 pub mod dispatcher;
 pub mod keep;
+pub mod loading;
 pub mod metrics;
 pub mod metrics_server;
 pub mod outbox;
@@ -37,6 +38,7 @@ pub use connection::{MAX_FRAME_BYTES, SocketConfig};
 pub use credentials::Credentials;
 pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits};
 pub use keep::{Keep, KeepConfig, KeepError};
+pub use loading::{LoadComponentsError, RuntimeShape, load_component, load_components};
 pub use metrics::Metrics;
 pub use metrics_server::{MetricsServer, MetricsServerError};
 pub use outbox::Outbox;
@@ -656,22 +658,23 @@ async fn restore_registration(
     }
 }
 
-/// A runtime of its own for guest work that outlasts a task's first epoch slice, so a task
-/// holds the agent socket's thread for at most one epoch tick.
-pub struct ActorPool {
+/// The worker threads (a tokio runtime of their own) that run guest code outlasting a task's
+/// first epoch slice, so a task holds the agent socket's thread for at most one epoch tick.
+/// Dropping it shuts the threads down without waiting for running guests.
+pub struct GuestWorkers {
     runtime: Option<tokio::runtime::Runtime>,
     handle: Handle,
 }
 
-impl ActorPool {
+impl GuestWorkers {
     /// A pool of `threads` worker threads.
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
-            .thread_name("rekuest-actor")
+            .thread_name("guest-worker")
             .enable_all()
             .build()?;
-        Ok(ActorPool {
+        Ok(GuestWorkers {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
         })
@@ -683,7 +686,7 @@ impl ActorPool {
     }
 }
 
-impl Drop for ActorPool {
+impl Drop for GuestWorkers {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();

@@ -13,19 +13,18 @@ use clap::Args;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use rekuest_host::agent::{Agent, AgentConfig};
-use rekuest_host::config::{self, ComponentSettings};
+use rekuest_host::agent::{Agent, AgentConfig, RuntimeShape, load_components};
+use rekuest_host::config::{self, parse_duration};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::runtime::ComponentCache;
 use rekuest_host::runtime::http::StaticToken;
-use rekuest_host::runtime::limits::parse_duration;
+use rekuest_host::runtime::{ComponentCache, Runtime};
 use rekuest_host::text::{Lines, OneLine};
 
 use super::assign::{EventPrinter, Offered, Shown, args_for, offered};
 use super::exit::{Exit, UsageError};
-use super::reload::{FileWatch, RuntimeShape, reload};
-use super::run::{actor_pool, load, runtime, shutdown_signal};
+use super::reload::{FileWatch, reload};
+use super::run::{guest_workers, shutdown_signal};
 
 /// The token the embedded agent uses with the embedded server.
 const DEV_TOKEN: &str = "dev";
@@ -104,16 +103,7 @@ fn local_url(addr: SocketAddr) -> String {
 
 /// Runs `dev`.
 pub async fn run(args: &DevArgs, cache: Option<ComponentCache>) -> anyhow::Result<ExitCode> {
-    let mut components = match &args.config {
-        Some(file) => config::load(file)?.1,
-        None => Vec::new(),
-    };
-    components.extend(
-        args.components
-            .iter()
-            .cloned()
-            .map(ComponentSettings::plain),
-    );
+    let mut components = config::components(args.config.as_deref(), &args.components)?;
     args.grants.apply_all(&mut components);
     // Service origins get the embedded agent's token, as `run` sends its own.
     args.http.apply_all(
@@ -156,10 +146,10 @@ pub async fn run(args: &DevArgs, cache: Option<ComponentCache>) -> anyhow::Resul
         DEV_AGENT.to_string(),
     );
     config.shutdown_grace = Duration::from_secs(5);
-    let runtime = runtime(cache, &components, config.concurrency)?;
     let shape = RuntimeShape::of(&components);
-    let served = load(&runtime, &components).await?;
-    let pool = actor_pool()?;
+    let runtime = Runtime::new(shape.runtime_config(config.concurrency, cache))?;
+    let served = load_components(&runtime, &components).await?;
+    let pool = guest_workers()?;
     let agent = Agent::new(config, served, pool.handle())?;
     agent.register().await?;
     let (stop, stopped) = oneshot::channel::<()>();

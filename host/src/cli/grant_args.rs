@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use rekuest_host::config::{self, ComponentSettings};
-use rekuest_host::runtime::limits::{parse_duration, parse_memory_limit};
+use rekuest_host::config::{parse_memory_limit, parse_timeout};
 use rekuest_host::runtime::{DirGrant, SandboxPolicy};
 
 /// Limits and grants given as flags: on `dev` and `run` they apply to every component and
@@ -61,10 +61,6 @@ impl GrantArgs {
             self.apply(&mut component.policy);
         }
     }
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    parse_duration(text).and_then(config::check_timeout)
 }
 
 fn parse_dir_grant(text: &str) -> Result<DirGrant, String> {

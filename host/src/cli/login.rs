@@ -9,11 +9,11 @@ use clap::Args;
 
 use rekuest_host::agent::{Backoff, BackoffConfig};
 use rekuest_host::config::ArkitektSection;
+use rekuest_host::config::parse_duration;
 use rekuest_host::login::{
     self, Grant, LoginError, LoginSettings, Manifest, Session, cache, fakts,
 };
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::runtime::limits::parse_duration;
 use rekuest_host::text::OneLine;
 use rekuest_host::tls::ClientTls;
 

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use rekuest_host::config::LogFormat;
-use rekuest_host::runtime::limits::parse_bytes;
+use rekuest_host::config::parse_bytes;
 use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig, SandboxPolicy};
 use rekuest_host::text::{Lines, OneLine};
 

@@ -13,8 +13,7 @@ use clap::Args;
 
 use rekuest_host::text::OneLine;
 
-/// Exit code for a name or place that cannot be used.
-const EXIT_USAGE: u8 = 2;
+use super::exit::Exit;
 
 /// The SDK next to the host's sources (where `cargo install --path host` or `cargo run` built
 /// this binary from).
@@ -43,7 +42,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
             "error: '{}' cannot name a project: {reason}",
             OneLine(&args.name)
         );
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Ok(Exit::Usage.into());
     }
     let dir = PathBuf::from(&args.name);
     if dir.exists() {
@@ -51,13 +50,13 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
             "error: {} already exists; choose another name or remove it",
             OneLine(&dir.display().to_string())
         );
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Ok(Exit::Usage.into());
     }
     let sdk = match sdk_dir(args.sdk.as_deref()) {
         Ok(sdk) => sdk,
         Err(reason) => {
             eprintln!("error: {reason}");
-            return Ok(ExitCode::from(EXIT_USAGE));
+            return Ok(Exit::Usage.into());
         }
     };
     let files = if args.python {

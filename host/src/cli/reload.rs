@@ -7,37 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 
-use rekuest_host::agent::Agent;
-use rekuest_host::config::{self, ComponentSettings};
+use rekuest_host::agent::{Agent, RuntimeShape, load_component};
+use rekuest_host::config::ComponentSettings;
 use rekuest_host::runtime::Runtime;
 use rekuest_host::runtime::limits::format_bytes;
 use rekuest_host::text::Lines;
 
-use super::run::load_one;
-
 /// How often `dev --watch` looks at the component files.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
-
-/// What the running runtime was built for: a reload cannot go beyond it without a restart.
-#[derive(Debug, Clone, Copy)]
-pub struct RuntimeShape {
-    /// The pool's memory per task.
-    pub max_memory_bytes: u64,
-    /// Whether guests are compiled with fuel metering.
-    pub fuel: bool,
-}
-
-impl RuntimeShape {
-    /// The shape a runtime for `components` gets.
-    pub fn of(components: &[ComponentSettings]) -> Self {
-        RuntimeShape {
-            max_memory_bytes: config::largest_memory(components),
-            fuel: components
-                .iter()
-                .any(|component| component.policy.uses_fuel()),
-        }
-    }
-}
 
 /// Loads `components` (every one must load) and serves them on `agent`; logs what changed,
 /// or why nothing did. `cause` says what asked for the reload.
@@ -70,7 +47,7 @@ pub async fn reload(
         }
         let mut served = Vec::with_capacity(components.len());
         for settings in &components {
-            served.push(load_one(runtime, settings).await?);
+            served.push(load_component(runtime, settings).await?);
         }
         Ok(agent.reload(served).await?)
     };

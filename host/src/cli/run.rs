@@ -11,19 +11,16 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use rekuest_host::agent::{
-    ActorPool, Agent, AgentConfig, BackoffConfig, Credentials, MetricsServer, ServedComponent,
+    Agent, AgentConfig, BackoffConfig, Credentials, GuestWorkers, MetricsServer, RuntimeShape,
+    load_components,
 };
-use rekuest_host::config::{self, ComponentSettings, FileConfig};
+use rekuest_host::config::{self, ComponentSettings, FileConfig, parse_duration};
 use rekuest_host::login::LoginSettings;
 use rekuest_host::protocol::Endpoints;
-use rekuest_host::runtime::limits::parse_duration;
-use rekuest_host::runtime::{ActionComponent, Allocation, ComponentCache, Runtime, RuntimeConfig};
+use rekuest_host::runtime::{ComponentCache, Runtime};
 use rekuest_host::text::OneLine;
 
-use super::reload::{Hangups, RuntimeShape, reload};
-
-/// Pool slots beyond the task cap (for describing components at load).
-const SPARE_SLOTS: u32 = 16;
+use super::reload::{Hangups, reload};
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -91,21 +88,6 @@ struct Settings {
     components: Vec<ComponentSettings>,
 }
 
-/// The components of the config file and the command line, as a reload reads them afresh.
-fn components(args: &RunArgs) -> anyhow::Result<Vec<ComponentSettings>> {
-    let mut components = match &args.config {
-        Some(path) => config::load(path)?.1,
-        None => Vec::new(),
-    };
-    components.extend(
-        args.components
-            .iter()
-            .cloned()
-            .map(ComponentSettings::plain),
-    );
-    Ok(components)
-}
-
 fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => config::load(path)?.0,
@@ -115,7 +97,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         Some(path) => config::shutdown_grace(path, &file.agent)?,
         None => None,
     };
-    let components = components(args)?;
+    let components = config::components(args.config.as_deref(), &args.components)?;
     let ca_certs: Vec<PathBuf> = file
         .server
         .ca_certs
@@ -171,105 +153,10 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// A runtime whose pool slots fit `concurrency` tasks of the largest configured memory.
-pub fn runtime(
-    cache: Option<ComponentCache>,
-    components: &[ComponentSettings],
-    concurrency: usize,
-) -> anyhow::Result<Runtime> {
-    let slots = u32::try_from(concurrency)
-        .unwrap_or(u32::MAX)
-        .saturating_add(SPARE_SLOTS);
-    Ok(Runtime::new(RuntimeConfig {
-        allocation: Allocation::Pooling {
-            slots,
-            max_memory_bytes: config::largest_memory(components),
-        },
-        cache,
-        fuel: components
-            .iter()
-            .any(|component| component.policy.uses_fuel()),
-    })?)
-}
-
-/// Loads every component under its policy. A component that is refused is reported and left
-/// out, and the others are served; it is an error only when none can be loaded.
-pub async fn load(
-    runtime: &Runtime,
-    components: &[ComponentSettings],
-) -> anyhow::Result<Vec<ServedComponent>> {
-    if components.is_empty() {
-        bail!("no components to serve: name .wasm files, or list them in the config file");
-    }
-    let mut served = Vec::new();
-    for settings in components {
-        let component = match runtime
-            .load_file(&settings.path, settings.policy.clone())
-            .await
-        {
-            Ok(component) => component,
-            Err(error) => {
-                tracing::error!("{error}; serving the other components without it");
-                continue;
-            }
-        };
-        served.push(checked(settings, component)?);
-    }
-    if served.is_empty() {
-        bail!("none of the components could be loaded (see the errors above)");
-    }
-    Ok(served)
-}
-
-/// Loads one component under its policy, checked like [`load`] does.
-pub async fn load_one(
-    runtime: &Runtime,
-    settings: &ComponentSettings,
-) -> anyhow::Result<ServedComponent> {
-    let component = runtime
-        .load_file(&settings.path, settings.policy.clone())
-        .await?;
-    checked(settings, component)
-}
-
-/// `component` to serve, once every action its settings name is known to exist (limits for
-/// an action the component does not have would silently not apply).
-fn checked(
-    settings: &ComponentSettings,
-    component: ActionComponent,
-) -> anyhow::Result<ServedComponent> {
-    let configured = settings
-        .policy
-        .action_limits
-        .keys()
-        .chain(settings.action_concurrency.keys())
-        .chain(settings.policy.http.action_grants.keys());
-    for action in configured {
-        if component.definition(action).is_none() {
-            let known: Vec<&str> = component
-                .definitions()
-                .iter()
-                .map(|definition| definition.key.as_str())
-                .collect();
-            bail!(
-                "{} has no action '{action}' (configured under [component.actions.{action}]); \
-                 it has: {}",
-                settings.path.display(),
-                known.join(", ")
-            );
-        }
-    }
-    Ok(ServedComponent {
-        component: Arc::new(component),
-        concurrency: settings.concurrency,
-        action_concurrency: settings.action_concurrency.clone(),
-    })
-}
-
 /// Worker threads for guests: one per core.
-pub fn actor_pool() -> anyhow::Result<ActorPool> {
+pub fn guest_workers() -> anyhow::Result<GuestWorkers> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    ActorPool::new(threads).context("cannot start the guest worker threads")
+    GuestWorkers::new(threads).context("cannot start the guest worker threads")
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -333,10 +220,10 @@ pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Resul
     }
     agent_config.backoff.max_attempts = settings.max_reconnect_attempts;
     agent_config.keep = settings.keep;
-    let runtime = runtime(cache, &settings.components, agent_config.concurrency)?;
     let shape = RuntimeShape::of(&settings.components);
-    let served = load(&runtime, &settings.components).await?;
-    let pool = actor_pool()?;
+    let runtime = Runtime::new(shape.runtime_config(agent_config.concurrency, cache))?;
+    let served = load_components(&runtime, &settings.components).await?;
+    let pool = guest_workers()?;
     let agent = Agent::new(agent_config, served, pool.handle())?;
     let _metrics = match settings.metrics {
         Some(addr) => {
@@ -386,10 +273,12 @@ pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Resul
                     .map(|file| format!(" and {}", file.display()))
                     .unwrap_or_default()
             );
-            let components = components(args).map(|mut components| {
-                args.http.apply_all(&mut components, &client);
-                components
-            });
+            let components = config::components(args.config.as_deref(), &args.components)
+                .map_err(anyhow::Error::from)
+                .map(|mut components| {
+                    args.http.apply_all(&mut components, &client);
+                    components
+                });
             reload(&agent, &runtime, shape, components, "SIGHUP").await;
         }
     };

@@ -218,6 +218,14 @@ impl DevServer {
         self.shared.is_connected(token)
     }
 
+    /// Resolves once the agent of `token` is connected (checks every 5 ms, as the server keeps
+    /// no connection events); callers bound it with their own timeout.
+    pub async fn wait_connected(&self, token: &str) {
+        while !self.is_connected(token) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Whether the server counts the agent of `token` as connected: connected, or lost
     /// within the stale window (what `ensureAgent` answers as `connected`).
     pub fn counts_as_connected(&self, token: &str) -> bool {

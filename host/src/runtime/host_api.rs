@@ -9,11 +9,11 @@ use super::bindings::{CallError, WitLogLevel, WitTarget};
 use super::calls::{
     CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH, MAX_CHILDREN_PER_TASK, TaskCalls,
 };
+use super::events::{LogLevel, Signal};
 use super::guest_fs::DescriptorClaim;
 use super::http::TaskHttp;
 use super::limits::{HostResourceCaps, TaskLimiter};
 use super::output::{TaskOutput, YieldError};
-use super::task::{LogLevel, Signal};
 
 /// Everything one task's store holds.
 pub struct TaskState {

@@ -13,6 +13,28 @@ pub const DEFAULT_OPEN_FILES: usize = 256;
 /// Default of [`HostResourceCaps::host_resources`].
 pub const DEFAULT_HOST_RESOURCES: usize = 1024;
 
+/// Smallest `host_resources` cap: a task needs a few for its standard streams and clocks.
+pub const MIN_HOST_RESOURCES: usize = 32;
+/// Largest `open_files` and `host_resources` cap.
+pub const MAX_RESOURCE_CAP: usize = 1 << 20;
+
+// Output caps of every task (what a guest may send back).
+
+/// Longest log line forwarded; longer lines are cut with a marker.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+/// Log text (all sources) forwarded per task; the rest is dropped after a marker.
+pub const MAX_LOG_BYTES: usize = 1024 * 1024;
+/// Largest single yield (its JSON text). The official Python client cannot take a frame of
+/// about 1 MiB, so large data goes by reference (a file, a URL), not in a yield.
+pub const MAX_YIELD_BYTES: usize = 512 * 1024;
+/// Longest FAILED / CRITICAL error text a guest can send; longer texts are cut with a marker
+/// (the server stores at most 30,000 characters of a message).
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
+/// Log lines and progress updates per second a task may send (and burst).
+pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
+/// Longest progress message forwarded (bytes); a longer one is cut with a marker.
+pub const MAX_PROGRESS_MESSAGE: usize = 1024;
+
 /// How many host resources one task of a component may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostResourceCaps {
@@ -68,6 +90,28 @@ pub struct Limits {
     /// After a CANCEL, how long the guest keeps running to see `is_cancelled()` and end
     /// cleanly before it is stopped (an INTERRUPT stops it at once).
     pub cancel_grace: Duration,
+}
+
+/// Wall-clock cap of the one-off `describe` call at load.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fuel budget of the one-off `describe` call at load (when the runtime meters fuel).
+pub const DESCRIBE_FUEL: u64 = 10_000_000_000;
+
+impl Limits {
+    /// The fuel a task's store starts with: its budget, or all there is when unmetered.
+    pub fn fuel_budget(&self) -> u64 {
+        self.fuel.unwrap_or(u64::MAX)
+    }
+
+    /// These limits with the `describe` call's fuel and time caps ([`DESCRIBE_FUEL`],
+    /// [`DESCRIBE_TIMEOUT`]) instead of an action's.
+    pub fn for_describe(self) -> Limits {
+        Limits {
+            fuel: Some(DESCRIBE_FUEL),
+            timeout: DESCRIBE_TIMEOUT,
+            ..self
+        }
+    }
 }
 
 impl Default for Limits {
@@ -212,37 +256,6 @@ pub const MIN_MEMORY_LIMIT: u64 = 64 * 1024;
 /// Largest memory limit: all a 32-bit guest can address.
 pub const MAX_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 
-/// Parses a size in binary units, `64MiB`, `512KiB`, `1.5GiB`, or bytes (`1048576`, `4096B`).
-///
-/// Units that could be read as decimal or binary (`64MB`, `512k`, `1g`) are refused with the
-/// binary spelling to use, rather than guessed.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, unit) = split_number(text)
-        .ok_or_else(|| format!("'{text}' is not a size (try 64MiB, 512KiB, 1GiB)"))?;
-    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        ambiguous @ ("k" | "kb" | "m" | "mb" | "g" | "gb") => {
-            let binary = format!("{}iB", ambiguous[..1].to_ascii_uppercase());
-            let number = &text[..text.len() - unit.len()];
-            return Err(format!(
-                "'{text}' is ambiguous (decimal or binary?): did you mean {}{binary}? \
-                 Sizes take binary units (KiB, MiB, GiB) or a number of bytes",
-                number.trim()
-            ));
-        }
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' in '{text}' (use B, KiB, MiB, GiB)"
-            ));
-        }
-    };
-    Ok((number * scale as f64) as u64)
-}
-
 /// Checks a memory limit: from one WebAssembly page ([`MIN_MEMORY_LIMIT`]) to what a 32-bit
 /// guest can address ([`MAX_MEMORY_LIMIT`]).
 pub fn check_memory_limit(bytes: u64) -> Result<u64, String> {
@@ -262,37 +275,13 @@ pub fn check_memory_limit(bytes: u64) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Parses a memory limit ([`parse_bytes`], then [`check_memory_limit`]).
-pub fn parse_memory_limit(text: &str) -> Result<u64, String> {
-    parse_bytes(text).and_then(check_memory_limit)
-}
-
-/// Parses `10s`, `250ms`, `2m`, `1.5s`, `30` (seconds) into a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = split_number(text)
-        .ok_or_else(|| format!("'{text}' is not a duration (try 10s, 250ms, 2m)"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit '{other}' in '{text}' (use ms, s, m, h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
-}
-
-/// Splits `12.5MiB` into the number and its (trimmed) unit; `None` when no number leads.
-fn split_number(text: &str) -> Option<(f64, &str)> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    Some((number.parse().ok()?, unit.trim()))
+/// Checks a task timeout (of the config file or `--timeout`, [`crate::config::parse_duration`]): above zero.
+pub fn check_timeout(timeout: Duration) -> Result<Duration, String> {
+    if timeout.is_zero() {
+        Err("a timeout must be above zero".into())
+    } else {
+        Ok(timeout)
+    }
 }
 
 /// Enforces [`Limits::memory_bytes`] on the sum of a store's linear memories and the
@@ -326,7 +315,7 @@ impl TaskLimiter {
     /// A limiter for `limits`.
     pub fn new(limits: &Limits) -> Self {
         TaskLimiter {
-            fuel_budget: limits.fuel.unwrap_or(u64::MAX),
+            fuel_budget: limits.fuel_budget(),
             memory_limit: limits.memory_bytes,
             memory_total: 0,
             memory_pending: 0,
@@ -444,14 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_and_formats_sizes() {
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("512kib"), Ok(512 << 10));
-        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("4096B"), Ok(4096));
-        assert!(parse_bytes("lots").is_err());
-        assert!(parse_bytes("3 parsecs").is_err());
+    fn formats_sizes() {
         assert_eq!(format_bytes(64 << 20), "64 MiB");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(12), "12 B");
@@ -477,32 +459,11 @@ mod tests {
     }
 
     #[test]
-    fn ambiguous_units_are_refused_with_the_binary_spelling() {
-        for (text, suggestion) in [
-            ("64MB", "did you mean 64MiB?"),
-            ("64mb", "did you mean 64MiB?"),
-            ("512k", "did you mean 512KiB?"),
-            ("1.5 G", "did you mean 1.5GiB?"),
-            ("2gb", "did you mean 2GiB?"),
-        ] {
-            let error = parse_bytes(text).expect_err(text);
-            assert!(error.contains(suggestion), "{text}: {error}");
-            assert!(parse_memory_limit(text).is_err());
-        }
-    }
-
-    #[test]
-    fn memory_limits_fit_a_32_bit_guest() {
-        assert_eq!(parse_memory_limit("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_memory_limit("64KiB"), Ok(64 << 10));
-        let error = parse_memory_limit("5GiB").expect_err("too large");
-        assert!(
-            error.contains("more than a 32-bit guest can address"),
-            "{error}"
-        );
-        let error = parse_memory_limit("64").expect_err("64 bytes");
-        assert!(error.contains("a bare number counts bytes"), "{error}");
+    fn memory_limits_are_one_page_to_4_gib() {
+        assert_eq!(check_memory_limit(4 << 30), Ok(4 << 30));
+        assert_eq!(check_memory_limit(64 << 10), Ok(64 << 10));
         assert!(check_memory_limit((4 << 30) + 1).is_err());
+        assert!(check_memory_limit(64).is_err());
     }
 
     #[test]
@@ -555,12 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_and_formats_durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("soon").is_err());
+    fn formats_durations() {
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
     }

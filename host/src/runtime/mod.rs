@@ -5,8 +5,8 @@
 mod bindings;
 mod cache;
 mod calls;
-mod component;
 mod engine;
+mod events;
 mod guest_fs;
 mod host_api;
 pub mod http;
@@ -16,7 +16,6 @@ pub mod limits;
 mod output;
 mod sandbox;
 mod stdio;
-mod task;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,19 +28,20 @@ pub use calls::{
     CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_CALL_DEPTH,
     MAX_CHILDREN_PER_TASK, TaskCalls,
 };
-pub use component::{
-    ActionComponent, DescribeError, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox, TaskUsage,
-};
+
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
+pub use events::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 pub use guest_fs::DescriptorBudget;
 pub use json_check::MAX_YIELD_DEPTH;
 pub use keep::{KeepPort, Shelving};
-pub use limits::{HostResourceCaps, LimitExceeded, Limits, STORE_SHAPE, StoreShape};
-pub use output::{
-    MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES,
+pub use limits::{
+    HostResourceCaps, LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE,
+    MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES, STORE_SHAPE, StoreShape,
 };
-pub use sandbox::{DirGrant, SandboxPolicy};
-pub use task::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
+pub use sandbox::{
+    ActionComponent, DescribeError, DirGrant, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox,
+    SandboxPolicy, TaskUsage,
+};
 
 use bindings::{
     ActionComponentPre, arkitekt::rekuest::calls as call_api, arkitekt::rekuest::host,

@@ -19,23 +19,12 @@ use super::json_check::check_yield_json;
 use crate::definition::Port;
 use crate::envelope;
 
-use super::limits::{LimitExceeded, format_bytes};
-use super::task::{LogLevel, TaskEvent};
+use super::events::{LogLevel, TaskEvent};
+use super::limits::{
+    LimitExceeded, MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND,
+    MAX_PROGRESS_MESSAGE, MAX_YIELD_BYTES, format_bytes,
+};
 
-/// Longest log line forwarded; longer lines are cut with a marker.
-pub const MAX_LOG_LINE: usize = 16 * 1024;
-/// Log text (all sources) forwarded per task; the rest is dropped after a marker.
-pub const MAX_LOG_BYTES: usize = 1024 * 1024;
-/// Largest single yield (its JSON text). The official Python client cannot take a frame of
-/// about 1 MiB, so large data goes by reference (a file, a URL), not in a yield.
-pub const MAX_YIELD_BYTES: usize = 512 * 1024;
-/// Longest FAILED / CRITICAL error text a guest can send; longer texts are cut with a marker
-/// (the server stores at most 30,000 characters of a message).
-pub const MAX_ERROR_BYTES: usize = 16 * 1024;
-/// Log lines and progress updates per second a task may send (and burst).
-pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
-/// Longest progress message.
-pub const MAX_PROGRESS_MESSAGE: usize = 1024;
 /// Least time between two "log lines dropped" markers of one task (the last comes at its end).
 pub const DROPPED_MARKER_INTERVAL: Duration = Duration::from_secs(1);
 /// How Rust panic messages start (std's hook and the guest SDK's alike).

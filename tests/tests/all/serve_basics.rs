@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::serve_support::*;
-use rekuest_host::agent::{ActorPool, Agent};
+use rekuest_host::agent::{Agent, GuestWorkers};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::DevServer;
 use rekuest_host::runtime::Limits;
@@ -13,7 +13,7 @@ use rekuest_host::runtime::Limits;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_once_and_an_unchanged_restart_registers_nothing() {
     let server = DevServer::start(fast_server()).await.expect("server");
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let first = Agent::new(
         fast_agent(&server.url()),
         components(&["math"]).await,
@@ -61,7 +61,7 @@ async fn graphql_errors_are_shown_with_what_was_attempted() {
     let mut config = fast_server();
     config.tokens = Some(vec!["the-right-token".into()]);
     let server = DevServer::start(config).await.expect("server");
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Agent::new(
         fast_agent(&server.url()),
         components(&["math"]).await,

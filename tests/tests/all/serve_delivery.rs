@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::serve_support::*;
-use rekuest_host::agent::{ActorPool, Agent};
+use rekuest_host::agent::{Agent, GuestWorkers};
 use rekuest_host::devserver::{DevServer, MAX_MESSAGE_CHARS};
 
 type Peer = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -69,7 +69,7 @@ fn types(frames: &[Value]) -> Vec<&str> {
 async fn yields_in_flight_when_the_connection_breaks_are_resent_before_completed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Arc::new(
         Agent::new(
             fast_agent(&url),

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::serve_support::*;
-use rekuest_host::agent::{ActorPool, Agent, AgentError, GraphqlClient};
+use rekuest_host::agent::{Agent, AgentError, GraphqlClient, GuestWorkers};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::protocol::{Endpoints, ToAgent};
@@ -158,7 +158,7 @@ fn assign(task: &str, interface: &str, task_args: Value) -> Value {
 async fn terminal_reports_are_kept_until_acked_and_inquiries_answered_truthfully() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Arc::new(
         Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
     );
@@ -364,7 +364,7 @@ async fn a_second_host_with_the_same_token_is_refused_and_the_first_keeps_its_ac
     // Another name and other components, same token: refused before touching anything.
     let mut config = fast_agent(&server.url());
     config.name = "another-name".into();
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let second =
         Arc::new(Agent::new(config, components(&["text"]).await, pool.handle()).expect("agent"));
     let error = bounded("the second registration", second.register())
@@ -410,7 +410,7 @@ async fn a_registration_changed_behind_the_hosts_back_is_restored_on_reconnect()
     let (server, serving) = serve(&["math"]).await;
     let hash = server.agent_hash(TOKEN).expect("registered");
     // Another process with this token replaces the actions (as an older host version would).
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let other = Agent::new(
         fast_agent(&server.url()),
         components(&["text"]).await,
@@ -449,7 +449,7 @@ async fn a_registration_changed_behind_the_hosts_back_is_restored_on_reconnect()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_for_an_agent_never_ensured_is_refused_clearly() {
     let server = DevServer::start(fast_server()).await.expect("server");
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Arc::new(
         Agent::new(
             fast_agent(&server.url()),
@@ -554,7 +554,7 @@ async fn a_host_started_before_its_server_waits_for_it() {
         listener.local_addr().expect("addr")
     };
     let url = format!("http://{addr}");
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Arc::new(
         Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
     );
@@ -608,7 +608,7 @@ async fn a_silent_server_is_noticed_and_the_connection_replaced() {
 async fn malformed_assignments_are_answered_failed_with_the_reason() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent = Arc::new(
         Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
     );
@@ -688,7 +688,7 @@ async fn a_flood_of_assignments_is_bounded_and_inquiries_are_answered_once() {
     let mut config = fast_agent(&url);
     config.concurrency = 1;
     config.max_queued = 2;
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent =
         Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
     let serving = Serving::serve_only(agent, pool);
@@ -737,7 +737,7 @@ async fn args_waiting_for_a_slot_are_bounded_in_bytes_too() {
     let mut config = fast_agent(&url);
     config.concurrency = 1;
     config.max_queued_bytes = 1 << 20;
-    let pool = ActorPool::new(1).expect("pool");
+    let pool = GuestWorkers::new(1).expect("pool");
     let agent =
         Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
     let serving = Serving::serve_only(agent, pool);

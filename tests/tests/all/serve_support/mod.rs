@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use rekuest_host::agent::{ActorPool, Agent, AgentConfig, AgentError, ServedComponent};
+use rekuest_host::agent::{
+    Agent, AgentConfig, AgentError, GuestWorkers, ServedComponent, load_component,
+};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{DevServer, DevServerConfig, ServerEvent};
 use rekuest_host::protocol::Endpoints;
@@ -90,20 +92,15 @@ pub async fn components(names: &[&str]) -> Vec<ServedComponent> {
     load(settings).await
 }
 
-/// Loads components as configured.
+/// Loads components as configured, checked as `run` checks them.
 pub async fn load(settings: Vec<ComponentSettings>) -> Vec<ServedComponent> {
-    let runtime = runtime();
-    let mut served = Vec::new();
-    for settings in settings {
-        let component = runtime
-            .load_file(&settings.path, settings.policy.clone())
-            .await
-            .expect("component loads");
-        served.push(ServedComponent {
-            component: Arc::new(component),
-            concurrency: settings.concurrency,
-            action_concurrency: settings.action_concurrency,
-        });
+    let mut served = Vec::with_capacity(settings.len());
+    for settings in &settings {
+        served.push(
+            load_component(runtime(), settings)
+                .await
+                .expect("component loads"),
+        );
     }
     served
 }
@@ -118,13 +115,13 @@ pub struct Serving {
     pub agent: Arc<Agent>,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<Result<(), AgentError>>,
-    _pool: ActorPool,
+    _pool: GuestWorkers,
 }
 
 impl Serving {
     /// Registers and serves `components` with `config`.
     pub async fn start(config: AgentConfig, components: Vec<ServedComponent>) -> Serving {
-        let pool = ActorPool::new(2).expect("pool");
+        let pool = GuestWorkers::new(2).expect("pool");
         let agent = Arc::new(Agent::new(config, components, pool.handle()).expect("agent"));
         bounded("registration", agent.register())
             .await
@@ -133,7 +130,7 @@ impl Serving {
     }
 
     /// Serves without registering first.
-    pub fn serve_only(agent: Arc<Agent>, pool: ActorPool) -> Serving {
+    pub fn serve_only(agent: Arc<Agent>, pool: GuestWorkers) -> Serving {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = Arc::clone(&agent);
         let task = tokio::spawn(async move {
@@ -173,7 +170,7 @@ impl Serving {
 pub async fn serve(names: &[&str]) -> (DevServer, Serving) {
     let server = DevServer::start(fast_server()).await.expect("server");
     let serving = Serving::start(fast_agent(&server.url()), components(names).await).await;
-    until("the agent to connect", || server.is_connected(TOKEN)).await;
+    bounded("the agent to connect", server.wait_connected(TOKEN)).await;
     (server, serving)
 }
 

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use super::http::HttpPolicy;
-use super::limits::{HostResourceCaps, Limits};
-use super::output::{Stdio, TaskOutput};
-use super::stdio::GuestStdio;
+use crate::runtime::http::HttpPolicy;
+use crate::runtime::limits::{HostResourceCaps, Limits};
+use crate::runtime::output::{Stdio, TaskOutput};
+use crate::runtime::stdio::GuestStdio;
 
 /// A host directory made visible to guests.
 #[derive(Debug, Clone, PartialEq, Eq)]

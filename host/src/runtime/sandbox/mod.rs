@@ -1,5 +1,7 @@
 //! A loaded action component: compiled once, described once, instantiated fresh per task.
 
+mod policy;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,20 +14,17 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ActionComponentPre, RunError};
 use super::calls::TaskCalls;
+use super::events::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
 use super::host_api::{ContractViolation, TaskState};
 use super::http::TaskHttp;
 use super::limits::{LimitExceeded, Limits, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
-use super::sandbox::SandboxPolicy;
-use super::task::{Failure, Outcome, Signal, TaskControl, TaskEvent, wait_while_paused};
 use crate::definition::{ActionKind, Definition, Port, parse_definitions};
 use crate::envelope;
+pub use policy::{DirGrant, SandboxPolicy};
 
 /// Largest self-description accepted.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024 * 1024;
-/// Limits of the one-off `describe` call at load.
-const DESCRIBE_LIMITS_TIMEOUT: Duration = Duration::from_secs(10);
-const DESCRIBE_FUEL: u64 = 10_000_000_000;
 /// How many events may wait between a task and its caller.
 pub const EVENT_BUFFER: usize = 256;
 
@@ -141,11 +140,7 @@ impl ActionComponent {
             structure_returns: Vec::new(),
             policy,
         };
-        let limits = Limits {
-            fuel: Some(DESCRIBE_FUEL),
-            timeout: DESCRIBE_LIMITS_TIMEOUT,
-            ..component.policy.limits
-        };
+        let limits = component.policy.limits.for_describe();
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
         let name = component.name.clone();
         let drain = tokio::spawn(async move {
@@ -490,7 +485,7 @@ impl ActionComponent {
         }
         let outcome = match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Outcome::Failed(Failure::Limit(LimitExceeded::Fuel {
-                budget: limits.fuel.unwrap_or(u64::MAX),
+                budget: limits.fuel_budget(),
             })),
             Some(Trap::StackOverflow) => {
                 Outcome::Critical("stack overflow: the action recursed too deeply".into())
