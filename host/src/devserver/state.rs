@@ -15,7 +15,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::DevServerConfig;
 use super::feed::Subscribers;
-use crate::protocol::{Assign, AssignRequest, ChildControl, Inquiry, ToAgent};
+use crate::protocol::{
+    Assign, AssignRequest, ChildControl, Inquiry, ReportType, TaskEventKind, ToAgent,
+};
 
 mod callers;
 pub(crate) use callers::CallerAssign;
@@ -23,23 +25,23 @@ pub(crate) use callers::CallerAssign;
 /// Something that happened to a task, as a caller sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerEvent {
-    /// The report type (`STARTED`, `YIELD`, `COMPLETED`, ...), or `ASSIGNED`,
-    /// `DISCONNECTED`, `CANCELLING`, `INTERRUPTING`, `PAUSING`, `RESUMING`.
-    pub kind: String,
+    /// The report type (`STARTED`, `YIELD`, `COMPLETED`, ...), or one of the server's own
+    /// (`ASSIGNED`, `DISCONNECTED`, `CANCELLING`, ...); serialized as its wire name.
+    pub kind: TaskEventKind,
     /// The report's fields (`returns`, `progress`, `message`, `level`, `error`).
     #[serde(flatten)]
     pub fields: Map<String, Value>,
 }
 
 impl ServerEvent {
-    fn new(kind: &str) -> Self {
+    fn new(kind: TaskEventKind) -> Self {
         ServerEvent {
-            kind: kind.to_string(),
+            kind,
             fields: Map::new(),
         }
     }
 
-    fn with(kind: &str, message: &str) -> Self {
+    fn with(kind: TaskEventKind, message: &str) -> Self {
         let mut event = ServerEvent::new(kind);
         event.fields.insert("message".into(), Value::from(message));
         event
@@ -48,10 +50,7 @@ impl ServerEvent {
     /// Whether the task is over after this event, as far as a caller is concerned
     /// (`DISCONNECTED` means the fate is unknown; a later report may still come).
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.kind.as_str(),
-            "COMPLETED" | "FAILED" | "CRITICAL" | "CANCELLED" | "INTERRUPTED"
-        )
+        self.kind.is_terminal()
     }
 }
 
@@ -153,7 +152,7 @@ struct TaskRecord {
     bytes: usize,
     dropped_events: usize,
     done: bool,
-    received: HashMap<String, usize>,
+    received: HashMap<ReportType, usize>,
     /// The ids of the YIELDs recorded (a resent one is recorded once), at most
     /// [`MAX_TASK_EVENTS`] of the latest.
     yields: HashSet<String>,
@@ -239,7 +238,7 @@ pub struct TaskSnapshot {
     /// Whether a terminal report arrived.
     pub done: bool,
     /// How many reports of each type arrived, duplicates included.
-    pub received: HashMap<String, usize>,
+    pub received: HashMap<ReportType, usize>,
     /// How many of the oldest events were dropped to keep within the retention bounds.
     pub dropped_events: usize,
 }
@@ -329,10 +328,10 @@ impl Db {
                 && task
                     .events
                     .last()
-                    .is_none_or(|last| last.kind != "DISCONNECTED")
+                    .is_none_or(|last| last.kind != TaskEventKind::Disconnected)
             {
                 let freed = task.push(ServerEvent::with(
-                    "DISCONNECTED",
+                    TaskEventKind::Disconnected,
                     "Agent disconnected. Fate unknown",
                 ));
                 self.event_bytes -= freed;
@@ -432,7 +431,7 @@ impl Db {
         }
         record.calling_agent = parent.as_ref().map(|parent| parent.calling_agent.clone());
         record.parent = parent.as_ref().map(|parent| parent.task.clone());
-        record.push(ServerEvent::new("ASSIGNED"));
+        record.push(ServerEvent::new(TaskEventKind::Assigned));
         self.tasks.insert(id, record);
         self.forget_over_bound();
         let assign = ToAgent::Assign(Box::new(Assign {
@@ -858,18 +857,8 @@ impl Shared {
     /// Records a report from `agent_id`.
     pub(crate) fn report(&self, agent_id: &str, report: &crate::protocol::Report) -> ReportEffect {
         use crate::protocol::ReportKind;
-        let kind = report.kind.wire_type();
-        let ack = matches!(
-            report.kind,
-            ReportKind::Started
-                | ReportKind::Paused
-                | ReportKind::Resumed
-                | ReportKind::Completed
-                | ReportKind::Failed { .. }
-                | ReportKind::Critical { .. }
-                | ReportKind::Cancelled
-                | ReportKind::Interrupted
-        );
+        let kind = report.kind.report_type();
+        let ack = kind.is_acked();
         let mut db = self.db();
         let task = report
             .task
@@ -878,13 +867,13 @@ impl Shared {
             .and_then(|id| db.tasks.get_mut(&id))
             .filter(|task| task.agent == agent_id);
         let Some(task) = task else {
-            return if matches!(report.kind, ReportKind::Yield { .. }) {
+            return if kind == ReportType::Yield {
                 ReportEffect::UnknownTask
             } else {
                 ReportEffect::Recorded { ack }
             };
         };
-        *task.received.entry(kind.to_string()).or_default() += 1;
+        *task.received.entry(kind).or_default() += 1;
         if task.done {
             // Resent terminal reports (and stragglers) are deduplicated by task.
             return ReportEffect::Recorded { ack };
@@ -903,7 +892,7 @@ impl Shared {
             && text.len() > MAX_MESSAGE_CHARS
             && text.chars().count() > MAX_MESSAGE_CHARS
         {
-            return ReportEffect::TooLong(kind);
+            return ReportEffect::TooLong(kind.as_str());
         }
         if let ReportKind::Yield { .. } = report.kind
             && task.seen_yield(&report.id)
@@ -916,7 +905,7 @@ impl Shared {
                 ReportKind::Yield { returns } => returns.get().len(),
                 _ => text.map_or(0, String::len),
             };
-        let mut event = ServerEvent::new(kind);
+        let mut event = ServerEvent::new(kind.into());
         match &report.kind {
             ReportKind::Progress { progress, message } => {
                 event.fields.insert("progress".into(), json!(progress));
@@ -935,7 +924,7 @@ impl Shared {
             }
             _ => {}
         }
-        task.done = report.kind.is_terminal();
+        task.done = kind.is_terminal();
         let mirror = task
             .calling_agent
             .clone()
@@ -1123,21 +1112,21 @@ impl Shared {
                     id: message_id,
                     task: task_id,
                 },
-                "CANCELLING",
+                TaskEventKind::Cancelling,
             ),
             Control::Interrupt => (
                 ToAgent::Interrupt {
                     id: message_id,
                     task: task_id,
                 },
-                "INTERRUPTING",
+                TaskEventKind::Interrupting,
             ),
             Control::Pause => (
                 ToAgent::Pause {
                     id: message_id,
                     task: task_id,
                 },
-                "PAUSING",
+                TaskEventKind::Pausing,
             ),
             Control::Resume(step) => (
                 ToAgent::Resume {
@@ -1145,7 +1134,7 @@ impl Shared {
                     task: task_id,
                     step,
                 },
-                "RESUMING",
+                TaskEventKind::Resuming,
             ),
         };
         if let Some(record) = db.tasks.get_mut(&id) {
@@ -1350,7 +1339,7 @@ mod tests {
             "3",
             ReportKind::Log {
                 message: "x".repeat(MAX_MESSAGE_CHARS + 1),
-                level: "INFO".into(),
+                level: crate::protocol::LogLevel::Info,
             },
         );
         assert!(matches!(
