@@ -2,7 +2,9 @@
 //! changed): the new set is loaded in full and checked before the agent serves it; anything
 //! wrong refuses the whole reload with the reason, and the old set keeps serving.
 
+#[cfg(feature = "devserver")]
 use std::path::PathBuf;
+#[cfg(feature = "devserver")]
 use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
@@ -15,6 +17,7 @@ use rekuest_host::text::Lines;
 
 use super::run::load_one;
 
+#[cfg(feature = "devserver")]
 /// How often `dev --watch` looks at the component files.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -92,6 +95,7 @@ pub async fn reload(
     }
 }
 
+#[cfg(feature = "devserver")]
 /// The size and modification time of each watched file (`None`: unreadable right now).
 fn stamps(paths: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
     paths
@@ -103,6 +107,7 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
         .collect()
 }
 
+#[cfg(feature = "devserver")]
 /// Watches files for changes by polling their size and modification time (no watcher
 /// daemon or extra dependency; a rebuild rewrites the file, which this sees).
 pub struct FileWatch {
@@ -110,6 +115,7 @@ pub struct FileWatch {
     seen: Vec<Option<(u64, SystemTime)>>,
 }
 
+#[cfg(feature = "devserver")]
 impl FileWatch {
     /// Watches `paths` from their current state.
     pub fn new(paths: Vec<PathBuf>) -> Self {
