@@ -6,7 +6,8 @@
 //! - [`protocol`]: the rekuest agent protocol's frames and endpoints.
 //! - [`agent`]: registration and the agent socket: serving actions to a rekuest server.
 //! - [`config`]: the `rekuest-host.toml` file.
-//! - [`devserver`]: a local rekuest-compatible server for development and tests.
+//! - `devserver`: a local rekuest-compatible server for development and tests (the
+//!   `devserver` feature, on by default).
 //! - [`login`]: joining an Arkitekt deployment (fakts discovery, the claim, access tokens).
 //! - [`tls`]: the certificate authorities outbound connections trust.
 //! - [`text`]: guest and server text made safe for a terminal.
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod config;
 pub mod definition;
+#[cfg(feature = "devserver")]
 pub mod devserver;
 pub mod envelope;
 pub mod login;

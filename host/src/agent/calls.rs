@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
-use crate::protocol::{AssignRequest, ChildControl, ExecutionEvent, FromAgent};
+use crate::protocol::{AssignRequest, ChildControl, ExecutionEvent, FromAgent, TaskEventKind};
 use crate::runtime::{CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_YIELD_BYTES};
 
 /// Largest args text of one call (the same bound as one set of returns).
@@ -151,16 +151,21 @@ impl Calls {
                 .unwrap_or("no error given")
                 .to_string()
         };
-        let child_event = match event.kind.as_str() {
-            "YIELD_EVENT" => {
+        let child_event = match TaskEventKind::from_mirrored(&event.kind) {
+            Some(TaskEventKind::Yield) => {
                 let returns = event.fields.get("returns").cloned().unwrap_or(Value::Null);
                 ChildEvent::Yield(returns.to_string())
             }
-            "COMPLETED_EVENT" => ChildEvent::Completed,
-            "FAILED_EVENT" => ChildEvent::Failed(text("error")),
-            "CRITICAL_EVENT" => ChildEvent::Critical(text("error")),
-            "CANCELLED_EVENT" => ChildEvent::Cancelled("the child task was cancelled".into()),
-            "INTERRUPTED_EVENT" => ChildEvent::Cancelled("the child task was interrupted".into()),
+            Some(TaskEventKind::Completed) => ChildEvent::Completed,
+            Some(TaskEventKind::Failed) => ChildEvent::Failed(text("error")),
+            Some(TaskEventKind::Critical) => ChildEvent::Critical(text("error")),
+            Some(TaskEventKind::Cancelled) => {
+                ChildEvent::Cancelled("the child task was cancelled".into())
+            }
+            Some(TaskEventKind::Interrupted) => {
+                ChildEvent::Cancelled("the child task was interrupted".into())
+            }
+            // Progress, logs, the server's own events and kinds yet unknown: nothing to pass on.
             _ => return true,
         };
         let mut child_event = child_event;

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
-use super::dispatcher::Dispatcher;
+use super::dispatcher::{Dispatcher, StopMode};
 use super::outbox::Outbox;
 use crate::protocol::messages::frame_type;
 use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
@@ -263,8 +263,8 @@ async fn run(
                         }
                     }
                     ToAgent::Assign(assign) => dispatcher.assign(*assign, text.len()),
-                    ToAgent::Cancel { task, .. } => dispatcher.stop(&task, false),
-                    ToAgent::Interrupt { task, .. } => dispatcher.stop(&task, true),
+                    ToAgent::Cancel { task, .. } => dispatcher.stop(&task, StopMode::Cancel),
+                    ToAgent::Interrupt { task, .. } => dispatcher.stop(&task, StopMode::Interrupt),
                     ToAgent::Pause { task, .. } => dispatcher.pause(&task),
                     ToAgent::Resume { task, step, .. } => dispatcher.resume(&task, step),
                     ToAgent::EventAck { event, .. } => {

@@ -17,10 +17,10 @@ use super::calls::Calls;
 use super::keep::Keep;
 use super::metrics::{ActionMetrics, Snapshot};
 use super::outbox::Outbox;
-use crate::protocol::{Assign, ChildControl, Inquiry, Report, ReportKind};
+use crate::protocol::{Assign, ChildControl, Inquiry, LogLevel, Report, ReportKind, ReportType};
 use crate::runtime::{
-    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls, TaskControl,
-    TaskEvent, TaskUsage,
+    self, ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls,
+    TaskControl, TaskEvent, TaskUsage,
 };
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
@@ -43,6 +43,60 @@ pub struct QueueLimits {
 pub const FINISHED_ERROR_CHARS: usize = 1_000;
 /// How long a stepped task runs before it parks again (one epoch tick is the granularity).
 pub const STEP_DURATION: Duration = EPOCH_TICK;
+
+/// How a CANCEL or INTERRUPT stops a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// CANCEL: the guest sees `is_cancelled()` and may end within its grace period; the task
+    /// reports CANCELLED.
+    Cancel,
+    /// INTERRUPT: the guest is stopped at once; the task reports INTERRUPTED.
+    Interrupt,
+}
+
+impl StopMode {
+    /// The control passed on to the task's children.
+    fn child_control(self) -> ChildControl {
+        match self {
+            StopMode::Cancel => ChildControl::Cancel,
+            StopMode::Interrupt => ChildControl::Interrupt,
+        }
+    }
+
+    /// The terminal report of a task stopped this way.
+    fn report(self) -> ReportKind {
+        match self {
+            StopMode::Cancel => ReportKind::Cancelled,
+            StopMode::Interrupt => ReportKind::Interrupted,
+        }
+    }
+}
+
+impl From<runtime::LogLevel> for LogLevel {
+    fn from(level: runtime::LogLevel) -> Self {
+        match level {
+            runtime::LogLevel::Debug => LogLevel::Debug,
+            runtime::LogLevel::Info => LogLevel::Info,
+            runtime::LogLevel::Warn => LogLevel::Warn,
+            runtime::LogLevel::Error => LogLevel::Error,
+            runtime::LogLevel::Critical => LogLevel::Critical,
+        }
+    }
+}
+
+impl From<Outcome> for ReportKind {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Completed => ReportKind::Completed,
+            Outcome::Failed(failure) => ReportKind::Failed {
+                error: failure.to_string(),
+            },
+            Outcome::Critical(error) => ReportKind::Critical { error },
+            Outcome::Cancelled => ReportKind::Cancelled,
+            Outcome::Interrupted => ReportKind::Interrupted,
+        }
+    }
+}
 
 /// What is remembered of a finished task's terminal report: its kind, the error cut to
 /// [`FINISHED_ERROR_CHARS`].
@@ -564,7 +618,7 @@ impl Dispatcher {
         let kind = match event {
             TaskEvent::Log { level, message } => ReportKind::Log {
                 message,
-                level: level.as_str().to_string(),
+                level: level.into(),
             },
             TaskEvent::Progress { percent, message } => {
                 if let Some(entry) = self.table().running.get_mut(task) {
@@ -589,17 +643,8 @@ impl Dispatcher {
         };
         let took = entry.assigned.elapsed();
         entry.metrics.finished(&outcome, took, usage);
-        let kind = match outcome {
-            Outcome::Completed => ReportKind::Completed,
-            Outcome::Failed(failure) => ReportKind::Failed {
-                error: failure.to_string(),
-            },
-            Outcome::Critical(error) => ReportKind::Critical { error },
-            Outcome::Cancelled => ReportKind::Cancelled,
-            Outcome::Interrupted => ReportKind::Interrupted,
-        };
-        let report = Report::new(task, kind);
-        let outcome = report.kind.wire_type();
+        let report = Report::new(task, outcome.into());
+        let outcome = report.kind.report_type().as_str();
         table.queued_bytes -= entry.queued_bytes;
         table.remember(report.clone());
         let idle = table.running.is_empty();
@@ -624,23 +669,22 @@ impl Dispatcher {
             .map(|entry| entry.control.clone())
     }
 
-    fn finished_kind(&self, task: &str) -> Option<&'static str> {
+    fn finished_kind(&self, task: &str) -> Option<ReportType> {
         self.table()
             .finished
             .get(task)
-            .map(|report| report.kind.wire_type())
+            .map(|report| report.kind.report_type())
     }
 
-    /// CANCEL (`interrupt: false`) or INTERRUPT: stop the task at its next epoch tick.
-    pub fn stop(&self, task: &str, interrupt: bool) {
+    /// CANCEL or INTERRUPT (`mode`): stops the task and its children; a task unknown here is
+    /// answered with the terminal report of `mode` at once, so it does not hang.
+    pub fn stop(&self, task: &str, mode: StopMode) {
         if let Some(control) = self.control_of(task) {
-            if interrupt {
-                control.interrupt();
-                self.calls.control_children(task, ChildControl::Interrupt);
-            } else {
-                control.cancel();
-                self.calls.control_children(task, ChildControl::Cancel);
+            match mode {
+                StopMode::Cancel => control.cancel(),
+                StopMode::Interrupt => control.interrupt(),
             }
+            self.calls.control_children(task, mode.child_control());
             return;
         }
         if let Some(kind) = self.finished_kind(task) {
@@ -649,14 +693,7 @@ impl Dispatcher {
         }
         // Not running here and never was: it is certainly not running, say so.
         tracing::warn!(%task, "stop for a task unknown to this agent");
-        self.outbox.push(Report::new(
-            task,
-            if interrupt {
-                ReportKind::Interrupted
-            } else {
-                ReportKind::Cancelled
-            },
-        ));
+        self.outbox.push(Report::new(task, mode.report()));
     }
 
     /// PAUSE: park the guest at its next epoch tick.

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 pub use backoff::{Backoff, BackoffConfig};
 pub use connection::{MAX_FRAME_BYTES, SocketConfig};
 pub use credentials::Credentials;
-pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits};
+pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits, StopMode};
 pub use keep::{Keep, KeepConfig, KeepError};
 pub use loading::{LoadComponentsError, RuntimeShape, load_component, load_components};
 pub use metrics::Metrics;

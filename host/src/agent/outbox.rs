@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::protocol::{Report, ReportKind};
+use crate::protocol::{LogLevel, Report, ReportKind, ReportType};
 
 /// Reports waiting to be written before a task's next output waits.
 pub const MAX_QUEUED: usize = 10_000;
@@ -67,7 +67,7 @@ struct Sent {
 /// Log lines of one task gathered into one frame.
 struct PendingLog {
     task: String,
-    level: String,
+    level: LogLevel,
     text: String,
     since: Instant,
     dropped: u64,
@@ -162,17 +162,11 @@ fn size_of(report: &Report) -> usize {
         }
 }
 
-/// Whether the server confirms `kind` with EVENT_ACK.
-fn is_acknowledged(kind: &ReportKind) -> bool {
-    !matches!(
-        kind,
-        ReportKind::Log { .. } | ReportKind::Progress { .. } | ReportKind::Yield { .. }
-    )
-}
-
-/// Whether `report` is kept until confirmed and sent again after a reconnect.
+/// Whether `report` is kept until confirmed and sent again after a reconnect: its returns
+/// and its end must not be lost.
 fn is_retained(report: &Report) -> bool {
-    matches!(report.kind, ReportKind::Yield { .. }) || report.kind.is_terminal()
+    let kind = report.kind.report_type();
+    kind == ReportType::Yield || kind.is_terminal()
 }
 
 /// Cuts `text` to at most `limit` characters, marking the cut.
@@ -273,7 +267,7 @@ impl State {
     }
 
     /// Gathers a log line into its task's pending frame.
-    fn gather_log(&mut self, task: String, level: String, mut line: String, now: Instant) {
+    fn gather_log(&mut self, task: String, level: LogLevel, mut line: String, now: Instant) {
         cap_text(&mut line, MAX_MESSAGE_CHARS - LOG_MARKER_ROOM);
         let room = MAX_MESSAGE_CHARS - LOG_MARKER_ROOM;
         if let Some(index) = self.logs.iter().position(|log| log.task == task) {
@@ -444,7 +438,7 @@ impl Outbox {
     /// `sent` was written (with its seq): YIELD and terminal reports are kept until
     /// confirmed, acknowledged ones are remembered as confirmation marks.
     pub(crate) fn written(&self, sent: Queued) {
-        if !is_acknowledged(&sent.report.kind) && !is_retained(&sent.report) {
+        if !sent.report.kind.report_type().is_acked() && !is_retained(&sent.report) {
             return;
         }
         let mut state = self.state();
@@ -512,7 +506,7 @@ impl Outbox {
                     resend.push(Queued { report, attempts });
                     continue;
                 }
-                let wire_type = report.kind.wire_type();
+                let wire_type = report.kind.report_type();
                 let cause = format!(
                     "the server closed the connection right after its {wire_type} report \
                      {MAX_ATTEMPTS} times"
@@ -634,7 +628,7 @@ mod tests {
             task,
             ReportKind::Log {
                 message: line.into(),
-                level: "INFO".into(),
+                level: LogLevel::Info,
             },
         )
     }
@@ -862,7 +856,7 @@ mod tests {
         let batch = outbox.take_batch(usize::MAX, usize::MAX);
         let kinds: Vec<&str> = batch
             .iter()
-            .map(|queued| queued.report.kind.wire_type())
+            .map(|queued| queued.report.kind.report_type().as_str())
             .collect();
         assert_eq!(kinds, ["LOG", "COMPLETED"]);
     }

@@ -146,8 +146,10 @@ impl Display {
         }
         match event {
             TaskEvent::Log { level, message } => {
-                let line = format!("[{}] {}", level.as_str(), Lines(&message));
-                if HeldCritical::holds(Some(level.as_str()), &message) {
+                // Printed with the level the server would show.
+                let level = rekuest_host::protocol::LogLevel::from(level).as_str();
+                let line = format!("[{level}] {}", Lines(&message));
+                if HeldCritical::holds(Some(level), &message) {
                     self.held.hold(&message, line);
                 } else {
                     self.print_line(line);

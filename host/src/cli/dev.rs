@@ -286,7 +286,7 @@ async fn assign_once(
             bail!("the local server stopped before the task ended");
         };
         let fields: serde_json::Map<String, Value> = event.fields.clone();
-        if let Shown::Done(exit) = printer.show(&event.kind, &fields) {
+        if let Shown::Done(exit) = printer.show(event.kind.as_str(), &fields) {
             return Ok(exit.into());
         }
     }

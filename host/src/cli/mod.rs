@@ -4,6 +4,7 @@ mod args;
 mod assign;
 mod cache;
 mod call;
+#[cfg(feature = "devserver")]
 mod dev;
 mod exit;
 mod grant_args;
@@ -79,6 +80,7 @@ enum Command {
     /// Register the components' actions with a rekuest server and serve them.
     Run(run::RunArgs),
     /// Serve components on a local rekuest-compatible server (assign with `assign`).
+    #[cfg(feature = "devserver")]
     #[command(after_help = exit::EXIT_CODES)]
     Dev(dev::DevArgs),
     /// Assign an action on a rekuest server (by default the local one of `rekuest-host dev`)
@@ -141,6 +143,7 @@ impl Cli {
         match &self.command {
             Command::Run(_) => "warn,rekuest_host=info",
             // `dev --assign` prints the one task's events itself.
+            #[cfg(feature = "devserver")]
             Command::Dev(args) if args.assign.is_none() => "warn,rekuest_host=info",
             _ => "warn",
         }
@@ -217,6 +220,7 @@ impl Cli {
                 Ok(call::run(&component, action, args).await)
             }
             Command::Run(args) => run::run(args, self.cache()).await,
+            #[cfg(feature = "devserver")]
             Command::Dev(args) => dev::run(args, self.cache()).await,
             Command::New(args) => new::run(args),
             Command::Cache(command) => cache::run(command, self.cache_place()),

@@ -2,7 +2,9 @@
 //! changed): the new set is loaded in full and checked before the agent serves it; anything
 //! wrong refuses the whole reload with the reason, and the old set keeps serving.
 
+#[cfg(feature = "devserver")]
 use std::path::PathBuf;
+#[cfg(feature = "devserver")]
 use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
@@ -13,6 +15,7 @@ use rekuest_host::runtime::Runtime;
 use rekuest_host::runtime::limits::format_bytes;
 use rekuest_host::text::Lines;
 
+#[cfg(feature = "devserver")]
 /// How often `dev --watch` looks at the component files.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -69,6 +72,7 @@ pub async fn reload(
     }
 }
 
+#[cfg(feature = "devserver")]
 /// The size and modification time of each watched file (`None`: unreadable right now).
 fn stamps(paths: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
     paths
@@ -80,6 +84,7 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<(u64, SystemTime)>> {
         .collect()
 }
 
+#[cfg(feature = "devserver")]
 /// Watches files for changes by polling their size and modification time (no watcher
 /// daemon or extra dependency; a rebuild rewrites the file, which this sees).
 pub struct FileWatch {
@@ -87,6 +92,7 @@ pub struct FileWatch {
     seen: Vec<Option<(u64, SystemTime)>>,
 }
 
+#[cfg(feature = "devserver")]
 impl FileWatch {
     /// Watches `paths` from their current state.
     pub fn new(paths: Vec<PathBuf>) -> Self {

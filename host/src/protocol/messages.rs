@@ -7,10 +7,10 @@
 use std::borrow::Cow;
 
 use serde::de::Error as _;
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use super::report::{Report, ReportType};
 
 /// Why a frame could not be parsed.
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +278,7 @@ pub struct ExecutionEvent {
 }
 
 /// The suffix of the mirrored task event types.
-const EXECUTION_EVENT_SUFFIX: &str = "_EVENT";
+pub(super) const EXECUTION_EVENT_SUFFIX: &str = "_EVENT";
 
 /// A frame's type and task, read without copying either.
 #[derive(Deserialize)]
@@ -382,203 +382,6 @@ pub struct SessionInit {
     pub states: Map<String, Value>,
 }
 
-/// What a report says about its task.
-#[derive(Debug, Clone)]
-pub enum ReportKind {
-    /// The task began.
-    Started,
-    /// Progress, in percent, with optional text.
-    Progress {
-        /// 0..=100.
-        progress: Option<i64>,
-        /// Text.
-        message: Option<String>,
-    },
-    /// A log line.
-    Log {
-        /// The line.
-        message: String,
-        /// DEBUG, INFO, WARN, ERROR or CRITICAL.
-        level: String,
-    },
-    /// Returns, keyed `return0`, `return1`, ...
-    Yield {
-        /// The returns object, as JSON text.
-        returns: Box<RawValue>,
-    },
-    /// Ended well (terminal).
-    Completed,
-    /// Ended with an error meant for the caller (terminal).
-    Failed {
-        /// The error.
-        error: String,
-    },
-    /// Ended by a crash or a host bug (terminal).
-    Critical {
-        /// The error.
-        error: String,
-    },
-    /// Stopped by CANCEL (terminal).
-    Cancelled,
-    /// Stopped by INTERRUPT (terminal).
-    Interrupted,
-    /// Parked by PAUSE.
-    Paused,
-    /// Continued by RESUME.
-    Resumed,
-}
-
-impl PartialEq for ReportKind {
-    fn eq(&self, other: &Self) -> bool {
-        use ReportKind::*;
-        match (self, other) {
-            (Yield { returns: a }, Yield { returns: b }) => a.get() == b.get(),
-            (
-                Progress {
-                    progress: a,
-                    message: m,
-                },
-                Progress {
-                    progress: b,
-                    message: n,
-                },
-            ) => a == b && m == n,
-            (
-                Log {
-                    message: a,
-                    level: l,
-                },
-                Log {
-                    message: b,
-                    level: m,
-                },
-            ) => a == b && l == m,
-            (Failed { error: a }, Failed { error: b })
-            | (Critical { error: a }, Critical { error: b }) => a == b,
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl ReportKind {
-    /// The wire `type`.
-    pub fn wire_type(&self) -> &'static str {
-        match self {
-            ReportKind::Started => "STARTED",
-            ReportKind::Progress { .. } => "PROGRESS",
-            ReportKind::Log { .. } => "LOG",
-            ReportKind::Yield { .. } => "YIELD",
-            ReportKind::Completed => "COMPLETED",
-            ReportKind::Failed { .. } => "FAILED",
-            ReportKind::Critical { .. } => "CRITICAL",
-            ReportKind::Cancelled => "CANCELLED",
-            ReportKind::Interrupted => "INTERRUPTED",
-            ReportKind::Paused => "PAUSED",
-            ReportKind::Resumed => "RESUMED",
-        }
-    }
-
-    /// Whether this ends its task (and must be kept until the server acknowledges it).
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            ReportKind::Completed
-                | ReportKind::Failed { .. }
-                | ReportKind::Critical { .. }
-                | ReportKind::Cancelled
-                | ReportKind::Interrupted
-        )
-    }
-
-    /// The error text of FAILED and CRITICAL.
-    pub fn error(&self) -> Option<&str> {
-        match self {
-            ReportKind::Failed { error } | ReportKind::Critical { error } => Some(error),
-            _ => None,
-        }
-    }
-}
-
-/// A report about one task: `{"type", "task", "id", "seq", ...}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    /// The task.
-    pub task: String,
-    /// This report's own id (EVENT_ACK names it).
-    pub id: String,
-    /// Per-connection sequence number, stamped when sent.
-    pub seq: Option<u64>,
-    /// What it says.
-    pub kind: ReportKind,
-}
-
-impl Report {
-    /// A new report with a fresh uuid and no seq yet.
-    pub fn new(task: impl Into<String>, kind: ReportKind) -> Self {
-        Report {
-            task: task.into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            seq: None,
-            kind,
-        }
-    }
-}
-
-impl Serialize for Report {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("type", self.kind.wire_type())?;
-        map.serialize_entry("task", &self.task)?;
-        map.serialize_entry("id", &self.id)?;
-        if let Some(seq) = self.seq {
-            map.serialize_entry("seq", &seq)?;
-        }
-        match &self.kind {
-            ReportKind::Progress { progress, message } => {
-                map.serialize_entry("progress", progress)?;
-                map.serialize_entry("message", message)?;
-            }
-            ReportKind::Log { message, level } => {
-                map.serialize_entry("message", message)?;
-                map.serialize_entry("level", level)?;
-            }
-            ReportKind::Yield { returns } => map.serialize_entry("returns", returns)?,
-            ReportKind::Failed { error } | ReportKind::Critical { error } => {
-                map.serialize_entry("error", error)?;
-            }
-            ReportKind::Started
-            | ReportKind::Completed
-            | ReportKind::Cancelled
-            | ReportKind::Interrupted
-            | ReportKind::Paused
-            | ReportKind::Resumed => {}
-        }
-        map.end()
-    }
-}
-
-/// The fields any report may have; which are required depends on the type.
-#[derive(Deserialize)]
-struct ReportFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    task: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    seq: Option<u64>,
-    #[serde(default)]
-    progress: Option<i64>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    level: Option<String>,
-    #[serde(default)]
-    returns: Option<Box<RawValue>>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 /// A call from inside a running task: run an action as a child of `parent`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssignRequest {
@@ -674,20 +477,6 @@ pub enum FromAgent {
     Other(String),
 }
 
-const REPORT_TYPES: [&str; 11] = [
-    "STARTED",
-    "PROGRESS",
-    "LOG",
-    "YIELD",
-    "COMPLETED",
-    "FAILED",
-    "CRITICAL",
-    "CANCELLED",
-    "INTERRUPTED",
-    "PAUSED",
-    "RESUMED",
-];
-
 impl FromAgent {
     /// Parses one text frame. A report without an `id` gets a fresh one, as the server does.
     pub fn parse(text: &str) -> Result<Self, MessageError> {
@@ -750,12 +539,11 @@ impl FromAgent {
                     .map(|request| FromAgent::AssignRequest(Box::new(request)))
                     .map_err(schema)
             }
-            kind if REPORT_TYPES.contains(&kind) => {
+            kind => match ReportType::from_wire(kind) {
                 // Parsed from the text (not the Value) so returns stay the sender's text.
-                let frame: ReportFrame = serde_json::from_str(text).map_err(schema)?;
-                report_from_frame(frame).map(FromAgent::Report)
-            }
-            _ => Ok(FromAgent::Other(kind)),
+                Some(report) => Report::parse(report, text).map(FromAgent::Report),
+                None => Ok(FromAgent::Other(kind.to_string())),
+            },
         }
     }
 
@@ -798,52 +586,12 @@ impl FromAgent {
     }
 }
 
-fn report_from_frame(frame: ReportFrame) -> Result<Report, MessageError> {
-    let missing = |field: &str| {
-        MessageError::Schema(serde_json::Error::custom(format_args!(
-            "missing field `{field}`"
-        )))
-    };
-    let kind = match frame.kind.as_str() {
-        "STARTED" => ReportKind::Started,
-        "PROGRESS" => ReportKind::Progress {
-            progress: frame.progress,
-            message: frame.message,
-        },
-        "LOG" => ReportKind::Log {
-            message: frame.message.ok_or_else(|| missing("message"))?,
-            level: frame.level.unwrap_or_else(|| "INFO".into()),
-        },
-        "YIELD" => ReportKind::Yield {
-            returns: match frame.returns {
-                Some(returns) => returns,
-                None => RawValue::from_string("null".into()).map_err(MessageError::Schema)?,
-            },
-        },
-        "COMPLETED" => ReportKind::Completed,
-        "FAILED" => ReportKind::Failed {
-            error: frame.error.ok_or_else(|| missing("error"))?,
-        },
-        "CRITICAL" => ReportKind::Critical {
-            error: frame.error.ok_or_else(|| missing("error"))?,
-        },
-        "CANCELLED" => ReportKind::Cancelled,
-        "INTERRUPTED" => ReportKind::Interrupted,
-        "PAUSED" => ReportKind::Paused,
-        _ => ReportKind::Resumed,
-    };
-    Ok(Report {
-        task: frame.task,
-        id: frame.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        seq: frame.seq,
-        kind,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{LogLevel, ReportKind};
     use serde_json::json;
+    use serde_json::value::RawValue;
 
     #[test]
     fn parses_the_observed_assign() {
@@ -1040,7 +788,7 @@ mod tests {
             "9",
             ReportKind::Log {
                 message: "hi".into(),
-                level: "WARN".into(),
+                level: LogLevel::Warn,
             },
         );
         let value: Value =

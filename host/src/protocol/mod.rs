@@ -4,13 +4,15 @@
 pub mod endpoints;
 pub mod keep;
 pub mod messages;
+pub mod report;
 
 pub use endpoints::{EndpointError, Endpoints};
 pub use keep::KeepFrame;
 pub use messages::{
     Assign, AssignRequest, ChildControl, ExecutionEvent, FromAgent, Inquiry, MessageError,
-    Register, Report, ReportKind, SessionInit, ToAgent,
+    Register, SessionInit, ToAgent,
 };
+pub use report::{LogLevel, Report, ReportKind, ReportType, TaskEventKind};
 
 /// Read buffer of a protocol WebSocket. tungstenite zero-fills the free part of its read
 /// buffer before every read; at its 128 KiB default that memset was 15% of an agent's CPU

@@ -7,7 +7,8 @@ use tokio::sync::watch;
 
 use super::limits::LimitExceeded;
 
-/// Severity of a guest log line (the wire's `level`).
+/// Severity of a guest log line, as the guest gave it (the agent maps it to the protocol's
+/// level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
     /// Chatter.
@@ -20,19 +21,6 @@ pub enum LogLevel {
     Error,
     /// Something is badly broken.
     Critical,
-}
-
-impl LogLevel {
-    /// The wire name (`DEBUG`, `INFO`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "DEBUG",
-            LogLevel::Info => "INFO",
-            LogLevel::Warn => "WARN",
-            LogLevel::Error => "ERROR",
-            LogLevel::Critical => "CRITICAL",
-        }
-    }
 }
 
 /// Something a running task reports before it ends.
@@ -90,17 +78,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The terminal report type on the wire.
-    pub fn wire_type(&self) -> &'static str {
-        match self {
-            Outcome::Completed => "COMPLETED",
-            Outcome::Failed(_) => "FAILED",
-            Outcome::Critical(_) => "CRITICAL",
-            Outcome::Cancelled => "CANCELLED",
-            Outcome::Interrupted => "INTERRUPTED",
-        }
-    }
-
     /// The error text of FAILED / CRITICAL.
     pub fn error(&self) -> Option<String> {
         match self {

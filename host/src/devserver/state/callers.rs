@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{AgentRecord, Control, Implementation, NotChosen, ServerEvent, Shared, TaskRecord};
 use crate::devserver::feed::{Change, Subscribers};
+use crate::protocol::TaskEventKind;
 
 /// Now, as the rekuest schema's `DateTime` (RFC 3339, UTC).
 fn now() -> String {
@@ -19,10 +20,10 @@ fn now() -> String {
 
 /// The `TaskEventKind` of an event (the server's own `ASSIGNED` is `BOUND`: bound to an
 /// agent).
-fn event_kind(event: &ServerEvent) -> &str {
-    match event.kind.as_str() {
-        "ASSIGNED" => "BOUND",
-        other => other,
+fn event_kind(event: &ServerEvent) -> &'static str {
+    match event.kind {
+        TaskEventKind::Assigned => "BOUND",
+        other => other.as_str(),
     }
 }
 

@@ -172,9 +172,10 @@ impl ActionComponent {
             Ok(Returned::Description(json)) => json,
             Ok(Returned::Ran(_)) => unreachable!("describe returns a description"),
             Err(outcome) => {
+                // Nothing stops a describe call: it ends by failing or crashing.
                 let reason = outcome
                     .error()
-                    .unwrap_or_else(|| outcome.wire_type().to_string());
+                    .unwrap_or_else(|| "it stopped without describing itself".into());
                 return Err(DescribeError::Failed(reason));
             }
         };
