@@ -218,18 +218,26 @@ pub struct Dispatcher {
     idle: Notify,
 }
 
-/// Polls `task` once where the socket runs; if it is not done by then (it waited for a slot,
-/// a timer, or its first epoch slice ran out), moves it to the guest `executor`.
+/// Runs `task` on the guest `executor`; with `here_first`, polls it once where the socket runs
+/// first and moves it only if it is not done by then (it waited for a slot, a timer, or its
+/// first epoch slice ran out).
 ///
-/// Short tasks (most calls take tens of microseconds) finish on the socket's thread, with no
-/// cross-thread wakeup on their way in or out; long ones cost the socket at most one epoch
-/// tick before they leave for the guest workers. Errors are panics of the host side.
-async fn run_here_then_offload<T: Send + 'static>(
+/// A lone short task (most calls take tens of microseconds) finishes on the socket's thread,
+/// with no cross-thread wakeup on its way in or out; long ones cost the socket at most one epoch
+/// tick before they leave. When other tasks are in flight, the socket's thread has frames to
+/// read and write for them, so a new task goes to the guest workers at once and the two run on
+/// different cores. Errors are panics of the host side.
+async fn run_on_executor<T: Send + 'static>(
     task: impl Future<Output = T> + Send + 'static,
     executor: &Handle,
+    here_first: bool,
 ) -> Result<T, String> {
     let mut task = Box::pin(std::panic::AssertUnwindSafe(task).catch_unwind());
-    let first = std::future::poll_fn(|context| Poll::Ready(task.as_mut().poll(context))).await;
+    let first = if here_first {
+        std::future::poll_fn(|context| Poll::Ready(task.as_mut().poll(context))).await
+    } else {
+        Poll::Pending
+    };
     let finished = match first {
         Poll::Ready(finished) => finished,
         Poll::Pending => match executor.spawn(task).await {
@@ -425,6 +433,7 @@ impl Dispatcher {
             },
         );
         table.queued_bytes += frame_bytes;
+        let alone = table.running.len() == 1;
         drop(table);
         let dispatcher = Arc::clone(self);
         // Boxed once here: the task's future is large, and moving it by value into the spawned
@@ -436,7 +445,7 @@ impl Dispatcher {
         );
         let executor = self.executor.clone();
         tokio::spawn(async move {
-            match run_here_then_offload(run, &executor).await {
+            match run_on_executor(run, &executor, alone).await {
                 Ok(used) => {
                     // Let the socket send the terminal report before the sandbox is reset;
                     // the permits (and so the pool slot) stay taken until then.
