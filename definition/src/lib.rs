@@ -4,7 +4,7 @@
 //! ([`PortError`], [`describe_value`]).
 //!
 //! Plain data with serde; no wasmtime, so it builds for `wasm32-wasip2` as well as the host.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod mismatch;
 mod port;

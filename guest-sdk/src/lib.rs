@@ -232,7 +232,7 @@
 //! panic then aborts, which the host sees as a trap. Where panics do unwind (native tests,
 //! or a wasm build with exception handling), `run` also catches the panic and returns
 //! `critical(<message>)`.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod call;
 mod context;

@@ -11,7 +11,7 @@
 //! - [`login`]: joining an Arkitekt deployment (fakts discovery, the claim, access tokens).
 //! - [`tls`]: the certificate authorities outbound connections trust.
 //! - [`text`]: guest and server text made safe for a terminal.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod agent;
 pub mod config;

@@ -106,9 +106,14 @@ impl ComponentCache {
     ) -> wasmtime::Result<Component> {
         let path = self.path_for(engine, wasm);
         if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` into our own cache
-            // directory under a key that covers the source bytes and the engine settings;
-            // wasmtime also checks the artifact's header against this engine.
+            // SAFETY: `deserialize_file` asks for two things. (1) The bytes are trusted
+            // compiled code: only `store` below writes this directory, from
+            // `Component::serialize`, under a key that covers the source bytes and the engine
+            // settings (wasmtime also checks the artifact's header against this engine); the
+            // directory is the operator's, and whoever can write it can already replace the
+            // host binary's inputs. (2) The file is not modified while it is mapped: entries
+            // are never written in place (a new entry goes to a temporary file renamed over the
+            // key) and eviction only unlinks, which leaves a mapping intact.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => {
                     mark_used(&path);

@@ -1,6 +1,32 @@
 //! The sandbox runtime: one wasmtime engine per process, components loaded once, a fresh
 //! store per task with fuel, memory, time and output limits and a WASI context that grants
 //! nothing unless configured.
+//!
+//! One task, as `rekuest-host call` runs it: load a component under a policy (limits and
+//! grants), run an action with JSON args, read its events while it runs and its one outcome:
+//!
+//! ```no_run
+//! use rekuest_host::runtime::{
+//!     EVENT_BUFFER, Outcome, Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+//! };
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let math = runtime
+//!     .load_file("math.wasm".as_ref(), SandboxPolicy::default())
+//!     .await?;
+//! let args = serde_json::from_str(r#"{"a": 1, "b": 2}"#)?;
+//! let (events, mut received) = tokio::sync::mpsc::channel(EVENT_BUFFER);
+//! let outcome = math.run("add", args, events, &TaskControl::new()).await;
+//! while let Ok(event) = received.try_recv() {
+//!     if let TaskEvent::Yield(returns) = event {
+//!         println!("{}", returns.get()); // {"return0":3}
+//!     }
+//! }
+//! assert_eq!(outcome, Outcome::Completed);
+//! # Ok(())
+//! # }
+//! ```
 
 mod bindings;
 mod cache;
