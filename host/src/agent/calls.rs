@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
-use crate::protocol::{AssignRequest, ChildControl, ExecutionEvent, FromAgent, TaskEventKind};
+use crate::protocol::{
+    AssignRequest, ChildControl, ExecutionEvent, FromAgent, ReportType, TaskEventKind,
+};
 use crate::runtime::{CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_YIELD_BYTES};
 
 /// Largest args text of one call (the same bound as one set of returns).
@@ -152,17 +154,19 @@ impl Calls {
                 .to_string()
         };
         let child_event = match TaskEventKind::from_mirrored(&event.kind) {
-            Some(TaskEventKind::Yield) => {
+            Some(TaskEventKind::Report(ReportType::Yield)) => {
                 let returns = event.fields.get("returns").cloned().unwrap_or(Value::Null);
                 ChildEvent::Yield(returns.to_string())
             }
-            Some(TaskEventKind::Completed) => ChildEvent::Completed,
-            Some(TaskEventKind::Failed) => ChildEvent::Failed(text("error")),
-            Some(TaskEventKind::Critical) => ChildEvent::Critical(text("error")),
-            Some(TaskEventKind::Cancelled) => {
+            Some(TaskEventKind::Report(ReportType::Completed)) => ChildEvent::Completed,
+            Some(TaskEventKind::Report(ReportType::Failed)) => ChildEvent::Failed(text("error")),
+            Some(TaskEventKind::Report(ReportType::Critical)) => {
+                ChildEvent::Critical(text("error"))
+            }
+            Some(TaskEventKind::Report(ReportType::Cancelled)) => {
                 ChildEvent::Cancelled("the child task was cancelled".into())
             }
-            Some(TaskEventKind::Interrupted) => {
+            Some(TaskEventKind::Report(ReportType::Interrupted)) => {
                 ChildEvent::Cancelled("the child task was interrupted".into())
             }
             // Progress, logs, the server's own events and kinds yet unknown: nothing to pass on.

@@ -385,33 +385,12 @@ struct ReportFrame {
 
 /// The kind of a task event as the server records it and shows a caller: a report's type,
 /// or one of the server's own (`ASSIGNED`, `DISCONNECTED`, and the controls it passed on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskEventKind {
+    /// A report of this type arrived from the agent.
+    Report(ReportType),
     /// The server assigned the task to an agent.
     Assigned,
-    /// `STARTED` arrived.
-    Started,
-    /// `PROGRESS` arrived.
-    Progress,
-    /// `LOG` arrived.
-    Log,
-    /// `YIELD` arrived.
-    Yield,
-    /// `COMPLETED` arrived (terminal).
-    Completed,
-    /// `FAILED` arrived (terminal).
-    Failed,
-    /// `CRITICAL` arrived (terminal).
-    Critical,
-    /// `CANCELLED` arrived (terminal).
-    Cancelled,
-    /// `INTERRUPTED` arrived (terminal).
-    Interrupted,
-    /// `PAUSED` arrived.
-    Paused,
-    /// `RESUMED` arrived.
-    Resumed,
     /// The agent went away and did not come back in time: the task's fate is unknown and a
     /// later report may still come.
     Disconnected,
@@ -426,69 +405,47 @@ pub enum TaskEventKind {
 }
 
 impl TaskEventKind {
+    /// The server's own kinds (those that record no report).
+    const SERVER_OWN: [TaskEventKind; 6] = [
+        TaskEventKind::Assigned,
+        TaskEventKind::Disconnected,
+        TaskEventKind::Cancelling,
+        TaskEventKind::Interrupting,
+        TaskEventKind::Pausing,
+        TaskEventKind::Resuming,
+    ];
+
     /// The wire name, e.g. `CANCELLING` (a mirrored event's `type` adds `_EVENT`).
     pub fn as_str(self) -> &'static str {
         match self {
+            TaskEventKind::Report(report) => report.as_str(),
             TaskEventKind::Assigned => "ASSIGNED",
             TaskEventKind::Disconnected => "DISCONNECTED",
             TaskEventKind::Cancelling => "CANCELLING",
             TaskEventKind::Interrupting => "INTERRUPTING",
             TaskEventKind::Pausing => "PAUSING",
             TaskEventKind::Resuming => "RESUMING",
-            TaskEventKind::Started => ReportType::Started.as_str(),
-            TaskEventKind::Progress => ReportType::Progress.as_str(),
-            TaskEventKind::Log => ReportType::Log.as_str(),
-            TaskEventKind::Yield => ReportType::Yield.as_str(),
-            TaskEventKind::Completed => ReportType::Completed.as_str(),
-            TaskEventKind::Failed => ReportType::Failed.as_str(),
-            TaskEventKind::Critical => ReportType::Critical.as_str(),
-            TaskEventKind::Cancelled => ReportType::Cancelled.as_str(),
-            TaskEventKind::Interrupted => ReportType::Interrupted.as_str(),
-            TaskEventKind::Paused => ReportType::Paused.as_str(),
-            TaskEventKind::Resumed => ReportType::Resumed.as_str(),
         }
     }
 
     /// The report type this event records, if it records a report.
     pub fn report_type(self) -> Option<ReportType> {
-        Some(match self {
-            TaskEventKind::Started => ReportType::Started,
-            TaskEventKind::Progress => ReportType::Progress,
-            TaskEventKind::Log => ReportType::Log,
-            TaskEventKind::Yield => ReportType::Yield,
-            TaskEventKind::Completed => ReportType::Completed,
-            TaskEventKind::Failed => ReportType::Failed,
-            TaskEventKind::Critical => ReportType::Critical,
-            TaskEventKind::Cancelled => ReportType::Cancelled,
-            TaskEventKind::Interrupted => ReportType::Interrupted,
-            TaskEventKind::Paused => ReportType::Paused,
-            TaskEventKind::Resumed => ReportType::Resumed,
-            TaskEventKind::Assigned
-            | TaskEventKind::Disconnected
-            | TaskEventKind::Cancelling
-            | TaskEventKind::Interrupting
-            | TaskEventKind::Pausing
-            | TaskEventKind::Resuming => return None,
-        })
+        match self {
+            TaskEventKind::Report(report) => Some(report),
+            _ => None,
+        }
     }
 
-    /// The kind a mirrored event's wire `type` names (`YIELD_EVENT` → `Yield`); `None` for
-    /// kinds this host does not know, which the real server may add at any time.
+    /// The kind a mirrored event's wire `type` names (`YIELD_EVENT` → `Report(Yield)`); `None`
+    /// for kinds this host does not know, which the real server may add at any time.
     pub fn from_mirrored(kind: &str) -> Option<Self> {
         let name = kind.strip_suffix(super::messages::EXECUTION_EVENT_SUFFIX)?;
-        if let Some(report) = ReportType::from_wire(name) {
-            return Some(report.into());
+        match ReportType::from_wire(name) {
+            Some(report) => Some(TaskEventKind::Report(report)),
+            None => Self::SERVER_OWN
+                .into_iter()
+                .find(|known| known.as_str() == name),
         }
-        [
-            TaskEventKind::Assigned,
-            TaskEventKind::Disconnected,
-            TaskEventKind::Cancelling,
-            TaskEventKind::Interrupting,
-            TaskEventKind::Pausing,
-            TaskEventKind::Resuming,
-        ]
-        .into_iter()
-        .find(|known| known.as_str() == name)
     }
 
     /// Whether the task is over after this event, as far as a caller is concerned
@@ -500,19 +457,13 @@ impl TaskEventKind {
 
 impl From<ReportType> for TaskEventKind {
     fn from(report: ReportType) -> Self {
-        match report {
-            ReportType::Started => TaskEventKind::Started,
-            ReportType::Progress => TaskEventKind::Progress,
-            ReportType::Log => TaskEventKind::Log,
-            ReportType::Yield => TaskEventKind::Yield,
-            ReportType::Completed => TaskEventKind::Completed,
-            ReportType::Failed => TaskEventKind::Failed,
-            ReportType::Critical => TaskEventKind::Critical,
-            ReportType::Cancelled => TaskEventKind::Cancelled,
-            ReportType::Interrupted => TaskEventKind::Interrupted,
-            ReportType::Paused => TaskEventKind::Paused,
-            ReportType::Resumed => TaskEventKind::Resumed,
-        }
+        TaskEventKind::Report(report)
+    }
+}
+
+impl Serialize for TaskEventKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -601,7 +552,7 @@ mod tests {
             serde_json::to_value(TaskEventKind::Interrupting).expect("json"),
             "INTERRUPTING"
         );
-        assert!(TaskEventKind::Cancelled == "CANCELLED");
+        assert!(TaskEventKind::Report(ReportType::Cancelled) == "CANCELLED");
     }
 
     #[test]
