@@ -9,13 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
+use super::caps::AgentCaps;
 use crate::protocol::{
     AssignRequest, ChildControl, ExecutionEvent, FromAgent, ReportType, TaskEventKind,
 };
-use crate::runtime::{CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent, MAX_YIELD_BYTES};
-
-/// Largest args text of one call (the same bound as one set of returns).
-pub const MAX_CALL_ARGS_BYTES: usize = MAX_YIELD_BYTES;
+use crate::runtime::{CHILD_EVENTS, CallPort, CallTarget, ChildCall, ChildEvent};
 
 struct Call {
     parent: String,
@@ -57,6 +55,8 @@ impl State {
 /// The calls of this agent's tasks; shared by the dispatcher (which starts and steers them)
 /// and the connection (which writes their frames and routes the answers).
 pub struct Calls {
+    /// Largest args text of one call: [`AgentCaps::call_args_bytes`].
+    args_bytes: usize,
     state: Mutex<State>,
     ready: Notify,
     /// Handed to guests so they can start calls; set once at construction.
@@ -64,9 +64,10 @@ pub struct Calls {
 }
 
 impl Calls {
-    /// An empty call table.
-    pub fn new() -> Arc<Self> {
+    /// An empty call table, refusing calls with args over `caps`' `call_args_bytes`.
+    pub fn new(caps: &AgentCaps) -> Arc<Self> {
         Arc::new_cyclic(|this| Calls {
+            args_bytes: caps.call_args_bytes,
             state: Mutex::default(),
             ready: Notify::new(),
             this: this.clone(),
@@ -264,10 +265,11 @@ impl Drop for StopOnDrop {
 
 impl CallPort for Calls {
     fn start(&self, parent: &str, target: CallTarget, args_json: String) -> ChildCall {
-        if args_json.len() > MAX_CALL_ARGS_BYTES {
+        if args_json.len() > self.args_bytes {
             return ChildCall::refused(format!(
-                "the call's args are {} bytes; at most {MAX_CALL_ARGS_BYTES} are allowed",
-                args_json.len()
+                "the call's args are {} bytes; at most {} are allowed",
+                args_json.len(),
+                self.args_bytes
             ));
         }
         let args = match serde_json::from_str::<Map<String, Value>>(&args_json) {
@@ -342,9 +344,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn args_over_the_agents_cap_are_refused_before_anything_is_sent() {
+        let calls = Calls::new(&AgentCaps {
+            call_args_bytes: 8,
+            ..AgentCaps::DEFAULT
+        });
+        let mut child = calls.start(
+            "p",
+            CallTarget::Dependency("words".into()),
+            r#"{"a": 12}"#.into(),
+        );
+        assert_eq!(
+            child.events.try_recv().ok(),
+            Some(ChildEvent::Refused(
+                "the call's args are 9 bytes; at most 8 are allowed".into()
+            ))
+        );
+        assert!(calls.take_outgoing().is_empty());
+    }
+
     #[tokio::test]
     async fn a_child_whose_returns_are_not_read_is_cancelled_with_the_reason() {
-        let calls = Calls::new();
+        let calls = Calls::new(&AgentCaps::DEFAULT);
         let mut child = calls.start("p", CallTarget::Dependency("words".into()), "{}".into());
         let request = request_id(&calls.take_outgoing()[0]);
         calls.answered(&request, Some("c".into()), None);
@@ -379,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_reach_the_caller_and_the_call_ends_with_the_child() {
-        let calls = Calls::new();
+        let calls = Calls::new(&AgentCaps::DEFAULT);
         let mut child = calls.start("p", CallTarget::Dependency("add".into()), "{}".into());
         let frames = calls.take_outgoing();
         let FromAgent::AssignRequest(request) = &frames[0] else {
@@ -409,7 +431,7 @@ mod tests {
 
     #[test]
     fn a_dropped_call_cancels_its_child_even_before_it_is_named() {
-        let calls = Calls::new();
+        let calls = Calls::new(&AgentCaps::DEFAULT);
         let child = calls.start("p", CallTarget::ActionHash("h".into()), "{}".into());
         let id = request_id(&calls.take_outgoing()[0]);
         drop(child);
@@ -424,7 +446,7 @@ mod tests {
 
     #[test]
     fn parent_controls_reach_running_children() {
-        let calls = Calls::new();
+        let calls = Calls::new(&AgentCaps::DEFAULT);
         let _child = calls.start("p", CallTarget::ActionHash("h".into()), "{}".into());
         let id = request_id(&calls.take_outgoing()[0]);
         calls.answered(&id, Some("c".into()), None);
@@ -439,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_and_bad_args_are_errors_for_the_caller() {
-        let calls = Calls::new();
+        let calls = Calls::new(&AgentCaps::DEFAULT);
         let mut bad = calls.start("p", CallTarget::Dependency("x".into()), "[1]".into());
         assert!(
             matches!(bad.events.recv().await, Some(ChildEvent::Refused(reason)) if reason.contains("JSON object"))

@@ -13,21 +13,18 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
+use super::caps::AgentCaps;
 use super::dispatcher::{Dispatcher, StopMode};
 use super::outbox::Outbox;
 use crate::protocol::messages::frame_type;
 use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
 use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
-/// Largest frame accepted from the server; a larger one ends the session (and reconnects).
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Reports written per batch before the reader gets another turn.
 const BATCH: usize = 256;
 /// Bytes written per batch (at least one report) before the reader gets another turn, so a
 /// HEARTBEAT is answered after at most this much.
 const BATCH_BYTES: usize = 1024 * 1024;
-/// A write the server does not take within this long ends the session: it stopped reading.
-pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -47,6 +44,9 @@ pub struct SocketConfig {
     /// A registered connection without any frame from the server for this long is presumed
     /// dead (the server sends a HEARTBEAT about every 10 s) and is replaced.
     pub silence_timeout: Duration,
+    /// The largest frame read ([`AgentCaps::frame_bytes`]) and the longest write stall
+    /// ([`AgentCaps::write_stall`]).
+    pub caps: AgentCaps,
 }
 
 /// How a session ended.
@@ -88,8 +88,8 @@ pub(crate) async fn session(
     let handshake = async {
         let websocket = WebSocketConfig::default()
             .read_buffer_size(crate::protocol::SOCKET_READ_BUFFER)
-            .max_message_size(Some(MAX_FRAME_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES));
+            .max_message_size(Some(config.caps.frame_bytes))
+            .max_frame_size(Some(config.caps.frame_bytes));
         let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
             config.url.as_str(),
             Some(websocket),
@@ -135,7 +135,7 @@ pub(crate) async fn session(
         tracing::info!("resending {resent} unacknowledged terminal report(s)");
     }
     dispatcher.answer_inquiries(&inquiries);
-    run(socket, dispatcher, outbox, closing, config.silence_timeout).await
+    run(socket, dispatcher, outbox, closing, config).await
 }
 
 /// Reads until INIT; a close before it is a refusal.
@@ -192,8 +192,9 @@ async fn run(
     dispatcher: &Arc<Dispatcher>,
     outbox: &Outbox,
     closing: &mut watch::Receiver<bool>,
-    silence_timeout: Duration,
+    config: &SocketConfig,
 ) -> SessionEnd {
+    let (silence_timeout, write_stall) = (config.silence_timeout, config.caps.write_stall);
     let (mut sink, mut stream) = socket.split();
     let mut seq = 0u64;
     // When the last frame came; the silence timer is re-armed from it lazily, so a frame
@@ -256,10 +257,10 @@ async fn run(
                 match message {
                     ToAgent::Heartbeat { .. } => {
                         let answer = FromAgent::HeartbeatAnswer { id: uuid::Uuid::new_v4().to_string() };
-                        match tokio::time::timeout(WRITE_STALL, sink.send(Message::text(answer.to_json()))).await {
+                        match tokio::time::timeout(write_stall, sink.send(Message::text(answer.to_json()))).await {
                             Ok(Ok(())) => {}
                             Ok(Err(error)) => return SessionEnd::Lost(error.to_string()),
-                            Err(_) => return SessionEnd::Lost(stalled()),
+                            Err(_) => return SessionEnd::Lost(stalled(write_stall)),
                         }
                     }
                     ToAgent::Assign(assign) => dispatcher.assign(*assign, text.len()),
@@ -318,7 +319,7 @@ async fn run(
                 }
             }
             () = outbox.ready() => {
-                if let Err(end) = write_batch(&mut sink, outbox, &mut seq).await {
+                if let Err(end) = write_batch(&mut sink, outbox, &mut seq, write_stall).await {
                     return end;
                 }
                 if !outbox.is_empty() {
@@ -327,7 +328,7 @@ async fn run(
             }
             () = dispatcher.calls().ready() => {
                 let frames = dispatcher.calls().take_outgoing();
-                let (unwritten, result) = write_frames(&mut sink, frames, "a call").await;
+                let (unwritten, result) = write_frames(&mut sink, frames, "a call", write_stall).await;
                 dispatcher.calls().requeue(unwritten);
                 if let Err(end) = result {
                     return end;
@@ -335,7 +336,7 @@ async fn run(
             }
             () = dispatcher.keep().ready() => {
                 let frames = dispatcher.keep().take_outgoing();
-                let (unwritten, result) = write_frames(&mut sink, frames, "a state or lock frame").await;
+                let (unwritten, result) = write_frames(&mut sink, frames, "a state or lock frame", write_stall).await;
                 dispatcher.keep().requeue(unwritten);
                 if let Err(end) = result {
                     return end;
@@ -357,17 +358,19 @@ async fn run(
     }
 }
 
-fn stalled() -> String {
-    format!("the server took nothing written for {WRITE_STALL:?}: it stopped reading")
+fn stalled(write_stall: Duration) -> String {
+    format!("the server took nothing written for {write_stall:?}: it stopped reading")
 }
 
 /// Writes frames that are not reports (calls from running tasks: ASSIGN_REQUEST,
 /// CANCEL_REQUEST, ...; states and locks: SESSION_INIT, STATE_PATCH, LOCK, ...); hands back
-/// the ones not written, for their queue.
+/// the ones not written, for their queue; a write the server does not take within
+/// `write_stall` ends the session.
 async fn write_frames<S>(
     sink: &mut S,
     frames: Vec<FromAgent>,
     what: &str,
+    write_stall: Duration,
 ) -> (Vec<FromAgent>, Result<(), SessionEnd>)
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
@@ -380,11 +383,11 @@ where
         }
         sink.flush().await
     };
-    let result = tokio::time::timeout(WRITE_STALL, write).await;
+    let result = tokio::time::timeout(write_stall, write).await;
     let result = match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(SessionEnd::Lost(format!("writing {what} failed: {error}"))),
-        Err(_) => Err(SessionEnd::Lost(stalled())),
+        Err(_) => Err(SessionEnd::Lost(stalled(write_stall))),
     };
     (frames.into(), result)
 }
@@ -398,9 +401,14 @@ async fn sleep_until(due: Option<std::time::Instant>) {
 }
 
 /// Writes up to [`BATCH`] reports (about [`BATCH_BYTES`]), stamping `seq`, and flushes once;
-/// a batch the server does not take within [`WRITE_STALL`] ends the session. Reports not
+/// a batch the server does not take within `write_stall` ends the session. Reports not
 /// written go back to the front of the outbox.
-async fn write_batch<S>(sink: &mut S, outbox: &Outbox, seq: &mut u64) -> Result<(), SessionEnd>
+async fn write_batch<S>(
+    sink: &mut S,
+    outbox: &Outbox,
+    seq: &mut u64,
+    write_stall: Duration,
+) -> Result<(), SessionEnd>
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
@@ -418,12 +426,12 @@ where
         }
         sink.flush().await
     };
-    let result = tokio::time::timeout(WRITE_STALL, write).await;
+    let result = tokio::time::timeout(write_stall, write).await;
     // Not written: back to the queue, in order.
     outbox.requeue_front(batch.into_iter());
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(SessionEnd::Lost(format!("writing reports failed: {error}"))),
-        Err(_) => Err(SessionEnd::Lost(stalled())),
+        Err(_) => Err(SessionEnd::Lost(stalled(write_stall))),
     }
 }

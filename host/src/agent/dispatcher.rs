@@ -14,6 +14,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::calls::Calls;
+use super::caps::AgentCaps;
 use super::keep::Keep;
 use super::metrics::{ActionMetrics, Snapshot};
 use super::outbox::Outbox;
@@ -23,24 +24,6 @@ use crate::runtime::{
     TaskControl, TaskEvent, TaskUsage,
 };
 
-/// Finished tasks remembered for inquiries and duplicate assignments.
-pub const FINISHED_MEMORY: usize = 10_000;
-/// Default of [`QueueLimits::bytes`]: frames are at most 16 MiB each, so the task cap alone
-/// would let the queue hold gigabytes.
-pub const DEFAULT_MAX_QUEUED_BYTES: usize = 128 * 1024 * 1024;
-
-/// How much may wait for a slot beyond the concurrency; a task past either limit is answered
-/// FAILED "agent overloaded" at once.
-#[derive(Debug, Clone, Copy)]
-pub struct QueueLimits {
-    /// Tasks waiting.
-    pub tasks: usize,
-    /// Bytes of their ASSIGN frames (a single task is let in however large, if nothing else
-    /// is waiting).
-    pub bytes: usize,
-}
-/// Longest error text remembered per finished task (the summary resent on inquiries).
-pub const FINISHED_ERROR_CHARS: usize = 1_000;
 /// How long a stepped task runs before it parks again (one epoch tick is the granularity).
 pub const STEP_DURATION: Duration = EPOCH_TICK;
 
@@ -99,14 +82,14 @@ impl From<Outcome> for ReportKind {
 }
 
 /// What is remembered of a finished task's terminal report: its kind, the error cut to
-/// [`FINISHED_ERROR_CHARS`].
-fn finished_summary(report: &Report) -> Report {
+/// `error_chars` characters.
+fn finished_summary(report: &Report, error_chars: usize) -> Report {
     let kind = match &report.kind {
         ReportKind::Failed { error } => ReportKind::Failed {
-            error: summary_text(error),
+            error: summary_text(error, error_chars),
         },
         ReportKind::Critical { error } => ReportKind::Critical {
-            error: summary_text(error),
+            error: summary_text(error, error_chars),
         },
         other => other.clone(),
     };
@@ -118,8 +101,8 @@ fn finished_summary(report: &Report) -> Report {
     }
 }
 
-fn summary_text(error: &str) -> String {
-    match error.char_indices().nth(FINISHED_ERROR_CHARS) {
+fn summary_text(error: &str, error_chars: usize) -> String {
+    match error.char_indices().nth(error_chars) {
         None => error.to_string(),
         Some((end, _)) => format!("{}… [{} bytes cut]", &error[..end], error.len() - end),
     }
@@ -163,12 +146,14 @@ struct Table {
 
 impl Table {
     /// Keeps the terminal `report` of a task for inquiries and duplicate assignments,
-    /// forgetting the oldest beyond [`FINISHED_MEMORY`].
-    fn remember(&mut self, report: Report) {
+    /// forgetting the oldest beyond [`AgentCaps::finished_tasks`].
+    fn remember(&mut self, report: Report, caps: &AgentCaps) {
         self.finished_order.push_back(report.task.clone());
-        self.finished
-            .insert(report.task.clone(), finished_summary(&report));
-        while self.finished_order.len() > FINISHED_MEMORY {
+        self.finished.insert(
+            report.task.clone(),
+            finished_summary(&report, caps.finished_error_chars),
+        );
+        while self.finished_order.len() > caps.finished_tasks {
             if let Some(old) = self.finished_order.pop_front() {
                 self.finished.remove(&old);
             }
@@ -205,10 +190,8 @@ pub struct Dispatcher {
     global: Arc<Semaphore>,
     /// Most tasks queued or running at once: the concurrency plus the queue cap.
     capacity: usize,
-    /// Tasks that may wait for a slot beyond the concurrency.
-    max_queued: usize,
-    /// Bytes of ASSIGN frames that may wait for a slot.
-    max_queued_bytes: usize,
+    /// What may wait for a slot, and what is remembered of finished tasks.
+    caps: AgentCaps,
     table: Mutex<Table>,
     outbox: Arc<Outbox>,
     calls: Arc<Calls>,
@@ -256,13 +239,13 @@ async fn run_on_executor<T: Send + 'static>(
 
 impl Dispatcher {
     /// A dispatcher for `actions` (by interface), at most `concurrency` tasks at once and
-    /// what `queue` allows waiting (further ones are answered FAILED at once), moving guests
+    /// what `caps` allows waiting (further ones are answered FAILED at once), moving guests
     /// that outlast their first epoch slice to `executor`, reporting into `outbox`; tasks keep
     /// shelves and states in `keep` and take their actions' locks from it.
     pub fn new(
         actions: HashMap<String, ActionSlot>,
         concurrency: usize,
-        queue: QueueLimits,
+        caps: &AgentCaps,
         outbox: Arc<Outbox>,
         calls: Arc<Calls>,
         keep: Arc<Keep>,
@@ -274,9 +257,8 @@ impl Dispatcher {
         };
         Arc::new(Dispatcher {
             global: Arc::new(Semaphore::new(concurrency.max(1))),
-            capacity: concurrency.max(1).saturating_add(queue.tasks),
-            max_queued: queue.tasks,
-            max_queued_bytes: queue.bytes,
+            capacity: concurrency.max(1).saturating_add(caps.queued_tasks),
+            caps: *caps,
             table: Mutex::new(table),
             outbox,
             calls,
@@ -358,17 +340,17 @@ impl Dispatcher {
         let overloaded = if table.running.len() >= self.capacity {
             Some(format!(
                 "{} tasks queued (beyond the {} running)",
-                self.max_queued,
-                self.capacity - self.max_queued
+                self.caps.queued_tasks,
+                self.capacity - self.caps.queued_tasks
             ))
         } else if table.queued_bytes > 0
-            && table.queued_bytes.saturating_add(frame_bytes) > self.max_queued_bytes
+            && table.queued_bytes.saturating_add(frame_bytes) > self.caps.queued_bytes
         {
             Some(format!(
                 "{} of args queued, and this task's {} would pass the {} cap",
                 crate::runtime::limits::format_bytes(table.queued_bytes as u64),
                 crate::runtime::limits::format_bytes(frame_bytes as u64),
-                crate::runtime::limits::format_bytes(self.max_queued_bytes as u64),
+                crate::runtime::limits::format_bytes(self.caps.queued_bytes as u64),
             ))
         } else {
             None
@@ -478,7 +460,7 @@ impl Dispatcher {
         }
         tracing::warn!(%task, "{reason}");
         let report = Report::new(task, ReportKind::Failed { error: reason });
-        table.remember(report.clone());
+        table.remember(report.clone(), &self.caps);
         drop(table);
         self.outbox.push(report);
     }
@@ -655,7 +637,7 @@ impl Dispatcher {
         let report = Report::new(task, outcome.into());
         let outcome = report.kind.report_type().as_str();
         table.queued_bytes -= entry.queued_bytes;
-        table.remember(report.clone());
+        table.remember(report.clone(), &self.caps);
         let idle = table.running.is_empty();
         self.outbox.push(report);
         drop(table);

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore};
 
+use super::caps::AgentCaps;
 use super::registration::{GraphqlClient, Implementation};
 use crate::definition::{Port, PortKind, StateSchema, fits};
 use crate::protocol::{FromAgent, KeepFrame, SessionInit};
@@ -21,8 +22,6 @@ use crate::runtime::{KeepPort, Shelving};
 pub const DEFAULT_SHELF_BYTES: usize = 256 * 1024 * 1024;
 /// Default of [`KeepConfig::shelf_drawers`].
 pub const DEFAULT_SHELF_DRAWERS: usize = 1024;
-/// Largest value of one agent state (as JSON text).
-pub const MAX_STATE_BYTES: usize = 1024 * 1024;
 /// A `STATE_SNAPSHOT` follows every this many revisions.
 pub const SNAPSHOT_EVERY: u64 = 100;
 /// Longest structure identifier accepted for a drawer (the server's column).
@@ -127,6 +126,8 @@ pub struct Keep {
     session_id: String,
     graphql: GraphqlClient,
     config: KeepConfig,
+    /// Largest state value (its JSON text): [`AgentCaps::state_bytes`].
+    state_bytes: usize,
     shelf: Mutex<Shelf>,
     states: Mutex<States>,
     outgoing: Mutex<VecDeque<FromAgent>>,
@@ -253,6 +254,7 @@ impl Keep {
         session_id: String,
         graphql: GraphqlClient,
         config: KeepConfig,
+        caps: &AgentCaps,
         implementations: &[Implementation],
     ) -> Result<Arc<Self>, KeepError> {
         let mut schemas: HashMap<String, StateSchema> = HashMap::new();
@@ -300,6 +302,7 @@ impl Keep {
             session_id,
             graphql,
             config,
+            state_bytes: caps.state_bytes,
             shelf: Mutex::default(),
             states: Mutex::new(States {
                 schemas,
@@ -630,11 +633,11 @@ impl KeepPort for Keep {
     }
 
     fn set_state(&self, task: &str, name: &str, value_json: &str) -> Result<(), String> {
-        if value_json.len() > MAX_STATE_BYTES {
+        if value_json.len() > self.state_bytes {
             return Err(format!(
                 "the state '{name}' would be {}; at most {} is allowed",
                 format_bytes(value_json.len() as u64),
-                format_bytes(MAX_STATE_BYTES as u64)
+                format_bytes(self.state_bytes as u64)
             ));
         }
         let value: Value = serde_json::from_str(value_json)
@@ -676,7 +679,14 @@ mod tests {
             &tls,
         )
         .expect("client");
-        Keep::new("session".into(), graphql, shelf, &implementations).expect("keep")
+        Keep::new(
+            "session".into(),
+            graphql,
+            shelf,
+            &AgentCaps::DEFAULT,
+            &implementations,
+        )
+        .expect("keep")
     }
 
     fn frames(keep: &Keep) -> Vec<Value> {

@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod calls;
+mod caps;
 mod connection;
 pub mod credentials;
 pub mod dispatcher;
@@ -34,9 +35,10 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use connection::{MAX_FRAME_BYTES, SocketConfig};
+pub use caps::AgentCaps;
+pub use connection::SocketConfig;
 pub use credentials::Credentials;
-pub use dispatcher::{ActionSlot, Dispatcher, QueueLimits, StopMode};
+pub use dispatcher::{ActionSlot, Dispatcher, StopMode};
 pub use keep::{Keep, KeepConfig, KeepError};
 pub use loading::{LoadComponentsError, RuntimeShape, load_component, load_components};
 pub use metrics::Metrics;
@@ -51,11 +53,6 @@ use crate::protocol::{Endpoints, close_code};
 use crate::runtime::ActionComponent;
 use crate::tls::{ClientTls, TlsError};
 use connection::SessionEnd;
-
-/// How long cancelled tasks get to report before shutdown moves on.
-const STOP_WAIT: Duration = Duration::from_secs(5);
-/// How long shutdown waits for reports to be written and acknowledged.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the agent connects and behaves.
 #[derive(Debug, Clone)]
@@ -78,12 +75,6 @@ pub struct AgentConfig {
     pub init_timeout: Duration,
     /// PEM files of certificate authorities to trust besides the system's.
     pub ca_certs: Vec<PathBuf>,
-    /// Tasks that may wait for a slot beyond `concurrency`; more are answered FAILED
-    /// ("agent overloaded") at once.
-    pub max_queued: usize,
-    /// Bytes of ASSIGN frames that may wait for a slot; a task that would pass it is
-    /// answered FAILED ("agent overloaded") unless nothing is waiting.
-    pub max_queued_bytes: usize,
     /// A connection with no frame from the server (not even a HEARTBEAT) for this long is
     /// presumed dead and replaced.
     pub silence_timeout: Duration,
@@ -94,6 +85,9 @@ pub struct AgentConfig {
     pub stale_connection_wait: Duration,
     /// Bounds of the shelves, and where the states persist.
     pub keep: KeepConfig,
+    /// What the agent queues, retains and remembers, and how long it waits
+    /// ([`AgentCaps::DEFAULT`]).
+    pub caps: AgentCaps,
 }
 
 impl AgentConfig {
@@ -110,11 +104,10 @@ impl AgentConfig {
             backoff: BackoffConfig::default(),
             init_timeout: Duration::from_secs(30),
             ca_certs: Vec::new(),
-            max_queued: 1024,
-            max_queued_bytes: dispatcher::DEFAULT_MAX_QUEUED_BYTES,
             silence_timeout: Duration::from_secs(35),
             stale_connection_wait: Duration::from_secs(45),
             keep: KeepConfig::default(),
+            caps: AgentCaps::DEFAULT,
         }
     }
 }
@@ -265,18 +258,16 @@ impl Agent {
             session_id.clone(),
             graphql.clone(),
             config.keep.clone(),
+            &config.caps,
             &implementations,
         )?;
-        let outbox = Arc::new(Outbox::default());
+        let outbox = Arc::new(Outbox::new(&config.caps));
         let dispatcher = Dispatcher::new(
             slots,
             config.concurrency,
-            QueueLimits {
-                tasks: config.max_queued,
-                bytes: config.max_queued_bytes,
-            },
+            &config.caps,
             Arc::clone(&outbox),
-            calls::Calls::new(),
+            calls::Calls::new(&config.caps),
             keep,
             executor,
         );
@@ -288,6 +279,7 @@ impl Agent {
             init_timeout: config.init_timeout,
             tls,
             silence_timeout: config.silence_timeout,
+            caps: config.caps,
         };
         Ok(Agent {
             config,
@@ -418,21 +410,24 @@ impl Agent {
             {
                 tracing::warn!(
                     "cancelling {} task(s) still running after the grace period; waiting up to \
-                     {STOP_WAIT:?} for them to stop",
-                    self.dispatcher.active()
+                     {:?} for them to stop",
+                    self.dispatcher.active(),
+                    self.config.caps.stop_wait
                 );
                 self.dispatcher.cancel_all();
-                let _ = tokio::time::timeout(STOP_WAIT, self.dispatcher.idle()).await;
+                let _ =
+                    tokio::time::timeout(self.config.caps.stop_wait, self.dispatcher.idle()).await;
             }
             let unacked = self.outbox.unacked();
             if unacked > 0 {
                 tracing::info!(
-                    "shutting down: waiting up to {FLUSH_TIMEOUT:?} for the server to acknowledge \
-                     {unacked} report(s)"
+                    "shutting down: waiting up to {:?} for the server to acknowledge \
+                     {unacked} report(s)",
+                    self.config.caps.flush_wait
                 );
             }
             let _ = closing.send(true);
-            tokio::time::sleep(FLUSH_TIMEOUT).await;
+            tokio::time::sleep(self.config.caps.flush_wait).await;
         };
         tokio::select! {
             result = self.connect_loop(closing_watch) => result,

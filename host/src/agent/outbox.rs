@@ -7,19 +7,19 @@
 //! are written until such a confirmation; after a reconnect the unconfirmed ones are sent
 //! again, in order, before anything else. The server does not deduplicate YIELD (the local
 //! server does, by report id), so a yield in flight when a connection broke may be stored
-//! twice there, never lost silently: unconfirmed yields beyond [`MAX_RETAINED_BYTES`] are
-//! forgotten, and if the connection then breaks before a confirmation, the task's COMPLETED
+//! twice there, never lost silently: unconfirmed yields beyond
+//! [`AgentCaps::retained_yield_bytes`] are forgotten, and if the connection then breaks before a confirmation, the task's COMPLETED
 //! becomes a CRITICAL that says results were lost.
 //!
-//! A report written on [`MAX_ATTEMPTS`] connections that each broke before confirming it is
+//! A report written on [`AgentCaps::report_attempts`] connections that each broke before confirming it is
 //! not sent again: a terminal report is replaced by a small CRITICAL naming the cause (and
 //! that one dropped after as many failures), a yield is dropped and its task ends CRITICAL.
 //!
-//! Task output is bounded: while [`MAX_QUEUED`] reports or [`MAX_QUEUED_BYTES`] wait, a
-//! task's next output waits too ([`Outbox::push_output`]), which makes the guest wait in its
+//! Task output is bounded: while [`AgentCaps::outbox_reports`] reports or
+//! [`AgentCaps::outbox_bytes`] wait, a task's next output waits too ([`Outbox::push_output`]), which makes the guest wait in its
 //! output call. LOG lines of one task and level are joined into one frame (up to
 //! [`MAX_MESSAGE_CHARS`]), sent at most every [`LOG_FLUSH_INTERVAL`] per task and at most
-//! [`MAX_LOG_FRAMES_PER_SECOND`] agent-wide; lines beyond that are dropped with a marker.
+//! [`AgentCaps::log_frames_per_second`] agent-wide; lines beyond that are dropped with a marker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -27,24 +27,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::caps::AgentCaps;
 use crate::protocol::{LogLevel, Report, ReportKind, ReportType};
 
-/// Reports waiting to be written before a task's next output waits.
-pub const MAX_QUEUED: usize = 10_000;
-/// Bytes of reports waiting to be written before a task's next output waits.
-pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes of written but unconfirmed yields kept for resending.
-pub const MAX_RETAINED_BYTES: usize = 16 * 1024 * 1024;
 /// Longest text of a LOG, PROGRESS, FAILED or CRITICAL message on the wire (the server
 /// stores them in a column of this many characters); longer text is cut with a marker.
 pub const MAX_MESSAGE_CHARS: usize = 30_000;
-/// Connections a report may be written on, each breaking before it was confirmed, before
-/// it is given up.
-pub const MAX_ATTEMPTS: u8 = 3;
 /// How long a task's log lines are gathered into one LOG frame.
 pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// LOG frames per second for all tasks together (and the burst allowed).
-pub const MAX_LOG_FRAMES_PER_SECOND: u32 = 20;
 
 /// Room kept for the dropped-lines marker in a gathered LOG frame.
 const LOG_MARKER_ROOM: usize = 100;
@@ -73,22 +63,24 @@ struct PendingLog {
     dropped: u64,
 }
 
-/// An agent-wide token bucket over LOG frames.
+/// An agent-wide token bucket over LOG frames, `per_second` sustained and in a burst.
 struct LogRate {
     tokens: f64,
     refilled: Instant,
+    per_second: f64,
 }
 
 impl LogRate {
-    fn new() -> Self {
+    fn new(per_second: u32) -> Self {
         LogRate {
-            tokens: f64::from(MAX_LOG_FRAMES_PER_SECOND),
+            tokens: f64::from(per_second),
             refilled: Instant::now(),
+            per_second: f64::from(per_second),
         }
     }
 
     fn refill(&mut self, now: Instant) {
-        let rate = f64::from(MAX_LOG_FRAMES_PER_SECOND);
+        let rate = self.per_second;
         let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
         self.tokens = (self.tokens + earned).min(rate);
         self.refilled = now;
@@ -97,13 +89,13 @@ impl LogRate {
     /// When the next token is there.
     fn available_at(&self) -> Instant {
         let missing = (1.0 - self.tokens).max(0.0);
-        self.refilled + Duration::from_secs_f64(missing / f64::from(MAX_LOG_FRAMES_PER_SECOND))
+        self.refilled + Duration::from_secs_f64(missing / self.per_second)
     }
 
     /// Takes a token; `force` may go into debt (at most one second's worth).
     fn take(&mut self, force: bool) -> bool {
         if self.tokens >= 1.0 || force {
-            self.tokens = (self.tokens - 1.0).max(-f64::from(MAX_LOG_FRAMES_PER_SECOND));
+            self.tokens = (self.tokens - 1.0).max(-self.per_second);
             true
         } else {
             false
@@ -112,6 +104,8 @@ impl LogRate {
 }
 
 struct State {
+    /// What may be queued and retained.
+    caps: AgentCaps,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
     in_flight: VecDeque<Sent>,
@@ -126,9 +120,10 @@ struct State {
     log_rate: LogRate,
 }
 
-impl Default for State {
-    fn default() -> Self {
+impl State {
+    fn new(caps: &AgentCaps) -> Self {
         State {
+            caps: *caps,
             queue: VecDeque::new(),
             queued_bytes: 0,
             in_flight: VecDeque::new(),
@@ -137,17 +132,23 @@ impl Default for State {
             at_risk_until: 0,
             lost: HashMap::new(),
             logs: Vec::new(),
-            log_rate: LogRate::new(),
+            log_rate: LogRate::new(caps.log_frames_per_second),
         }
     }
 }
 
 /// The agent's outgoing reports; shared by the dispatcher (writes) and the connection (reads).
-#[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     space: Notify,
+}
+
+impl Default for Outbox {
+    /// An outbox held to [`AgentCaps::DEFAULT`].
+    fn default() -> Self {
+        Outbox::new(&AgentCaps::DEFAULT)
+    }
 }
 
 /// About how many bytes `report` takes on the wire.
@@ -211,7 +212,7 @@ impl State {
     }
 
     fn has_space(&self) -> bool {
-        self.queue.len() < MAX_QUEUED && self.queued_bytes < MAX_QUEUED_BYTES
+        self.queue.len() < self.caps.outbox_reports && self.queued_bytes < self.caps.outbox_bytes
     }
 
     /// A terminal report of a task whose results were lost says so.
@@ -231,9 +232,8 @@ impl State {
         let mut message = pending.text;
         if pending.dropped > 0 {
             message.push_str(&format!(
-                "\n[{} log lines dropped: the server takes at most {MAX_LOG_FRAMES_PER_SECOND} \
-                 log frames per second]",
-                pending.dropped
+                "\n[{} log lines dropped: the server takes at most {} log frames per second]",
+                pending.dropped, self.caps.log_frames_per_second
             ));
         }
         let report = Report::new(
@@ -319,7 +319,7 @@ impl State {
 
     /// Forgets the oldest unconfirmed yields while more than the bound is retained.
     fn evict_over_bound(&mut self) {
-        while self.retained_bytes > MAX_RETAINED_BYTES {
+        while self.retained_bytes > self.caps.retained_yield_bytes {
             let Some(index) = self
                 .in_flight
                 .iter()
@@ -353,6 +353,15 @@ impl State {
 }
 
 impl Outbox {
+    /// An empty outbox held to `caps`.
+    pub fn new(caps: &AgentCaps) -> Self {
+        Outbox {
+            state: Mutex::new(State::new(caps)),
+            ready: Notify::new(),
+            space: Notify::new(),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -477,12 +486,13 @@ impl Outbox {
     }
 
     /// After a reconnect: every unconfirmed YIELD and terminal report goes out again, in
-    /// order and before anything else; reports that broke [`MAX_ATTEMPTS`] connections are
+    /// order and before anything else; reports that broke [`AgentCaps::report_attempts`] connections are
     /// replaced or dropped, and tasks with forgotten yields lose their COMPLETED. Returns how
     /// many reports are resent.
     pub(crate) fn resend_unacked(&self) -> usize {
         let count = {
             let mut state = self.state();
+            let max_attempts = state.caps.report_attempts;
             let in_flight = std::mem::take(&mut state.in_flight);
             state.retained_bytes = 0;
             for task in std::mem::take(&mut state.at_risk) {
@@ -501,22 +511,22 @@ impl Outbox {
                 let attempts = sent.attempts + 1;
                 let mut report = sent.report;
                 report.seq = None;
-                // A replacement (past MAX_ATTEMPTS) gets as many tries of its own.
-                if attempts != MAX_ATTEMPTS && attempts < 2 * MAX_ATTEMPTS {
+                // A replacement (past `max_attempts`) gets as many tries of its own.
+                if attempts != max_attempts && attempts < 2 * max_attempts {
                     resend.push(Queued { report, attempts });
                     continue;
                 }
                 let wire_type = report.kind.report_type();
                 let cause = format!(
                     "the server closed the connection right after its {wire_type} report \
-                     {MAX_ATTEMPTS} times"
+                     {max_attempts} times"
                 );
                 match report.kind {
                     ReportKind::Yield { .. } => {
                         let task = report.task.clone();
                         state.lose(&task, format!("results of this task were lost: {cause}"));
                     }
-                    _ if attempts >= 2 * MAX_ATTEMPTS => {
+                    _ if attempts >= 2 * max_attempts => {
                         tracing::error!(
                             task = %report.task,
                             "giving up on the {wire_type} report: {cause}"
@@ -614,6 +624,8 @@ mod tests {
 
     use super::*;
 
+    const CAPS: AgentCaps = AgentCaps::DEFAULT;
+
     fn report(task: &str, kind: ReportKind) -> Report {
         Report::new(task, kind)
     }
@@ -704,7 +716,7 @@ mod tests {
                 error: "e".repeat(1024 * 1024),
             },
         ));
-        for _ in 0..MAX_ATTEMPTS - 1 {
+        for _ in 0..CAPS.report_attempts - 1 {
             let sent = write_all(&outbox, &mut seq);
             assert!(matches!(sent[0].kind, ReportKind::Failed { .. }));
             outbox.resend_unacked();
@@ -732,7 +744,7 @@ mod tests {
         );
         assert!(error.len() < 300);
         // The replacement gets as many tries, then the task is given up (logged).
-        for _ in 0..MAX_ATTEMPTS - 1 {
+        for _ in 0..CAPS.report_attempts - 1 {
             outbox.resend_unacked();
             assert_eq!(write_all(&outbox, &mut seq).len(), 1);
         }
@@ -746,7 +758,7 @@ mod tests {
         let outbox = Outbox::default();
         let mut seq = 0;
         push_now(&outbox, yielding("1", "poison"));
-        for _ in 0..MAX_ATTEMPTS {
+        for _ in 0..CAPS.report_attempts {
             write_all(&outbox, &mut seq);
             outbox.resend_unacked();
         }
@@ -762,7 +774,7 @@ mod tests {
     #[test]
     fn forgotten_unconfirmed_yields_turn_completed_into_critical_after_a_break() {
         let big = "x".repeat(1024 * 1024);
-        let count = MAX_RETAINED_BYTES / big.len() + 4;
+        let count = CAPS.retained_yield_bytes / big.len() + 4;
         let outbox = Outbox::default();
         let mut seq = 0;
         for _ in 0..count {
@@ -794,7 +806,7 @@ mod tests {
         let big = "x".repeat(1024 * 1024);
         let outbox = Outbox::default();
         let mut seq = 0;
-        for _ in 0..MAX_RETAINED_BYTES / big.len() + 4 {
+        for _ in 0..CAPS.retained_yield_bytes / big.len() + 4 {
             push_now(&outbox, yielding("1", &big));
             write_all(&outbox, &mut seq);
         }
@@ -808,10 +820,28 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_holds_to_its_own_caps() {
+        let outbox = Outbox::new(&AgentCaps {
+            outbox_reports: 2,
+            ..CAPS
+        });
+        push_now(&outbox, yielding("1", "a"));
+        push_now(&outbox, yielding("1", "b"));
+        let waiting = outbox.push_output(yielding("1", "c"));
+        tokio::pin!(waiting);
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "waits at 2 reports"
+        );
+        assert_eq!(outbox.take_batch(1, usize::MAX).len(), 1);
+        assert!(waiting.now_or_never().is_some(), "room again");
+    }
+
+    #[test]
     fn task_output_waits_while_the_outbox_is_full() {
         let outbox = Outbox::default();
         let big = "x".repeat(1024 * 1024);
-        for _ in 0..MAX_QUEUED_BYTES / big.len() {
+        for _ in 0..CAPS.outbox_bytes / big.len() {
             push_now(&outbox, yielding("1", &big));
         }
         let waiting = outbox.push_output(yielding("1", "next"));
@@ -864,7 +894,7 @@ mod tests {
     #[test]
     fn log_frames_are_rate_limited_agent_wide() {
         let outbox = Outbox::default();
-        let tasks = 3 * MAX_LOG_FRAMES_PER_SECOND as usize;
+        let tasks = 3 * CAPS.log_frames_per_second as usize;
         for task in 0..tasks {
             push_now(&outbox, log(&task.to_string(), "hello"));
         }
@@ -874,7 +904,7 @@ mod tests {
         let first = outbox.take_batch(usize::MAX, usize::MAX).len();
         // The burst, plus what the bucket earned while this test ran.
         assert!(
-            (MAX_LOG_FRAMES_PER_SECOND as usize..tasks).contains(&first),
+            (CAPS.log_frames_per_second as usize..tasks).contains(&first),
             "{first} of {tasks}"
         );
         // The rest wait for tokens (gathering more lines meanwhile), never lost.

@@ -1,21 +1,23 @@
 //! Checks that a yield is JSON the server and the Python clients can parse: finite numbers
 //! (`1e999999` is refused), no lone surrogate escapes (`"\ud800"`), nesting at most
-//! [`MAX_YIELD_DEPTH`] deep, and an object at the top. One pass over the text, nothing kept.
+//! deep as the task's [`OutputCaps::yield_depth`](super::OutputCaps::yield_depth), and an object at the top. One pass over the text, nothing kept.
 
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// Deepest nesting of arrays and objects a yield may have (the top object is level 1).
-pub const MAX_YIELD_DEPTH: usize = 64;
-
-/// Checks `json` (see the module docs); the error says what a client could not take.
-pub fn check_yield_json(json: &str) -> Result<(), String> {
+/// Checks `json` (see the module docs) with arrays and objects nested at most `max_depth`
+/// levels (the top object is level 1); the error says what a client could not take.
+pub fn check_yield_json(json: &str, max_depth: usize) -> Result<(), String> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    // serde_json's own recursion limit (128) is above ours, so ours is the one that speaks.
-    let top = Checked { depth: 0 }
-        .deserialize(&mut deserializer)
-        .map_err(describe)?;
+    // serde_json's own recursion limit (128) is above the default cap, so ours is the one
+    // that speaks.
+    let top = Checked {
+        depth: 0,
+        max_depth,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(describe)?;
     deserializer.end().map_err(|error| error.to_string())?;
     match top {
         Kind::Object => Ok(()),
@@ -46,21 +48,23 @@ enum Kind {
     Other,
 }
 
-/// One value at `depth` levels of nesting.
+/// One value at `depth` levels of nesting, of at most `max_depth`.
 #[derive(Clone, Copy)]
 struct Checked {
     depth: usize,
+    max_depth: usize,
 }
 
 impl Checked {
     fn nested<E: serde::de::Error>(self) -> Result<Checked, E> {
         let depth = self.depth + 1;
-        if depth > MAX_YIELD_DEPTH {
+        if depth > self.max_depth {
             return Err(E::custom(format_args!(
-                "nesting deeper than the limit of {MAX_YIELD_DEPTH} levels"
+                "nesting deeper than the limit of {} levels",
+                self.max_depth
             )));
         }
-        Ok(Checked { depth })
+        Ok(Checked { depth, ..self })
     }
 }
 
@@ -121,7 +125,10 @@ impl<'de> Visitor<'de> for Checked {
 
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Kind, A::Error> {
         let value = self.nested::<A::Error>()?;
-        while entries.next_key_seed(Checked { depth: 0 })?.is_some() {
+        while entries
+            .next_key_seed(Checked { depth: 0, ..self })?
+            .is_some()
+        {
             entries.next_value_seed(value)?;
         }
         if self.depth == 0 {
@@ -135,6 +142,9 @@ impl<'de> Visitor<'de> for Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::OutputCaps;
+
+    const MAX_YIELD_DEPTH: usize = OutputCaps::DEFAULT.yield_depth;
 
     #[test]
     fn accepts_what_clients_parse() {
@@ -144,19 +154,19 @@ mod tests {
             r#"{}"#,
             r#"{"return0": 123456789012345678901234567890}"#,
         ] {
-            assert_eq!(check_yield_json(json), Ok(()), "{json}");
+            assert_eq!(check_yield_json(json, MAX_YIELD_DEPTH), Ok(()), "{json}");
         }
         let deep = format!(
             "{{\"r\": {}1{}}}",
             "[".repeat(MAX_YIELD_DEPTH - 1),
             "]".repeat(MAX_YIELD_DEPTH - 1)
         );
-        assert_eq!(check_yield_json(&deep), Ok(()));
+        assert_eq!(check_yield_json(&deep, MAX_YIELD_DEPTH), Ok(()));
     }
 
     #[test]
     fn refuses_what_clients_cannot_parse() {
-        let refused = |json: &str| check_yield_json(json).expect_err(json);
+        let refused = |json: &str| check_yield_json(json, MAX_YIELD_DEPTH).expect_err(json);
         assert!(refused(r#"{"return0": 1e999999}"#).contains("number out of range"));
         assert!(refused(r#"{"return0": -1e400}"#).contains("number out of range"));
         assert!(refused(r#"{"return0": "\ud800"}"#).contains("surrogate"));

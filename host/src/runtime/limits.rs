@@ -18,22 +18,63 @@ pub const MIN_HOST_RESOURCES: usize = 32;
 /// Largest `open_files` and `host_resources` cap.
 pub const MAX_RESOURCE_CAP: usize = 1 << 20;
 
-// Output caps of every task (what a guest may send back).
+/// What one task may send back to its caller: log lines (the log import and the guest's
+/// stdout/stderr), progress updates, yields and its error text. A line or message past its cap
+/// is cut with a marker, log text past the task's budget is dropped after one marker line, and
+/// a yield past its cap fails the task. Every task is held to [`OutputCaps::DEFAULT`] unless
+/// its [`Limits::output`] says otherwise (tests shrink them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCaps {
+    /// Longest log line forwarded (bytes); a longer line is cut with a marker.
+    pub log_line_bytes: usize,
+    /// Log text (all sources) forwarded per task (bytes); the rest is dropped after a marker.
+    pub log_bytes: usize,
+    /// Log lines and progress updates per second a task may send, and the burst it may send
+    /// at once; the lines over it are dropped and counted in a marker.
+    pub log_lines_per_second: u32,
+    /// Least time between two "log lines dropped" markers of one task (the last one comes at
+    /// its end), so the markers are no flood of their own.
+    pub dropped_marker_interval: Duration,
+    /// Longest progress message forwarded (bytes); a longer one is cut with a marker.
+    pub progress_message_bytes: usize,
+    /// Largest single yield (its JSON text, also once its structures are in their envelopes).
+    /// The official Python client cannot take a frame of about 1 MiB, so large data goes by
+    /// reference (a file, a URL), not in a yield.
+    pub yield_bytes: usize,
+    /// Deepest nesting of arrays and objects in a yield (the top object is level 1); the
+    /// Python clients' parsers give up on deeper JSON.
+    pub yield_depth: usize,
+    /// Longest FAILED / CRITICAL error text a guest can send (bytes); a longer text is cut with
+    /// a marker (the server stores at most 30,000 characters of a message).
+    pub error_bytes: usize,
+    /// How much of the guest's stderr is kept (bytes) to explain a crash, such as the panic
+    /// message std's hook writes there.
+    pub stderr_tail_bytes: usize,
+}
 
-/// Longest log line forwarded; longer lines are cut with a marker.
-pub const MAX_LOG_LINE: usize = 16 * 1024;
-/// Log text (all sources) forwarded per task; the rest is dropped after a marker.
-pub const MAX_LOG_BYTES: usize = 1024 * 1024;
-/// Largest single yield (its JSON text). The official Python client cannot take a frame of
-/// about 1 MiB, so large data goes by reference (a file, a URL), not in a yield.
-pub const MAX_YIELD_BYTES: usize = 512 * 1024;
-/// Longest FAILED / CRITICAL error text a guest can send; longer texts are cut with a marker
-/// (the server stores at most 30,000 characters of a message).
-pub const MAX_ERROR_BYTES: usize = 16 * 1024;
-/// Log lines and progress updates per second a task may send (and burst).
-pub const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
-/// Longest progress message forwarded (bytes); a longer one is cut with a marker.
-pub const MAX_PROGRESS_MESSAGE: usize = 1024;
+impl OutputCaps {
+    /// The caps of every task: 16 KiB log lines, 1 MiB of log text, 1000 lines per second (one
+    /// dropped-lines marker per second), 1 KiB progress messages, 512 KiB and 64 levels per
+    /// yield, 16 KiB of error text, the last 4 KiB of stderr kept.
+    pub const DEFAULT: OutputCaps = OutputCaps {
+        log_line_bytes: 16 * 1024,
+        log_bytes: 1024 * 1024,
+        log_lines_per_second: 1000,
+        dropped_marker_interval: Duration::from_secs(1),
+        progress_message_bytes: 1024,
+        yield_bytes: 512 * 1024,
+        yield_depth: 64,
+        error_bytes: 16 * 1024,
+        stderr_tail_bytes: 4 * 1024,
+    };
+}
+
+impl Default for OutputCaps {
+    /// [`OutputCaps::DEFAULT`].
+    fn default() -> Self {
+        OutputCaps::DEFAULT
+    }
+}
 
 /// How many host resources one task of a component may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +131,8 @@ pub struct Limits {
     /// After a CANCEL, how long the guest keeps running to see `is_cancelled()` and end
     /// cleanly before it is stopped (an INTERRUPT stops it at once).
     pub cancel_grace: Duration,
+    /// What the task may send back (logs, progress, yields, error text).
+    pub output: OutputCaps,
 }
 
 /// Wall-clock cap of the one-off `describe` call at load.
@@ -121,6 +164,7 @@ impl Default for Limits {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             timeout: DEFAULT_TIMEOUT,
             cancel_grace: DEFAULT_CANCEL_GRACE,
+            output: OutputCaps::DEFAULT,
         }
     }
 }
@@ -292,13 +336,55 @@ pub fn check_timeout(timeout: Duration) -> Result<Duration, String> {
 pub struct TaskLimiter {
     /// The fuel the store starts with (unmetered tasks get all there is).
     fuel_budget: u64,
-    memory_limit: u64,
     /// Bytes of all the store's linear memories (creation counts as growth from 0).
-    memory_total: u64,
-    /// The last growth allowed, taken back if wasmtime then fails to grow.
-    memory_pending: u64,
-    table_total: usize,
-    table_pending: usize,
+    memory: GrowthBudget,
+    /// Elements of all the store's tables.
+    table: GrowthBudget,
+}
+
+/// A cap on what all of a store's memories (or all its tables) hold together, with the last
+/// growth allowed, taken back if wasmtime then fails to grow.
+struct GrowthBudget {
+    limit: u64,
+    total: u64,
+    pending: u64,
+}
+
+impl GrowthBudget {
+    fn new(limit: u64) -> Self {
+        GrowthBudget {
+            limit,
+            total: 0,
+            pending: 0,
+        }
+    }
+
+    /// Whether one memory (or table) may grow from `current` to `desired`: `Ok(false)` past
+    /// its own declared `maximum` (wasmtime refuses that itself, nothing is counted), and
+    /// `Err(total)` when all of them would total more than the limit.
+    fn grow(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, u64> {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current) as u64;
+        let total = self.total.saturating_add(growth);
+        if total > self.limit {
+            return Err(total);
+        }
+        self.total = total;
+        self.pending = growth;
+        Ok(true)
+    }
+
+    /// Takes back the last growth allowed: wasmtime could not grow after all.
+    fn failed(&mut self) {
+        self.total -= std::mem::take(&mut self.pending);
+    }
 }
 
 impl TaskLimiter {
@@ -309,18 +395,15 @@ impl TaskLimiter {
 
     /// Bytes of all the store's linear memories: their peak, as memories never shrink.
     pub(crate) fn memory_total(&self) -> u64 {
-        self.memory_total
+        self.memory.total
     }
 
     /// A limiter for `limits`.
     pub fn new(limits: &Limits) -> Self {
         TaskLimiter {
             fuel_budget: limits.fuel_budget(),
-            memory_limit: limits.memory_bytes,
-            memory_total: 0,
-            memory_pending: 0,
-            table_total: 0,
-            table_pending: 0,
+            memory: GrowthBudget::new(limits.memory_bytes),
+            table: GrowthBudget::new(STORE_SHAPE.table_elements as u64),
         }
     }
 }
@@ -332,25 +415,14 @@ impl wasmtime::ResourceLimiter for TaskLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|maximum| desired > maximum) {
-            // wasmtime refuses this growth itself (the memory's declared maximum).
-            return Ok(false);
-        }
-        let growth = desired.saturating_sub(current) as u64;
-        let total = self.memory_total.saturating_add(growth);
-        if total > self.memory_limit {
-            return Err(wasmtime::Error::new(LimitExceeded::Memory {
-                limit: self.memory_limit,
-                total,
-            }));
-        }
-        self.memory_total = total;
-        self.memory_pending = growth;
-        Ok(true)
+        let limit = self.memory.limit;
+        self.memory
+            .grow(current, desired, maximum)
+            .map_err(|total| wasmtime::Error::new(LimitExceeded::Memory { limit, total }))
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory_total -= std::mem::take(&mut self.memory_pending);
+        self.memory.failed();
         Ok(())
     }
 
@@ -360,24 +432,16 @@ impl wasmtime::ResourceLimiter for TaskLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|maximum| desired > maximum) {
-            return Ok(false);
-        }
-        let growth = desired.saturating_sub(current);
-        let total = self.table_total.saturating_add(growth);
-        if total > STORE_SHAPE.table_elements {
-            return Err(wasmtime::Error::new(LimitExceeded::Table {
+        self.table.grow(current, desired, maximum).map_err(|total| {
+            wasmtime::Error::new(LimitExceeded::Table {
                 limit: STORE_SHAPE.table_elements,
-                total,
-            }));
-        }
-        self.table_total = total;
-        self.table_pending = growth;
-        Ok(true)
+                total: usize::try_from(total).unwrap_or(usize::MAX),
+            })
+        })
     }
 
     fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.table_total -= std::mem::take(&mut self.table_pending);
+        self.table.failed();
         Ok(())
     }
 

@@ -58,12 +58,8 @@ pub use calls::{
 pub use engine::{Allocation, AllocatorInUse, EPOCH_TICK, base_config, pooling_config};
 pub use events::{Failure, LogLevel, Outcome, Signal, TaskControl, TaskEvent};
 pub use guest_fs::DescriptorBudget;
-pub use json_check::MAX_YIELD_DEPTH;
 pub use keep::{KeepPort, Shelving};
-pub use limits::{
-    HostResourceCaps, LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE,
-    MAX_LOG_LINES_PER_SECOND, MAX_YIELD_BYTES, STORE_SHAPE, StoreShape,
-};
+pub use limits::{HostResourceCaps, LimitExceeded, Limits, OutputCaps, STORE_SHAPE, StoreShape};
 pub use sandbox::{
     ActionComponent, DescribeError, DirGrant, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox,
     SandboxPolicy, TaskUsage,

@@ -1,15 +1,16 @@
 //! A task's bounded output: log lines (from the log import and the guest's stdout/stderr),
 //! progress and yields, flowing to the caller through one bounded channel.
 //!
-//! Every byte a guest sends is counted: log text past [`MAX_LOG_BYTES`] per task is dropped
-//! after one marker line, single lines are cut at [`MAX_LOG_LINE`], and a yield larger than
-//! [`MAX_YIELD_BYTES`] fails the task. The channel is bounded, so a guest that outpaces its
+//! Every byte a guest sends is counted against the task's [`OutputCaps`]: log text past
+//! [`OutputCaps::log_bytes`] is dropped after one marker line, single lines are cut at
+//! [`OutputCaps::log_line_bytes`], and a yield larger than [`OutputCaps::yield_bytes`] fails
+//! the task. The channel is bounded, so a guest that outpaces its
 //! caller waits instead of filling host memory. Structure references in yields are put in
 //! their wire envelope here (see [`crate::envelope`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -20,28 +21,22 @@ use crate::definition::Port;
 use crate::envelope;
 
 use super::events::{LogLevel, TaskEvent};
-use super::limits::{
-    LimitExceeded, MAX_ERROR_BYTES, MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES_PER_SECOND,
-    MAX_PROGRESS_MESSAGE, MAX_YIELD_BYTES, format_bytes,
-};
+use super::limits::{LimitExceeded, OutputCaps, format_bytes};
 
-/// Least time between two "log lines dropped" markers of one task (the last comes at its end).
-pub const DROPPED_MARKER_INTERVAL: Duration = Duration::from_secs(1);
 /// How Rust panic messages start (std's hook and the guest SDK's alike).
 const PANIC_PREFIX: &str = "panicked at ";
-/// How much of the guest's stderr is kept to explain a crash (e.g. a panic message).
-const STDERR_TAIL: usize = 4 * 1024;
 
 /// The sending half of a task's output, shared by the host imports and the stdio streams.
 #[derive(Clone)]
 pub struct TaskOutput {
     events: mpsc::Sender<TaskEvent>,
     state: Arc<Mutex<OutputState>>,
+    /// What the task may send.
+    caps: OutputCaps,
     /// The action's return ports when one of them holds a structure (else no yield is walked).
     structure_returns: Option<Arc<[Port]>>,
 }
 
-#[derive(Default)]
 struct OutputState {
     log_bytes: usize,
     truncated: bool,
@@ -66,11 +61,12 @@ pub enum Stdio {
 }
 
 impl TaskOutput {
-    /// Output that flows into `events`.
-    pub fn new(events: mpsc::Sender<TaskEvent>) -> Self {
+    /// Output that flows into `events`, held to `caps`.
+    pub fn new(events: mpsc::Sender<TaskEvent>, caps: OutputCaps) -> Self {
         TaskOutput {
             events,
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(OutputState::new(&caps))),
+            caps,
             structure_returns: None,
         }
     }
@@ -91,16 +87,16 @@ impl TaskOutput {
 
     /// Sends a log line, bounded; waits while the caller is behind.
     pub async fn log(&self, level: LogLevel, message: String) {
-        self.state().admit_log(level, message);
+        self.state().admit_log(&self.caps, level, message);
         self.flush_pending().await;
     }
 
     /// Sends a progress update (dropped while the task is over its line rate).
     pub async fn progress(&self, percent: u8, message: Option<String>) {
-        let admitted = self.state().rate.admit();
+        let admitted = self.state().rate.admit(self.caps.log_lines_per_second);
         self.flush_pending().await;
         if admitted {
-            let message = message.map(|text| cut(text, MAX_PROGRESS_MESSAGE));
+            let message = message.map(|text| cut(text, self.caps.progress_message_bytes));
             self.send(TaskEvent::Progress {
                 percent: percent.min(100),
                 message,
@@ -112,19 +108,20 @@ impl TaskOutput {
     /// Checks and sends one yield; `Err` when it is too large (also once its structures are
     /// in envelopes), not a JSON object, or JSON a client cannot parse ([`check_yield_json`]).
     pub async fn yield_returns(&self, json: String) -> Result<(), YieldError> {
+        let limit = self.caps.yield_bytes;
         let too_large = |what, size: usize| {
             YieldError::TooLarge(LimitExceeded::Output {
                 what,
                 size: size as u64,
-                limit: MAX_YIELD_BYTES as u64,
+                limit: limit as u64,
             })
         };
-        if json.len() > MAX_YIELD_BYTES {
+        if json.len() > limit {
             return Err(too_large("a yield", json.len()));
         }
         let raw = RawValue::from_string(json)
             .map_err(|error| YieldError::Malformed(error.to_string()))?;
-        check_yield_json(raw.get()).map_err(YieldError::Unreadable)?;
+        check_yield_json(raw.get(), self.caps.yield_depth).map_err(YieldError::Unreadable)?;
         let raw = match &self.structure_returns {
             None => raw,
             Some(ports) => {
@@ -137,7 +134,7 @@ impl TaskOutput {
                 };
                 envelope::wrap_returns(ports, &mut returns);
                 let wrapped = Value::Object(returns).to_string();
-                if wrapped.len() > MAX_YIELD_BYTES {
+                if wrapped.len() > limit {
                     return Err(too_large(
                         "a yield (with its structures in envelopes)",
                         wrapped.len(),
@@ -155,7 +152,7 @@ impl TaskOutput {
     /// Takes guest stdio bytes; complete lines are queued as log lines.
     pub fn write_stdio(&self, stream: Stdio, bytes: &[u8]) {
         let mut state = self.state();
-        state.take_stdio(stream, bytes);
+        state.take_stdio(&self.caps, stream, bytes);
         state.drain_into(&self.events);
     }
 
@@ -183,10 +180,10 @@ impl TaskOutput {
             for stream in [Stdio::Stdout, Stdio::Stderr] {
                 let rest = std::mem::take(state.partial(stream));
                 if !rest.is_empty() {
-                    state.queue_line(stream, &rest);
+                    state.queue_line(&self.caps, stream, &rest);
                 }
             }
-            state.report_dropped_lines(true);
+            state.report_dropped_lines(&self.caps, true);
         }
         self.flush_pending().await;
     }
@@ -216,7 +213,7 @@ impl TaskOutput {
 /// Why a yield was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum YieldError {
-    /// Larger than [`MAX_YIELD_BYTES`].
+    /// Larger than [`OutputCaps::yield_bytes`].
     #[error(transparent)]
     TooLarge(LimitExceeded),
     /// Not JSON at all.
@@ -229,27 +226,43 @@ pub enum YieldError {
 }
 
 impl OutputState {
+    /// Nothing sent yet, with a full burst of lines to send.
+    fn new(caps: &OutputCaps) -> Self {
+        OutputState {
+            log_bytes: 0,
+            truncated: false,
+            rate: LineRate::full(caps.log_lines_per_second),
+            dropped_lines: 0,
+            last_dropped_marker: None,
+            pending: VecDeque::new(),
+            stdout_partial: Vec::new(),
+            stderr_partial: Vec::new(),
+            stderr_tail: String::new(),
+            reported_panic: None,
+        }
+    }
+
     /// Queues a log line unless the task is over its byte budget or line rate.
-    fn admit_log(&mut self, level: LogLevel, message: String) {
+    fn admit_log(&mut self, caps: &OutputCaps, level: LogLevel, message: String) {
         if message.starts_with(PANIC_PREFIX) {
-            self.reported_panic = Some(cut(message.clone(), MAX_LOG_LINE));
+            self.reported_panic = Some(cut(message.clone(), caps.log_line_bytes));
         }
         if self.truncated {
             return;
         }
-        if !self.rate.admit() {
+        if !self.rate.admit(caps.log_lines_per_second) {
             self.dropped_lines += 1;
             return;
         }
-        self.report_dropped_lines(false);
-        let message = cut(message, MAX_LOG_LINE);
-        if self.log_bytes + message.len() > MAX_LOG_BYTES {
+        self.report_dropped_lines(caps, false);
+        let message = cut(message, caps.log_line_bytes);
+        if self.log_bytes + message.len() > caps.log_bytes {
             self.truncated = true;
             self.pending.push_back(TaskEvent::Log {
                 level: LogLevel::Warn,
                 message: format!(
                     "[log output truncated: this task reached its limit of {} of log text]",
-                    format_bytes(MAX_LOG_BYTES as u64)
+                    format_bytes(caps.log_bytes as u64)
                 ),
             });
             return;
@@ -259,20 +272,21 @@ impl OutputState {
     }
 
     /// Queues one marker for the lines dropped by the rate limit since the last one: at most
-    /// one per [`DROPPED_MARKER_INTERVAL`] (the markers must not become a flood of their own),
-    /// or now when `finally` (at the task's end).
-    fn report_dropped_lines(&mut self, finally: bool) {
+    /// one per [`OutputCaps::dropped_marker_interval`] (the markers must not become a flood
+    /// of their own), or now when `finally` (at the task's end).
+    fn report_dropped_lines(&mut self, caps: &OutputCaps, finally: bool) {
         let due = finally
             || self
                 .last_dropped_marker
-                .is_none_or(|last| last.elapsed() >= DROPPED_MARKER_INTERVAL);
+                .is_none_or(|last| last.elapsed() >= caps.dropped_marker_interval);
         if self.dropped_lines > 0 && due {
             self.last_dropped_marker = Some(Instant::now());
             let dropped = std::mem::take(&mut self.dropped_lines);
             self.pending.push_back(TaskEvent::Log {
                 level: LogLevel::Warn,
                 message: format!(
-                    "[{dropped} log lines dropped: over {MAX_LOG_LINES_PER_SECOND} lines per second]"
+                    "[{dropped} log lines dropped: over {} lines per second]",
+                    caps.log_lines_per_second
                 ),
             });
         }
@@ -285,11 +299,11 @@ impl OutputState {
         }
     }
 
-    fn take_stdio(&mut self, stream: Stdio, bytes: &[u8]) {
+    fn take_stdio(&mut self, caps: &OutputCaps, stream: Stdio, bytes: &[u8]) {
         if let Stdio::Stderr = stream {
             self.stderr_tail.push_str(&String::from_utf8_lossy(bytes));
-            if self.stderr_tail.len() > STDERR_TAIL {
-                let mut cut_at = self.stderr_tail.len() - STDERR_TAIL;
+            if self.stderr_tail.len() > caps.stderr_tail_bytes {
+                let mut cut_at = self.stderr_tail.len() - caps.stderr_tail_bytes;
                 while !self.stderr_tail.is_char_boundary(cut_at) {
                     cut_at += 1;
                 }
@@ -303,18 +317,18 @@ impl OutputState {
         while let Some(newline) = rest.iter().position(|&byte| byte == b'\n') {
             let mut line = std::mem::take(self.partial(stream));
             line.extend_from_slice(&rest[..newline]);
-            self.queue_line(stream, &line);
+            self.queue_line(caps, stream, &line);
             rest = &rest[newline + 1..];
         }
         let partial = self.partial(stream);
         partial.extend_from_slice(rest);
-        if partial.len() >= MAX_LOG_LINE {
+        if partial.len() >= caps.log_line_bytes {
             let line = std::mem::take(partial);
-            self.queue_line(stream, &line);
+            self.queue_line(caps, stream, &line);
         }
     }
 
-    fn queue_line(&mut self, stream: Stdio, line: &[u8]) {
+    fn queue_line(&mut self, caps: &OutputCaps, stream: Stdio, line: &[u8]) {
         let level = match stream {
             Stdio::Stdout => LogLevel::Info,
             Stdio::Stderr => LogLevel::Warn,
@@ -324,7 +338,7 @@ impl OutputState {
         if text.trim().is_empty() {
             return;
         }
-        self.admit_log(level, text);
+        self.admit_log(caps, level, text);
     }
 
     fn drain_into(&mut self, events: &mpsc::Sender<TaskEvent>) {
@@ -344,26 +358,26 @@ impl OutputState {
     }
 }
 
-/// A token bucket over log lines and progress updates: [`MAX_LOG_LINES_PER_SECOND`]
+/// A token bucket over log lines and progress updates: [`OutputCaps::log_lines_per_second`]
 /// sustained, bursts of as many.
 struct LineRate {
     tokens: f64,
     refilled: Instant,
 }
 
-impl Default for LineRate {
-    fn default() -> Self {
+impl LineRate {
+    /// A bucket holding a full burst of `per_second` lines.
+    fn full(per_second: u32) -> Self {
         LineRate {
-            tokens: MAX_LOG_LINES_PER_SECOND as f64,
+            tokens: f64::from(per_second),
             refilled: Instant::now(),
         }
     }
-}
 
-impl LineRate {
-    fn admit(&mut self) -> bool {
+    /// Takes one line's token at `per_second` lines per second; `false` when none is left.
+    fn admit(&mut self, per_second: u32) -> bool {
         let now = Instant::now();
-        let rate = MAX_LOG_LINES_PER_SECOND as f64;
+        let rate = f64::from(per_second);
         let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
         self.tokens = (self.tokens + earned).min(rate);
         self.refilled = now;
@@ -376,9 +390,9 @@ impl LineRate {
     }
 }
 
-/// Cuts a guest's error text to [`MAX_ERROR_BYTES`], marking the cut.
-pub(crate) fn cut_error(text: String) -> String {
-    cut(text, MAX_ERROR_BYTES)
+/// Cuts a guest's error text to `caps`' [`OutputCaps::error_bytes`], marking the cut.
+pub(crate) fn cut_error(text: String, caps: &OutputCaps) -> String {
+    cut(text, caps.error_bytes)
 }
 
 /// Cuts `text` to at most `limit` bytes (on a char boundary), marking the cut.
@@ -398,9 +412,12 @@ fn cut(mut text: String, limit: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const EVENT_BUFFER_FOR_TESTS: usize = 256;
+    const CAPS: OutputCaps = OutputCaps::DEFAULT;
 
     fn drain(receiver: &mut mpsc::Receiver<TaskEvent>) -> Vec<String> {
         let mut lines = Vec::new();
@@ -415,7 +432,7 @@ mod tests {
     #[tokio::test]
     async fn stdio_becomes_lines_and_partial_lines_flush_at_the_end() {
         let (sender, mut receiver) = mpsc::channel(16);
-        let output = TaskOutput::new(sender);
+        let output = TaskOutput::new(sender, CAPS);
         output.write_stdio(Stdio::Stdout, b"hello\nwor");
         output.write_stdio(Stdio::Stdout, b"ld\r\nlast");
         output.finish().await;
@@ -425,13 +442,13 @@ mod tests {
     #[tokio::test]
     async fn log_text_is_bounded_per_task() {
         let (sender, mut receiver) = mpsc::channel(1024);
-        let output = TaskOutput::new(sender);
-        let line = "x".repeat(MAX_LOG_LINE);
-        for _ in 0..(MAX_LOG_BYTES / MAX_LOG_LINE + 5) {
+        let output = TaskOutput::new(sender, CAPS);
+        let line = "x".repeat(CAPS.log_line_bytes);
+        for _ in 0..(CAPS.log_bytes / CAPS.log_line_bytes + 5) {
             output.log(LogLevel::Info, line.clone()).await;
         }
         let lines = drain(&mut receiver);
-        assert_eq!(lines.len(), MAX_LOG_BYTES / MAX_LOG_LINE + 1);
+        assert_eq!(lines.len(), CAPS.log_bytes / CAPS.log_line_bytes + 1);
         assert!(
             lines
                 .last()
@@ -451,18 +468,18 @@ mod tests {
     #[tokio::test]
     async fn log_lines_are_rate_limited_with_a_marker() {
         let (sender, mut receiver) = mpsc::channel(4096);
-        let output = TaskOutput::new(sender);
-        let flood = MAX_LOG_LINES_PER_SECOND as usize + 500;
+        let output = TaskOutput::new(sender, CAPS);
+        let flood = CAPS.log_lines_per_second as usize + 500;
         let started = Instant::now();
         for index in 0..flood {
             output.log(LogLevel::Info, format!("line {index}")).await;
         }
         // The bucket refills while the flood runs (slowly, on a loaded machine): allow for it.
-        let refilled =
-            (started.elapsed().as_secs_f64() * f64::from(MAX_LOG_LINES_PER_SECOND)).ceil() as usize;
+        let refilled = (started.elapsed().as_secs_f64() * f64::from(CAPS.log_lines_per_second))
+            .ceil() as usize;
         output.finish().await;
         let lines = drain(&mut receiver);
-        let burst = MAX_LOG_LINES_PER_SECOND as usize;
+        let burst = CAPS.log_lines_per_second as usize;
         let guest_lines = lines
             .iter()
             .filter(|line| line.starts_with("line "))
@@ -502,7 +519,7 @@ mod tests {
             }
             (markers, dropped, shown)
         });
-        let output = TaskOutput::new(sender);
+        let output = TaskOutput::new(sender, CAPS);
         // A flood at full speed for 2.5 s: the rate limit admits a line whenever a token is
         // back (about every millisecond), and each such line used to bring its own marker.
         let started = Instant::now();
@@ -521,7 +538,7 @@ mod tests {
             "the flood of {sent} lines was not rate-limited"
         );
         // One marker per interval, the first at once, and the last at the end.
-        let allowed = elapsed.as_secs_f64() / DROPPED_MARKER_INTERVAL.as_secs_f64() + 2.0;
+        let allowed = elapsed.as_secs_f64() / CAPS.dropped_marker_interval.as_secs_f64() + 2.0;
         assert!(
             markers as f64 <= allowed,
             "{markers} markers in {elapsed:?} (at most {allowed})"
@@ -531,7 +548,7 @@ mod tests {
     #[tokio::test]
     async fn yields_must_be_bounded_json_objects() {
         let (sender, _receiver) = mpsc::channel(4);
-        let output = TaskOutput::new(sender);
+        let output = TaskOutput::new(sender, CAPS);
         assert!(
             output
                 .yield_returns(r#"{"return0": 1}"#.into())
@@ -558,7 +575,7 @@ mod tests {
             output.yield_returns("{".into()).await,
             Err(YieldError::Malformed(_))
         ));
-        let huge = format!("{{\"return0\": \"{}\"}}", "x".repeat(MAX_YIELD_BYTES));
+        let huge = format!("{{\"return0\": \"{}\"}}", "x".repeat(CAPS.yield_bytes));
         assert!(matches!(
             output.yield_returns(huge).await,
             Err(YieldError::TooLarge(_))
@@ -567,11 +584,11 @@ mod tests {
 
     #[test]
     fn error_text_is_cut_with_a_marker() {
-        let long = "é".repeat(MAX_ERROR_BYTES);
-        let cut = cut_error(long.clone());
-        assert!(cut.len() < MAX_ERROR_BYTES + 64, "{}", cut.len());
-        assert!(cut.ends_with(&format!("… [{} bytes cut]", long.len() - MAX_ERROR_BYTES)));
-        assert_eq!(cut_error("short".into()), "short");
+        let long = "é".repeat(CAPS.error_bytes);
+        let cut = cut_error(long.clone(), &CAPS);
+        assert!(cut.len() < CAPS.error_bytes + 64, "{}", cut.len());
+        assert!(cut.ends_with(&format!("… [{} bytes cut]", long.len() - CAPS.error_bytes)));
+        assert_eq!(cut_error("short".into(), &CAPS), "short");
     }
 
     #[tokio::test]
@@ -582,7 +599,7 @@ mod tests {
             "children": [{"key": "...", "kind": "STRUCTURE", "identifier": "@mikro/image"}]
         }]))
         .expect("ports");
-        let output = TaskOutput::new(sender).wrapping_structures(Some(ports.into()));
+        let output = TaskOutput::new(sender, CAPS).wrapping_structures(Some(ports.into()));
         output
             .yield_returns(r#"{"return0": ["image:1"]}"#.into())
             .await
@@ -599,7 +616,7 @@ mod tests {
             Err(YieldError::Unreadable(_))
         ));
         // Small references that fit as bare text may not fit once in envelopes.
-        let count = MAX_YIELD_BYTES / 5;
+        let count = CAPS.yield_bytes / 5;
         let references = vec!["\"1\""; count].join(",");
         let error = output
             .yield_returns(format!("{{\"return0\": [{references}]}}"))
@@ -612,9 +629,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_task_is_held_to_its_own_output_caps() {
+        let caps = OutputCaps {
+            log_line_bytes: 8,
+            log_bytes: 40,
+            progress_message_bytes: 4,
+            yield_bytes: 32,
+            yield_depth: 2,
+            error_bytes: 6,
+            ..CAPS
+        };
+        let (sender, mut receiver) = mpsc::channel(64);
+        let output = TaskOutput::new(sender, caps);
+        output.log(LogLevel::Info, "0123456789".into()).await;
+        output.progress(50, Some("halfway".into())).await;
+        for _ in 0..3 {
+            output.log(LogLevel::Info, "abcdefgh".into()).await;
+        }
+        let mut events = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            events.push(event);
+        }
+        let texts: Vec<String> = events
+            .iter()
+            .map(|event| match event {
+                TaskEvent::Log { message, .. } => message.clone(),
+                TaskEvent::Progress { message, .. } => message.clone().unwrap_or_default(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "01234567… [2 bytes cut]",
+                "half… [3 bytes cut]",
+                "abcdefgh",
+                "[log output truncated: this task reached its limit of 40 B of log text]",
+            ]
+        );
+        let error = output
+            .yield_returns(format!("{{\"return0\": \"{}\"}}", "x".repeat(32)))
+            .await
+            .expect_err("over 32 bytes");
+        assert_eq!(
+            error.to_string(),
+            "a yield of 47 B exceeds the limit of 32 B"
+        );
+        let error = output
+            .yield_returns(r#"{"return0": [[1]]}"#.into())
+            .await
+            .expect_err("three levels deep");
+        assert!(
+            error
+                .to_string()
+                .contains("nesting deeper than the limit of 2 levels"),
+            "{error}"
+        );
+        assert_eq!(
+            cut_error("boom boom".into(), &caps),
+            "boom b… [3 bytes cut]"
+        );
+    }
+
+    #[tokio::test]
     async fn finds_the_panic_message_on_stderr() {
         let (sender, _receiver) = mpsc::channel(16);
-        let output = TaskOutput::new(sender);
+        let output = TaskOutput::new(sender, CAPS);
         output.write_stdio(
             Stdio::Stderr,
             b"\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n",

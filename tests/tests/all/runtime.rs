@@ -428,11 +428,12 @@ async fn output_floods_are_truncated_not_buffered() {
         .map(str::len)
         .sum();
     assert!(
-        text <= rekuest_host::runtime::MAX_LOG_BYTES,
+        text <= rekuest_host::runtime::OutputCaps::DEFAULT.log_bytes,
         "{text} bytes of guest logs"
     );
     assert!(
-        shout.logs.len() <= rekuest_host::runtime::MAX_LOG_LINES_PER_SECOND as usize * 3,
+        shout.logs.len()
+            <= rekuest_host::runtime::OutputCaps::DEFAULT.log_lines_per_second as usize * 3,
         "{} lines",
         shout.logs.len()
     );

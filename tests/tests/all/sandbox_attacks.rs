@@ -9,11 +9,16 @@ use std::path::{Path, PathBuf};
 use crate::attacks_support::{GREW, Spread, memory_hog};
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DescriptorBudget, DirGrant, Failure,
-    HostResourceCaps, LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_YIELD_BYTES, MAX_YIELD_DEPTH,
-    Outcome, Runtime, RuntimeConfig, Sandbox, SandboxPolicy, TaskControl, TaskEvent,
+    HostResourceCaps, LimitExceeded, Limits, Outcome, OutputCaps, Runtime, RuntimeConfig, Sandbox,
+    SandboxPolicy, TaskControl, TaskEvent,
 };
 use rekuest_host_tests::tasks::run;
 use rekuest_host_tests::{component, test_cache_dir, workspace_root};
+
+/// The output caps every task here runs under.
+const MAX_ERROR_BYTES: usize = OutputCaps::DEFAULT.error_bytes;
+const MAX_YIELD_BYTES: usize = OutputCaps::DEFAULT.yield_bytes;
+const MAX_YIELD_DEPTH: usize = OutputCaps::DEFAULT.yield_depth;
 use serde_json::json;
 use tokio::sync::mpsc;
 

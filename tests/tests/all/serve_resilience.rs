@@ -296,7 +296,7 @@ async fn hostile_frames_from_the_server_are_survived() {
     assert_eq!(yields(&events), [return0(json!(42))]);
     // A frame beyond the size limit ends that session; the agent reconnects.
     let registrations = server.registrations();
-    let huge = "x".repeat(rekuest_host::agent::MAX_FRAME_BYTES + 1024);
+    let huge = "x".repeat(rekuest_host::agent::AgentCaps::DEFAULT.frame_bytes + 1024);
     assert!(server.send_raw(TOKEN, Message::text(huge)));
     until("the agent to reconnect", || {
         server.registrations() > registrations && server.is_connected(TOKEN)
@@ -687,7 +687,7 @@ async fn a_flood_of_assignments_is_bounded_and_inquiries_are_answered_once() {
     };
     let mut config = fast_agent(&url);
     config.concurrency = 1;
-    config.max_queued = 2;
+    config.caps.queued_tasks = 2;
     let pool = GuestWorkers::new(1).expect("pool");
     let agent =
         Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
@@ -736,7 +736,7 @@ async fn args_waiting_for_a_slot_are_bounded_in_bytes_too() {
     };
     let mut config = fast_agent(&url);
     config.concurrency = 1;
-    config.max_queued_bytes = 1 << 20;
+    config.caps.queued_bytes = 1 << 20;
     let pool = GuestWorkers::new(1).expect("pool");
     let agent =
         Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));

@@ -162,7 +162,7 @@ impl ActionComponent {
                 Call::Describe,
                 &limits,
                 false,
-                TaskOutput::new(events),
+                TaskOutput::new(events, limits.output),
                 &TaskControl::new(),
                 Reach { http, calls: None },
             )
@@ -293,8 +293,8 @@ impl ActionComponent {
             key: action,
             args: &args,
         };
-        let output =
-            TaskOutput::new(events).wrapping_structures(self.structure_returns[index].clone());
+        let output = TaskOutput::new(events, limits.output)
+            .wrapping_structures(self.structure_returns[index].clone());
         let http = &self.policy.http;
         let http = TaskHttp::new(
             Arc::clone(http.grants_for(action)),
@@ -315,10 +315,10 @@ impl ActionComponent {
         let outcome = match result {
             Ok(Returned::Ran(Ok(()))) => Outcome::Completed,
             Ok(Returned::Ran(Err(RunError::Failed(message)))) => {
-                Outcome::Failed(Failure::Action(cut_error(message)))
+                Outcome::Failed(Failure::Action(cut_error(message, &limits.output)))
             }
             Ok(Returned::Ran(Err(RunError::Critical(message)))) => {
-                Outcome::Critical(cut_error(message))
+                Outcome::Critical(cut_error(message, &limits.output))
             }
             Ok(Returned::Description(_)) => unreachable!("run returns a run result"),
             Err(outcome) => outcome,
