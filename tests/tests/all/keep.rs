@@ -96,6 +96,31 @@ async fn a_full_shelf_fails_the_shelving_task_and_evicts_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_over_the_agents_cap_fails_the_task_and_the_state_stays() {
+    let server = DevServer::start(fast_server()).await.expect("server");
+    let mut config = fast_agent(&server.url());
+    // `{"count":2}` is 11 bytes of JSON.
+    config.caps.state_bytes = 8;
+    let serving = Serving::start(config, components(&["counter"]).await).await;
+    until("the agent to connect", || server.is_connected(TOKEN)).await;
+
+    let events = run(&server, "increment", json!({"by": 2})).await;
+    let failed = terminal(&events);
+    assert_eq!(failed.kind, "FAILED", "{events:?}");
+    assert!(
+        error(failed).contains("the state 'counter' would be 11 B; at most 8 B is allowed"),
+        "{}",
+        error(failed)
+    );
+    assert!(frames_of(&server, "STATE_PATCH").is_empty());
+    assert_eq!(
+        server.agent_state(TOKEN, "counter"),
+        Some(json!({"count": 0}))
+    );
+    serving.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_from_another_agent_fails_clearly() {
     let (server, serving) = serve(&["shelf"]).await;
     let (elsewhere, other) = serve(&["shelf"]).await;
