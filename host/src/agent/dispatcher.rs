@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 128 * 1024 * 1024;
 /// FAILED "agent overloaded" at once.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
-    /// Tasks waiting.
+    /// Tasks accepted but not yet started (waiting for a concurrency slot).
     pub tasks: usize,
     /// Bytes of their ASSIGN frames (a single task is let in however large, if nothing else
     /// is waiting).
