@@ -194,10 +194,8 @@ impl RawComponent {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .expect("wasi:http links");
-        ActionComponent::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
-            state
-        })
-        .expect("the host API, calls and keep link");
+        ActionComponent::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .expect("the host API, calls and keep link");
         let component = match cache {
             Some(cache) => {
                 let wasm = std::fs::read(path).expect("the component can be read");

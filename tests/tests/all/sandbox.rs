@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DirGrant, Failure, LimitExceeded, Limits, Outcome,
-    Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    Runtime, RuntimeConfig, SandboxPolicy,
 };
+use rekuest_host_tests::tasks::{action_error, run};
 use rekuest_host_tests::{component, test_cache_dir, workspace_root};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -34,29 +34,8 @@ async fn hostile(runtime: &Runtime, policy: SandboxPolicy) -> ActionComponent {
 
 /// Runs a task; returns its single return (or null) and its outcome.
 async fn call(component: &ActionComponent, action: &str, args: Value) -> (Value, Outcome) {
-    let (events, mut receiver) = mpsc::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut returns = Value::Null;
-        while let Some(event) = receiver.recv().await {
-            if let TaskEvent::Yield(raw) = event {
-                let yielded: Value = serde_json::from_str(raw.get()).expect("JSON");
-                returns = yielded["return0"].clone();
-            }
-        }
-        returns
-    });
-    let args = args.as_object().cloned().expect("object");
-    let outcome = component
-        .run(action, args, events, &TaskControl::new())
-        .await;
-    (collector.await.expect("collector"), outcome)
-}
-
-fn action_error(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::Failed(Failure::Action(message)) => message,
-        other => panic!("expected the action to fail, got {other:?}"),
-    }
+    let run = run(component, action, args).await;
+    (run.last_return0(), run.outcome)
 }
 
 /// A fresh scratch directory: `data/` (with `hello.txt` and escape attempts), `out/`, and a

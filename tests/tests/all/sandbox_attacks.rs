@@ -12,7 +12,7 @@ use rekuest_host::runtime::{
     HostResourceCaps, LimitExceeded, Limits, MAX_ERROR_BYTES, MAX_YIELD_BYTES, MAX_YIELD_DEPTH,
     Outcome, Runtime, RuntimeConfig, Sandbox, SandboxPolicy, TaskControl, TaskEvent,
 };
-use rekuest_host_tests::tasks::run;
+use rekuest_host_tests::tasks::{action_error, run};
 use rekuest_host_tests::{component, test_cache_dir, workspace_root};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -54,13 +54,6 @@ async fn attacks(runtime: &Runtime, policy: SandboxPolicy) -> ActionComponent {
         .load_file(&component("sandbox_attacks"), policy)
         .await
         .expect("sandbox_attacks loads")
-}
-
-fn action_error(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::Failed(Failure::Action(message)) => message,
-        other => panic!("expected the action to fail, got {other:?}"),
-    }
 }
 
 /// A scratch directory with `data/hello.txt` (granted read-only), `out/` (granted writable,
