@@ -10,19 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
-use rekuest_host::runtime::{
-    ActionComponent, Allocation, ComponentCache, Runtime, RuntimeConfig, SandboxPolicy,
-    pooling_config,
-};
+use rekuest_host::runtime::{ActionComponent, ComponentCache, SandboxPolicy, pooling_config};
 use rekuest_host_tests::{component, python_component, workspace_root};
 use wasmtime::InstanceAllocationStrategy;
 
 use crate::floor::{Metering, RawComponent};
 use crate::stats::{human, section};
-use crate::{ADD_ARGS, runtime_task, samples};
+use crate::{ADD_ARGS, SLOTS, host_runtime, runtime_task, samples};
 
-/// Pool slots of the pooling settings.
-const SLOTS: u32 = 64;
 /// Bytes of each linear memory the host keeps resident between tasks.
 const HOST_KEEP_RESIDENT: usize = 2 << 20;
 
@@ -91,15 +86,7 @@ pub async fn python_next_to_rust() {
     ];
     let cache_dir = workspace_root().join("target").join("bench-cache/python");
     let cache = ComponentCache::new(&cache_dir);
-    let runtime = Runtime::new(RuntimeConfig {
-        allocation: Allocation::Pooling {
-            slots: SLOTS,
-            max_memory_bytes: DEFAULT_MEMORY_BYTES,
-        },
-        cache: Some(ComponentCache::new(cache_dir.join("runtime"))),
-        fuel: true,
-    })
-    .expect("the runtime starts");
+    let runtime = host_runtime(cache_dir.join("runtime"), true);
     let sequential = samples(300);
     let in_flight = samples(600);
     section(&format!(
