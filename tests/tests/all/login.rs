@@ -134,7 +134,7 @@ async fn redeem_claim_token_register_and_serve() {
         config
     };
     let (serving, client) = serve_connected(&server, config).await;
-    assert_eq!(server.clients(), [client.clone()]);
+    assert_eq!(server.clients(), std::slice::from_ref(&client));
     add(&server, 2, 3).await;
     let counts = server.platform_counts();
     assert_eq!((counts.redeems, counts.claims), (1, 1));
