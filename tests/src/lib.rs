@@ -121,6 +121,25 @@ pub fn fleet(count: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The resident set size of `process` (`self`, or a process id), from `/proc/PROCESS/status`.
+pub fn resident_bytes(process: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status"))
+        .expect("/proc/PROCESS/status is readable");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .expect("VmRSS is listed")
+}
+
 /// Where the tests and benches keep compiled components: `target/test-component-cache`.
 pub fn test_cache_dir() -> PathBuf {
     workspace_root().join("target").join("test-component-cache")

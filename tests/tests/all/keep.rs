@@ -1,6 +1,7 @@
 //! What outlives a task: memory shelves (shelve, use the reference, COLLECT, a full shelf, a
 //! reference from elsewhere), agent states (SESSION_INIT, STATE_PATCH, persistence across a
-//! restart) and locks (tasks sharing one take turns), end to end through the local server.
+//! restart) and locks (tasks sharing one take turns), end to end through the local server; the
+//! shelf and the count with the Rust and the Python twin of each example.
 
 use serde_json::{Value, json};
 
@@ -35,6 +36,7 @@ async fn a_shelved_list_comes_back_in_a_later_task_until_it_is_collected() {
     }
 }
 
+/// Shelve, use, COLLECT and shelve again with the `sdk` twin of `shelf`.
 async fn shelved_list_comes_back_until_collected(sdk: Sdk) {
     let (server, serving) = serve_twins(sdk, &["shelf"]).await;
     let numbers = shelve(&server, 10).await;
@@ -144,6 +146,7 @@ async fn increment_keeps_a_running_count_and_streams_it_as_patches() {
     }
 }
 
+/// SESSION_INIT and the STATE_PATCH frames of two increments of the `sdk` twin of `counter`.
 async fn running_count_streams_as_patches(sdk: Sdk) {
     let (server, serving) = serve_twins(sdk, &["counter"]).await;
     until("SESSION_INIT", || {

@@ -10,7 +10,7 @@ use rekuest_host::runtime::{
     Runtime, RuntimeConfig, SandboxPolicy,
 };
 use rekuest_host_tests::tasks::{action_error, run};
-use rekuest_host_tests::{component, test_cache_dir, workspace_root};
+use rekuest_host_tests::{component, resident_bytes, test_cache_dir, workspace_root};
 use serde_json::{Value, json};
 
 fn runtime() -> Runtime {
@@ -245,16 +245,6 @@ async fn an_exiting_guest_is_reported_not_obeyed() {
     );
 }
 
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
     if !crate::alone::in_own_process(
@@ -286,7 +276,7 @@ async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
     for _ in 0..20 {
         bomb(guest.clone()).await;
     }
-    let before = resident_bytes();
+    let before = resident_bytes("self");
     for _ in 0..500 {
         let (first, second) = tokio::join!(
             tokio::spawn(bomb(guest.clone())),
@@ -295,7 +285,7 @@ async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
         first.expect("task");
         second.expect("task");
     }
-    let after = resident_bytes();
+    let after = resident_bytes("self");
     let growth = after.saturating_sub(before);
     println!(
         "RSS before {} MiB, after 1,000 memory bombs {} MiB",

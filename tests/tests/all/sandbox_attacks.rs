@@ -88,12 +88,7 @@ fn grants(root: &Path) -> SandboxPolicy {
 
 /// The host process's resident memory in KiB (`VmRSS`).
 fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    rekuest_host_tests::resident_bytes("self") / 1024
 }
 
 /// The host process's open file descriptors.

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::serve_support::by_hand::*;
 use crate::serve_support::*;
 use rekuest_host::devserver::{DevServer, MAX_MESSAGE_CHARS};
+use rekuest_host_tests::resident_bytes;
 
 /// Frames up to and including the first terminal report.
 async fn until_terminal(peer: &mut Peer) -> Vec<Value> {
@@ -83,24 +84,6 @@ async fn yields_in_flight_when_the_connection_breaks_are_resent_before_completed
     assert!(bounded("shutdown", shutdown).await.expect("joins").is_ok());
 }
 
-/// This process's resident memory, in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .expect("VmRSS")
-        * 1024
-}
-
 /// How far host memory may grow while the server does not read: the outbox (16 MiB queued,
 /// 16 MiB kept for resending), the task's event channel (256 yields of 256 KiB), frames in
 /// the WebSocket buffers, and allocator slack.
@@ -122,7 +105,7 @@ async fn a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield() {
     )
     .await;
     assert_eq!(terminal(&events).kind, "COMPLETED");
-    let before = resident_bytes();
+    let before = resident_bytes("self");
 
     server.set_reading(false);
     // 1,200 yields of 256 KiB: 300 MiB if nothing held the guest back.
@@ -136,7 +119,7 @@ async fn a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield() {
     let mut peak = 0;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        peak = peak.max(resident_bytes().saturating_sub(before));
+        peak = peak.max(resident_bytes("self").saturating_sub(before));
     }
     assert!(
         peak < STALLED_GROWTH,
