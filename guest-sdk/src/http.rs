@@ -116,7 +116,7 @@ impl Response {
         &self.headers
     }
 
-    /// The body.
+    /// The response body's bytes, as received.
     pub fn body(&self) -> &[u8] {
         &self.body
     }

@@ -20,7 +20,7 @@ pub const SHELVED_IDENTIFIER: &str = "@rekuest-host/shelved";
 pub struct Shelved<T>(pub T);
 
 impl<T> Shelved<T> {
-    /// The value.
+    /// The shelved value itself.
     pub fn into_inner(self) -> T {
         self.0
     }

@@ -121,6 +121,25 @@ pub fn fleet(count: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The resident set size of `process` (`self`, or a process id), from `/proc/PROCESS/status`.
+pub fn resident_bytes(process: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status"))
+        .expect("/proc/PROCESS/status is readable");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .expect("VmRSS is listed")
+}
+
 /// Where the tests and benches keep compiled components: `target/test-component-cache`.
 pub fn test_cache_dir() -> PathBuf {
     workspace_root().join("target").join("test-component-cache")
@@ -196,8 +215,8 @@ impl Sdk {
 /// Running tasks through the runtime library, as the end-to-end tests and benches do.
 pub mod tasks {
     use rekuest_host::runtime::{
-        ActionComponent, Allocation, ComponentCache, LogLevel, Outcome, Runtime, RuntimeConfig,
-        TaskControl, TaskEvent,
+        ActionComponent, Allocation, ComponentCache, Failure, LogLevel, Outcome, Runtime,
+        RuntimeConfig, TaskControl, TaskEvent,
     };
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
@@ -235,6 +254,55 @@ pub mod tasks {
             assert_eq!(self.yields.len(), 1, "a function yields once");
             &self.yields[0]["return0"]
         }
+
+        /// The `return0` of the last yield, or null when nothing was yielded.
+        pub fn last_return0(&self) -> Value {
+            self.yields
+                .last()
+                .map_or(Value::Null, |returns| returns["return0"].clone())
+        }
+    }
+
+    /// Collects a task's events while it runs: hand [`Collector::events`] to the task, then
+    /// [`Collector::finish`] with its outcome.
+    pub struct Collector {
+        /// Where the task sends its events.
+        pub events: mpsc::Sender<TaskEvent>,
+        collecting: tokio::task::JoinHandle<Run>,
+    }
+
+    impl Collector {
+        /// Starts collecting.
+        pub fn start() -> Self {
+            let (events, mut receiver) = mpsc::channel(64);
+            let collecting = tokio::spawn(async move {
+                let mut run = Run {
+                    logs: Vec::new(),
+                    progress: Vec::new(),
+                    yields: Vec::new(),
+                    outcome: Outcome::Completed,
+                };
+                while let Some(event) = receiver.recv().await {
+                    match event {
+                        TaskEvent::Log { level, message } => run.logs.push((level, message)),
+                        TaskEvent::Progress { percent, .. } => run.progress.push(percent),
+                        TaskEvent::Yield(raw) => run
+                            .yields
+                            .push(serde_json::from_str(raw.get()).expect("yields are JSON")),
+                    }
+                }
+                run
+            });
+            Collector { events, collecting }
+        }
+
+        /// Everything the task reported, once it ended with `outcome` (and dropped its sender).
+        pub async fn finish(self, outcome: Outcome) -> Run {
+            drop(self.events);
+            let mut run = self.collecting.await.expect("collector finishes");
+            run.outcome = outcome;
+            run
+        }
     }
 
     /// Runs `action` with `args` (a JSON object) under `control`, collecting everything.
@@ -244,30 +312,20 @@ pub mod tasks {
         args: Value,
         control: &TaskControl,
     ) -> Run {
-        let (events, mut receiver) = mpsc::channel(64);
-        let collector = tokio::spawn(async move {
-            let mut run = Run {
-                logs: Vec::new(),
-                progress: Vec::new(),
-                yields: Vec::new(),
-                outcome: Outcome::Completed,
-            };
-            while let Some(event) = receiver.recv().await {
-                match event {
-                    TaskEvent::Log { level, message } => run.logs.push((level, message)),
-                    TaskEvent::Progress { percent, .. } => run.progress.push(percent),
-                    TaskEvent::Yield(raw) => run
-                        .yields
-                        .push(serde_json::from_str(raw.get()).expect("yields are JSON")),
-                }
-            }
-            run
-        });
+        let collector = Collector::start();
         let args = args.as_object().cloned().expect("args are an object");
-        let outcome = component.run(action, args, events, control).await;
-        let mut run = collector.await.expect("collector finishes");
-        run.outcome = outcome;
-        run
+        let outcome = component
+            .run(action, args, collector.events.clone(), control)
+            .await;
+        collector.finish(outcome).await
+    }
+
+    /// The message of an action's own failure (FAILED by the action, not by a limit).
+    pub fn action_error(outcome: &Outcome) -> &str {
+        match outcome {
+            Outcome::Failed(Failure::Action(message)) => message,
+            other => panic!("expected the action to fail, got {other:?}"),
+        }
     }
 
     /// Runs `action` with `args` to its end.

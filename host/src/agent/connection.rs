@@ -29,7 +29,7 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct SocketConfig {
-    /// `ws(s)://{base}/agi`.
+    /// The agent WebSocket URL to dial (`ws(s)://{base}/agi`).
     pub url: Url,
     /// Where the token sent in REGISTER comes from.
     pub credentials: super::Credentials,
@@ -56,7 +56,7 @@ pub(crate) enum SessionEnd {
     Lost(String),
     /// The server closed the socket.
     Closed {
-        /// Close code.
+        /// The WebSocket close code the server sent (see `protocol::close`).
         code: u16,
         /// PROTOCOL_ERROR text or close reason.
         reason: String,

@@ -57,7 +57,7 @@ use connection::SessionEnd;
 /// How the agent connects and behaves.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The deployment.
+    /// Where the rekuest server is: its GraphQL and agent WebSocket URLs.
     pub endpoints: Endpoints,
     /// Where the token comes from (GraphQL bearer and REGISTER).
     pub credentials: Credentials,
@@ -69,7 +69,7 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// On shutdown, how long running tasks may finish before they are cancelled.
     pub shutdown_grace: Duration,
-    /// Reconnect delays.
+    /// How long to wait between reconnect attempts (exponential, with jitter).
     pub backoff: BackoffConfig,
     /// How long connecting and waiting for INIT may take.
     pub init_timeout: Duration,
@@ -162,7 +162,7 @@ pub enum AgentError {
         /// The server's text.
         reason: String,
     },
-    /// Close 4003.
+    /// The server closed with 4003: this agent is blocked.
     #[error("the server has blocked this agent (close 4003{})", reason_suffix(.reason))]
     Blocked {
         /// The server's text.
@@ -191,12 +191,12 @@ pub enum AgentError {
         /// How long this host waited for the connection to go away.
         waited: Duration,
     },
-    /// Close 4005.
+    /// The server closed with 4005: another host took this agent over (REGISTER with `force`).
     #[error(
         "a forced connection from another host replaced this one (close 4005); not reconnecting"
     )]
     Replaced,
-    /// KICK.
+    /// The server sent KICK: do not reconnect.
     #[error("the server kicked this agent: {}", reason.as_deref().unwrap_or("no reason given"))]
     Kicked {
         /// The server's reason.
@@ -205,7 +205,7 @@ pub enum AgentError {
     /// Reconnecting was given up.
     #[error("gave up reconnecting after {attempts} attempts; last error: {last}")]
     GaveUp {
-        /// Failed attempts.
+        /// How many connection attempts failed in a row.
         attempts: u32,
         /// The last failure.
         last: String,

@@ -585,7 +585,7 @@ impl Outbox {
             && !state.in_flight.iter().any(|sent| is_retained(&sent.report))
     }
 
-    /// Nothing queued.
+    /// Whether no frame is queued for sending (retained, unacked reports do not count).
     pub(crate) fn is_empty(&self) -> bool {
         self.state().queue.is_empty()
     }

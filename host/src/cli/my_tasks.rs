@@ -28,7 +28,7 @@ type Socket =
 /// One task event from the feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEvent {
-    /// The task.
+    /// The task's id on the server.
     pub task: String,
     /// The `TaskEventKind` (`YIELD`, `LOG`, `COMPLETED`, ...).
     pub kind: String,

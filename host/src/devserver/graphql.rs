@@ -43,15 +43,15 @@ impl Field {
 /// An entry of a selection set.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Selection {
-    /// A field.
+    /// A field, possibly aliased, with arguments and a sub-selection.
     Field(Field),
-    /// `...Name`.
+    /// A fragment spread (`...Name`), by the fragment's name.
     Spread(String),
     /// `... on Type { ... }` or `... { ... }`.
     Inline {
-        /// `on Type`.
+        /// The type after `on`; the local server's schema ignores it.
         type_condition: Option<String>,
-        /// Its selection.
+        /// The fields the fragment selects.
         selection: Vec<Selection>,
     },
 }

@@ -83,7 +83,7 @@ impl Default for DevServerConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("the local server cannot listen on {addr}: {source}")]
 pub struct DevServerError {
-    /// The address.
+    /// The address it could not listen on.
     pub addr: SocketAddr,
     /// The IO error.
     pub source: std::io::Error,

@@ -39,11 +39,11 @@ impl Default for PlatformConfig {
 /// How often each platform endpoint granted something.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlatformCounts {
-    /// Redeems granted.
+    /// Redeem-token exchanges answered with a claim token (`POST /lok/f/redeem/`).
     pub redeems: u64,
     /// Device codes approved.
     pub device_codes: u64,
-    /// Claims granted.
+    /// Claims answered with the deployment's configuration (`POST /lok/f/claim/`).
     pub claims: u64,
     /// Access tokens issued.
     pub tokens: u64,

@@ -245,11 +245,11 @@ pub struct OfferedAction {
 /// A control message a caller can send to a running task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    /// CANCEL.
+    /// CANCEL: the task may end on its own within its grace period.
     Cancel,
-    /// INTERRUPT.
+    /// INTERRUPT: the task is stopped at once.
     Interrupt,
-    /// PAUSE.
+    /// PAUSE: the task parks until RESUME.
     Pause,
     /// RESUME (`true`: step).
     Resume(bool),
@@ -339,7 +339,7 @@ struct Chosen {
 pub(crate) enum NotChosen {
     /// Some fit, but none of their agents is connected.
     Offline,
-    /// None fits.
+    /// No registered implementation matches the demand.
     Missing,
 }
 

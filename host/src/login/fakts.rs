@@ -79,7 +79,7 @@ pub struct Alias {
     /// The alias id.
     #[serde(default)]
     pub id: Option<String>,
-    /// Host name.
+    /// The host name an Arkitekt service is reached at.
     pub host: String,
     /// Port (default of the scheme if absent).
     #[serde(default)]
@@ -87,7 +87,7 @@ pub struct Alias {
     /// https (else http).
     #[serde(default)]
     pub ssl: bool,
-    /// Path prefix.
+    /// The path prefix the service is mounted under (empty for the root).
     #[serde(default)]
     pub path: Option<String>,
     /// Path under the base that answers 200 when the service is reachable.
@@ -171,7 +171,8 @@ pub fn deployment_url(url: &str) -> Result<Url, LoginError> {
     Ok(parsed)
 }
 
-/// `GET {url}/.well-known/fakts`.
+/// Discovers the deployment at `url` (`GET {url}/.well-known/fakts`): where its fakts
+/// endpoints are, or why `url` is not an Arkitekt deployment.
 pub async fn discover(http: &Client, url: &Url) -> Result<Discovered, LoginError> {
     let step = "discovering the deployment";
     let well_known = url
@@ -365,7 +366,7 @@ pub enum Challenge {
     Granted(String),
 }
 
-/// `POST {base}challenge/`.
+/// Asks whether the device code `code` was approved: `POST {base}challenge/`.
 pub async fn challenge(http: &Client, base: &Url, code: &str) -> Result<Challenge, LoginError> {
     let step = "waiting for the login to be approved";
     match post(http, base, "challenge/", step, &json!({"code": code})).await? {

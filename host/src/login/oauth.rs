@@ -44,7 +44,7 @@ impl AccessToken {
 pub enum TokenFailure {
     /// `invalid_client`: the client is gone or its secret changed; claim again.
     ClientRefused(String),
-    /// Anything else.
+    /// Any other failure (network, TLS, a malformed answer).
     Other(LoginError),
 }
 

@@ -29,9 +29,9 @@ pub enum EndpointError {
 pub struct Endpoints {
     /// The base URL, without a trailing slash.
     pub base: Url,
-    /// `POST {base}/graphql`.
+    /// The GraphQL endpoint (`{base}/graphql`): registration and keep mutations are POSTed here.
     pub graphql: Url,
-    /// `ws(s)://{base}/agi`.
+    /// The agent WebSocket (`ws(s)://{base}/agi`): `wss` when the base is `https`.
     pub agent_socket: Url,
 }
 
@@ -76,7 +76,7 @@ impl Endpoints {
         self.base.join_path(path)
     }
 
-    /// `ws(s)://{base}/{path}`.
+    /// The WebSocket URL of `path` under the base (`ws(s)://{base}/{path}`).
     pub fn ws(&self, path: &str) -> Url {
         let mut url = self.agent_socket.clone();
         url.set_path(self.base.path().trim_end_matches('/'));

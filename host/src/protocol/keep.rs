@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 pub enum KeepFrame {
     /// One JSON Patch operation on one state.
     StatePatch {
-        /// Message id.
+        /// A fresh id of the agent's choosing for this frame.
         #[serde(default)]
         id: String,
         /// The per-process id.
@@ -37,7 +37,7 @@ pub enum KeepFrame {
     },
     /// Every state's full value at revision `global_rev`.
     StateSnapshot {
-        /// Message id.
+        /// A fresh id of the agent's choosing for this frame.
         #[serde(default)]
         id: String,
         /// The per-process id.
@@ -49,20 +49,20 @@ pub enum KeepFrame {
     },
     /// The task `task` took the lock `key`.
     Lock {
-        /// Message id.
+        /// A fresh id of the agent's choosing for this frame.
         #[serde(default)]
         id: String,
-        /// The lock.
+        /// The lock's key, as the action declared it (`#[register(lock = ...)]`).
         key: String,
         /// The task holding it.
         task: String,
     },
     /// The lock `key` was released.
     Unlock {
-        /// Message id.
+        /// A fresh id of the agent's choosing for this frame.
         #[serde(default)]
         id: String,
-        /// The lock.
+        /// The lock's key, as the action declared it (`#[register(lock = ...)]`).
         key: String,
     },
 }

@@ -53,7 +53,7 @@ pub struct Inquiry {
 /// Work for the agent: run `interface` with `args` as task `task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assign {
-    /// Message id.
+    /// The server's id of this frame (nothing in the agent protocol refers back to it).
     #[serde(default)]
     pub id: String,
     /// The implementation's interface: the action key it was registered with.
@@ -107,7 +107,7 @@ pub struct Assign {
 pub enum ToAgent {
     /// The answer to REGISTER.
     Init {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// The agent's id on the server.
@@ -118,7 +118,7 @@ pub enum ToAgent {
     },
     /// Liveness check: answer with HEARTBEAT_ANSWER at once.
     Heartbeat {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
     },
@@ -126,34 +126,34 @@ pub enum ToAgent {
     Assign(Box<Assign>),
     /// Stop a task nicely (report CANCELLED).
     Cancel {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
-        /// The task.
+        /// The task id, as ASSIGN gave it.
         task: String,
     },
     /// Stop a task forcefully (report INTERRUPTED).
     Interrupt {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
-        /// The task.
+        /// The task id, as ASSIGN gave it.
         task: String,
     },
     /// Park a task (report PAUSED).
     Pause {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
-        /// The task.
+        /// The task id, as ASSIGN gave it.
         task: String,
     },
     /// Continue a parked task (report RESUMED).
     Resume {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
-        /// The task.
+        /// The task id, as ASSIGN gave it.
         task: String,
         /// Run only to the next breakpoint, then park again.
         #[serde(default, deserialize_with = "null_as_default")]
@@ -161,7 +161,7 @@ pub enum ToAgent {
     },
     /// Drop shelved data.
     Collect {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// The drawers to drop.
@@ -170,7 +170,7 @@ pub enum ToAgent {
     },
     /// Reconnect, optionally after `duration` seconds.
     Bounce {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// Seconds to wait before reconnecting.
@@ -179,30 +179,30 @@ pub enum ToAgent {
     },
     /// Disconnect and do not reconnect.
     Kick {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
-        /// Why.
+        /// The server's reason, if it gave one (shown in the host's log).
         #[serde(default)]
         reason: Option<String>,
     },
     /// The server made a report durable; stop retaining it.
     EventAck {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// The id of the acknowledged report.
         event: String,
-        /// Its task.
+        /// The acknowledged report's task id (informational).
         #[serde(default)]
         task: Option<String>,
-        /// Its seq.
+        /// The acknowledged report's sequence number (informational).
         #[serde(default)]
         seq: Option<u64>,
     },
     /// The server refused a frame; a close follows.
     ProtocolError {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// The server's message.
@@ -211,7 +211,7 @@ pub enum ToAgent {
     },
     /// The answer to an ASSIGN_REQUEST: the child task, or why there is none.
     AssignResponse {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// The id of the ASSIGN_REQUEST.
@@ -231,19 +231,19 @@ pub enum ToAgent {
     },
     /// The answer to a CANCEL_REQUEST, INTERRUPT_REQUEST, PAUSE_REQUEST or RESUME_REQUEST.
     ControlResponse {
-        /// Message id.
+        /// The server's id of this frame (nothing in the agent protocol refers back to it).
         #[serde(default)]
         id: String,
         /// The id of the request.
         #[serde(default)]
         request: String,
-        /// The task.
+        /// The child task the request was about.
         #[serde(default)]
         task: Option<String>,
         /// Whether the control was passed on.
         #[serde(default)]
         accepted: bool,
-        /// Why not.
+        /// Why the control was not passed on (set when `accepted` is false).
         #[serde(default)]
         error: Option<String>,
     },
@@ -356,7 +356,7 @@ where
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
-    /// Message id.
+    /// An id of the agent's choosing for this frame; the real server ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The agent's token.
@@ -372,7 +372,7 @@ pub struct Register {
 /// Sent by the Python agent after REGISTER; accepted by the local server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInit {
-    /// Message id.
+    /// An id of the agent's choosing for this frame; the real server ignores it.
     #[serde(default)]
     pub id: String,
     /// The per-process id.
@@ -464,9 +464,9 @@ pub enum FromAgent {
     AssignRequest(Box<AssignRequest>),
     /// A control request about a child task.
     ControlRequest {
-        /// Message id.
+        /// A fresh id for this request: CONTROL_RESPONSE names it in `request`.
         id: String,
-        /// Which control.
+        /// Which of CANCEL, INTERRUPT, PAUSE or RESUME the parent asks for.
         control: ChildControl,
         /// The child task.
         task: String,

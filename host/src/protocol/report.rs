@@ -157,16 +157,16 @@ pub enum ReportKind {
     Started,
     /// Progress, in percent, with optional text.
     Progress {
-        /// 0..=100.
+        /// Percent done, 0..=100, if the action said.
         progress: Option<i64>,
         /// Text shown with the percentage.
         message: Option<String>,
     },
     /// A log line.
     Log {
-        /// The line.
+        /// The log line, already cut to the output caps.
         message: String,
-        /// Its severity.
+        /// How severe the line is (the server's five levels).
         level: LogLevel,
     },
     /// Returns, keyed `return0`, `return1`, ...
@@ -178,12 +178,12 @@ pub enum ReportKind {
     Completed,
     /// Ended with an error meant for the caller (terminal).
     Failed {
-        /// The error.
+        /// What went wrong, for the caller (cut to the output caps).
         error: String,
     },
     /// Ended by a crash or a host bug (terminal).
     Critical {
-        /// The error.
+        /// What crashed, for the caller and the operator (cut to the output caps).
         error: String,
     },
     /// Stopped by CANCEL (terminal).
@@ -263,7 +263,7 @@ impl ReportKind {
 /// A report about one task: `{"type", "task", "id", "seq", ...}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// The task.
+    /// The id of the task it reports on, as ASSIGN gave it.
     pub task: String,
     /// This report's own id (EVENT_ACK names it).
     pub id: String,

@@ -42,7 +42,7 @@ pub struct CacheEntry {
 pub struct Removed {
     /// Compiled components removed.
     pub entries: usize,
-    /// Their bytes.
+    /// Their size on disk, in bytes.
     pub bytes: u64,
 }
 
@@ -61,7 +61,7 @@ impl ComponentCache {
         self
     }
 
-    /// The directory.
+    /// The directory the cache keeps compiled components in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

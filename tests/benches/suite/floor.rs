@@ -1,6 +1,8 @@
 //! The floor: raw wasmtime with the host's engine settings, no host runtime around it. A
 //! fresh store, instantiate, one `run` call and drop per task; the host imports do nothing
-//! but keep the returns.
+//! but keep the returns. Every import an action component may have is linked (WASI,
+//! `wasi:http`, the host interface, `calls`, `keep`), so any example loads; what a floor task
+//! does not use refuses (a call, a shelf, a request).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +11,13 @@ use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
 use rekuest_host::runtime::{ComponentCache, EPOCH_TICK, base_config, pooling_config};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -20,12 +26,19 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+use arkitekt::rekuest::calls::{self, CallError, Child, HostChild, Target};
 use arkitekt::rekuest::host::{Host, LogLevel};
+use arkitekt::rekuest::keep;
+
+/// What a floor task answers to an import it does not use.
+const UNUSED: &str = "not offered by the benchmark floor";
 
 /// The store data of one raw call.
 struct CallState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
+    refuse_requests: RefuseRequests,
     returns: Option<String>,
 }
 
@@ -35,6 +48,83 @@ impl WasiView for CallState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// `wasi:http` hooks that deny every request.
+struct RefuseRequests;
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+impl WasiHttpHooks for RefuseRequests {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
+    {
+        Box::new(async { Err(HttpError::HttpRequestDenied) })
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.refuse_requests,
+        }
+    }
+}
+
+impl calls::Host for CallState {
+    async fn call(
+        &mut self,
+        _target: Target,
+        _args_json: String,
+    ) -> wasmtime::Result<Result<Resource<Child>, CallError>> {
+        Ok(Err(CallError::Refused(UNUSED.into())))
+    }
+}
+
+impl HostChild for CallState {
+    async fn next(
+        &mut self,
+        _child: Resource<Child>,
+    ) -> wasmtime::Result<Result<Option<String>, CallError>> {
+        // `call` never hands out a child.
+        Err(wasmtime::Error::msg(UNUSED))
+    }
+
+    async fn drop(&mut self, _child: Resource<Child>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl keep::Host for CallState {
+    async fn shelve(
+        &mut self,
+        _identifier: String,
+        _value_json: String,
+    ) -> wasmtime::Result<Result<String, String>> {
+        Ok(Err(UNUSED.into()))
+    }
+
+    async fn unshelve(&mut self, _drawer: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(Err(UNUSED.into()))
+    }
+
+    async fn get_state(&mut self, _name: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(Err(UNUSED.into()))
+    }
+
+    async fn set_state(
+        &mut self,
+        _name: String,
+        _value_json: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(Err(UNUSED.into()))
     }
 }
 
@@ -102,11 +192,10 @@ impl RawComponent {
         let engine = Engine::new(&config).expect("the engine starts");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
-        arkitekt::rekuest::host::add_to_linker::<CallState, HasSelf<CallState>>(
-            &mut linker,
-            |state| state,
-        )
-        .expect("the host API links");
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .expect("wasi:http links");
+        ActionComponent::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .expect("the host API, calls and keep link");
         let component = match cache {
             Some(cache) => {
                 let wasm = std::fs::read(path).expect("the component can be read");
@@ -178,7 +267,9 @@ impl RawComponent {
     async fn instantiate(&self) -> (Store<CallState>, ActionComponent) {
         let state = CallState {
             wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            refuse_requests: RefuseRequests,
             returns: None,
         };
         let mut store = Store::new(self.pre.engine(), state);

@@ -196,21 +196,27 @@ async fn runtime_task(component: &ActionComponent, action: &str, args_json: &str
     yields
 }
 
+/// A runtime as the host builds it: [`SLOTS`] pooling slots of the default memory limit,
+/// compiled components cached in `cache`, fuel metering on or off.
+fn host_runtime(cache: PathBuf, fuel: bool) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        allocation: Allocation::Pooling {
+            slots: SLOTS,
+            max_memory_bytes: DEFAULT_MEMORY_BYTES,
+        },
+        cache: Some(ComponentCache::new(cache)),
+        fuel,
+    })
+    .expect("the runtime starts")
+}
+
 async fn in_process(components: &Components, figures: &mut Figures) {
     section("1-2. one task in this process: the raw wasmtime floor and the host runtime path");
     // The host's defaults: epoch interruption, no fuel (no fuel limit is configured).
     let raw = Arc::new(RawComponent::load(&components.math, Metering::Epoch, SLOTS));
     assert_eq!(raw.call("add", ADD_ARGS).await, r#"{"return0":3}"#);
-    let runtime = Runtime::new(RuntimeConfig {
-        allocation: Allocation::Pooling {
-            slots: SLOTS,
-            max_memory_bytes: DEFAULT_MEMORY_BYTES,
-        },
-        cache: Some(ComponentCache::new(components.cache_dir("in-process"))),
-        // As `rekuest-host run` without fuel limits in its configuration.
-        fuel: false,
-    })
-    .expect("the runtime starts");
+    // As `rekuest-host run` without fuel limits in its configuration.
+    let runtime = host_runtime(components.cache_dir("in-process"), false);
     let math = Arc::new(
         runtime
             .load_file(&components.math, SandboxPolicy::default())

@@ -9,21 +9,26 @@ use crate::serve_support::*;
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::runtime::{Limits, MAX_CALL_DEPTH};
-use rekuest_host_tests::{host_command, python_component};
+use rekuest_host_tests::host_command;
+
+use crate::twins::{cached_example, sdks};
 
 #[test]
 fn dev_serves_a_pipeline_and_its_dependency_together() {
-    let output = host_command()
-        .args(["dev", "--listen", "127.0.0.1:0"])
-        .arg(example("math"))
-        .arg(example("pipeline"))
-        .args(["--assign", "double_sum", "a=1", "b=2"])
-        .output()
-        .expect("rekuest-host runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.trim(), r#"{"return0":6}"#, "{stderr}");
+    for sdk in sdks() {
+        // Either twin composes with the Rust `math` it depends on.
+        let output = host_command()
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .arg(example("math"))
+            .arg(cached_example(sdk, "pipeline"))
+            .args(["--assign", "double_sum", "a=1", "b=2"])
+            .output()
+            .expect("rekuest-host runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(stdout.trim(), r#"{"return0":6}"#, "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,21 +187,6 @@ async fn child_started(server: &DevServer, task: &str) -> String {
     let child = server.children(task).remove(0);
     event(server, &child, "STARTED").await;
     child
-}
-
-#[test]
-fn the_python_pipeline_composes_like_the_rust_one() {
-    let output = host_command()
-        .args(["dev", "--listen", "127.0.0.1:0"])
-        .arg(example("math"))
-        .arg(python_component("pipeline"))
-        .args(["--assign", "double_sum", "a=1", "b=2"])
-        .output()
-        .expect("rekuest-host runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.trim(), r#"{"return0":6}"#, "{stderr}");
 }
 
 #[test]

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rekuest_host_tests::{component, host_binary, host_command, test_cache_dir, workspace_root};
+use rekuest_host_tests::{
+    Sdk, component, host_binary, host_command, test_cache_dir, workspace_root,
+};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -88,54 +90,75 @@ fn run_walkthrough(lines: &[String], dir: &Path, after_new: impl Fn(&Path)) {
     }
 }
 
+/// What the README's walk-through of each SDK starts with and what `new` writes.
+fn walkthrough(sdk: Sdk) -> (&'static str, &'static str, [&'static str; 3]) {
+    match sdk {
+        Sdk::Rust => (
+            "rekuest-host new my-actions",
+            "my-actions",
+            ["Cargo.toml", "src/lib.rs", ".gitignore"],
+        ),
+        Sdk::Python => (
+            "rekuest-host new my_actions --python",
+            "my_actions",
+            ["actions.py", "test_actions.py", "build.sh"],
+        ),
+    }
+}
+
+/// Runs the README walk-through of `sdk` verbatim in an empty directory, then the test `new`
+/// wrote for a Python project.
+fn walk_through_the_readme(sdk: Sdk) {
+    let (first_line, project_name, files) = walkthrough(sdk);
+    let scratch = Scratch::new(&format!("new-{sdk:?}"));
+    run_walkthrough(&readme_walkthrough(first_line), &scratch.0, |dir| {
+        let project = dir.join(project_name);
+        for file in files {
+            assert!(project.join(file).is_file(), "{sdk:?}: new wrote {file}");
+        }
+        if sdk == Sdk::Rust {
+            // Only for speed: the workspace's locked versions (no registry look-up) and its
+            // target directory (the SDK's dependencies are built there already).
+            std::fs::copy(
+                workspace_root().join("Cargo.lock"),
+                project.join("Cargo.lock"),
+            )
+            .expect("Cargo.lock copied");
+            let target = host_binary()
+                .parent()
+                .and_then(Path::parent)
+                .expect("the target directory")
+                .to_path_buf();
+            std::os::unix::fs::symlink(target, project.join("target")).expect("target linked");
+        }
+    });
+    if sdk == Sdk::Python {
+        // The test `new` wrote passes on a normal Python with the SDK on its path.
+        let output = Command::new("python3")
+            .args(["-m", "unittest", "discover", "-s", project_name])
+            .current_dir(&scratch.0)
+            .env("PYTHONPATH", workspace_root().join("guest-sdk/python"))
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("Ran 2 tests"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
+
+// One test per SDK (one body): each walk-through builds a project for a minute, and the two
+// run side by side.
 #[test]
 fn the_readme_rust_walkthrough_works_from_an_empty_directory() {
-    let scratch = Scratch::new("new-rust");
-    let lines = readme_walkthrough("rekuest-host new my-actions");
-    run_walkthrough(&lines, &scratch.0, |dir| {
-        let project = dir.join("my-actions");
-        for file in ["Cargo.toml", "src/lib.rs", ".gitignore"] {
-            assert!(project.join(file).is_file(), "new wrote {file}");
-        }
-        // Only for speed: the workspace's locked versions (no registry look-up) and its target
-        // directory (the SDK's dependencies are built there already).
-        std::fs::copy(
-            workspace_root().join("Cargo.lock"),
-            project.join("Cargo.lock"),
-        )
-        .expect("Cargo.lock copied");
-        let target = host_binary()
-            .parent()
-            .and_then(Path::parent)
-            .expect("the target directory")
-            .to_path_buf();
-        std::os::unix::fs::symlink(target, project.join("target")).expect("target linked");
-    });
+    walk_through_the_readme(Sdk::Rust);
 }
 
 #[test]
 fn the_readme_python_walkthrough_works_from_an_empty_directory() {
-    let scratch = Scratch::new("new-python");
-    let lines = readme_walkthrough("rekuest-host new my_actions --python");
-    run_walkthrough(&lines, &scratch.0, |dir| {
-        let project = dir.join("my_actions");
-        for file in ["actions.py", "test_actions.py", "build.sh"] {
-            assert!(project.join(file).is_file(), "new wrote {file}");
-        }
-    });
-    // The test `new` wrote passes on a normal Python with the SDK on its path.
-    let output = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "my_actions"])
-        .current_dir(&scratch.0)
-        .env("PYTHONPATH", workspace_root().join("guest-sdk/python"))
-        .output()
-        .expect("python3 runs");
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("Ran 2 tests"),
-        "{}",
-        text(&output.stderr)
-    );
+    walk_through_the_readme(Sdk::Python);
 }
 
 #[test]

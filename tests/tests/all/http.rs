@@ -10,15 +10,16 @@ use std::time::Duration;
 use rekuest_host::runtime::http::{HttpClient, HttpGrant, HttpLimits, HttpPolicy, StaticToken};
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Failure, LimitExceeded, Limits, Outcome, Runtime,
-    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    RuntimeConfig, SandboxPolicy, TaskControl,
 };
+use rekuest_host_tests::tasks::Collector;
 use rekuest_host_tests::{
     component, host_binary, python_component, test_cache_dir, workspace_root,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// One request a test server received.
 #[derive(Debug, Clone)]
@@ -249,23 +250,20 @@ async fn run_task(
     token: Option<&str>,
     control: &TaskControl,
 ) -> (Value, Outcome) {
-    let (events, mut receiver) = mpsc::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut returns = Value::Null;
-        while let Some(event) = receiver.recv().await {
-            if let TaskEvent::Yield(raw) = event {
-                let yielded: Value = serde_json::from_str(raw.get()).expect("JSON");
-                returns = yielded["return0"].clone();
-            }
-        }
-        returns
-    });
+    let collector = Collector::start();
     let args = args.as_object().cloned().expect("object");
     let (outcome, sandbox) = component
-        .run_keeping_sandbox(action, args, token.map(str::to_string), events, control)
+        .run_keeping_sandbox(
+            action,
+            args,
+            token.map(str::to_string),
+            collector.events.clone(),
+            control,
+        )
         .await;
     drop(sandbox);
-    (collector.await.expect("collector"), outcome)
+    let run = collector.finish(outcome).await;
+    (run.last_return0(), run.outcome)
 }
 
 async fn call(component: &ActionComponent, action: &str, args: Value) -> (Value, Outcome) {

@@ -1,11 +1,14 @@
 //! What outlives a task: memory shelves (shelve, use the reference, COLLECT, a full shelf, a
 //! reference from elsewhere), agent states (SESSION_INIT, STATE_PATCH, persistence across a
-//! restart) and locks (tasks sharing one take turns), end to end through the local server.
+//! restart) and locks (tasks sharing one take turns), end to end through the local server; the
+//! shelf and the count with the Rust and the Python twin of each example.
 
 use serde_json::{Value, json};
 
 use crate::serve_support::*;
+use crate::twins::sdks;
 use rekuest_host::devserver::DevServer;
+use rekuest_host_tests::Sdk;
 
 /// The envelope of the first return of a finished task.
 fn reference(events: &[rekuest_host::devserver::ServerEvent]) -> Value {
@@ -28,7 +31,14 @@ async fn shelve(server: &DevServer, n: i64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shelved_list_comes_back_in_a_later_task_until_it_is_collected() {
-    let (server, serving) = serve(&["shelf"]).await;
+    for sdk in sdks() {
+        shelved_list_comes_back_until_collected(sdk).await;
+    }
+}
+
+/// Shelve, use, COLLECT and shelve again with the `sdk` twin of `shelf`.
+async fn shelved_list_comes_back_until_collected(sdk: Sdk) {
+    let (server, serving) = serve_twins(sdk, &["shelf"]).await;
     let numbers = shelve(&server, 10).await;
     let drawer = numbers["object"].as_str().expect("drawer").to_string();
     assert_eq!(server.drawers(TOKEN), vec![drawer.clone()]);
@@ -156,7 +166,14 @@ fn frames_of(server: &DevServer, kind: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn increment_keeps_a_running_count_and_streams_it_as_patches() {
-    let (server, serving) = serve(&["counter"]).await;
+    for sdk in sdks() {
+        running_count_streams_as_patches(sdk).await;
+    }
+}
+
+/// SESSION_INIT and the STATE_PATCH frames of two increments of the `sdk` twin of `counter`.
+async fn running_count_streams_as_patches(sdk: Sdk) {
+    let (server, serving) = serve_twins(sdk, &["counter"]).await;
     until("SESSION_INIT", || {
         !frames_of(&server, "SESSION_INIT").is_empty()
     })
@@ -357,42 +374,4 @@ async fn shelves_work_through_assign_and_die_with_a_dev_process() {
         "{}",
         text(&later.stderr)
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_twins_keep_values_and_state_like_the_rust_examples() {
-    let settings = ["shelf", "counter"]
-        .iter()
-        .map(|name| {
-            rekuest_host::config::ComponentSettings::plain(rekuest_host_tests::python_component(
-                name,
-            ))
-        })
-        .collect();
-    let server = DevServer::start(fast_server()).await.expect("server");
-    let serving = Serving::start(fast_agent(&server.url()), load(settings).await).await;
-    until("the agent to connect", || server.is_connected(TOKEN)).await;
-
-    let numbers = shelve(&server, 10).await;
-    let events = run(&server, "sum_numbers", json!({ "numbers": numbers })).await;
-    assert_eq!(yields(&events), vec![return0(json!(45))], "{events:?}");
-    let events = run(&server, "sum_numbers", json!({ "numbers": "drawer-404" })).await;
-    assert!(
-        error(terminal(&events)).contains("no drawer 'drawer-404' on this agent"),
-        "{events:?}"
-    );
-
-    for (by, count) in [(2, 2), (3, 5)] {
-        let events = run(&server, "increment", json!({ "by": by })).await;
-        assert_eq!(yields(&events), vec![return0(json!(count))], "{events:?}");
-    }
-    until("two STATE_PATCH frames", || {
-        frames_of(&server, "STATE_PATCH").len() == 2
-    })
-    .await;
-    assert_eq!(
-        server.agent_state(TOKEN, "counter"),
-        Some(json!({"count": 5}))
-    );
-    serving.shutdown().await.expect("clean shutdown");
 }

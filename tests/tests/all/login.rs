@@ -88,15 +88,44 @@ fn cached(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("cache file")).expect("json")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redeem_claim_token_register_and_serve() {
-    let server = DevServer::start(platform_server(Duration::from_secs(3600)))
+/// The local platform with tokens living `token_lifetime`.
+async fn platform(token_lifetime: Duration) -> DevServer {
+    DevServer::start(platform_server(token_lifetime))
         .await
-        .expect("server");
-    let cache_file = temp_dir("serve").join("login.json");
+        .expect("server")
+}
+
+/// A login with the redeem token, kept in a fresh `login.json` named after `what`.
+async fn redeemed(server: &DevServer, what: &str) -> (Session, PathBuf) {
+    let cache_file = temp_dir(what).join("login.json");
     let session = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
         .await
         .expect("logged in");
+    (session, cache_file)
+}
+
+/// Serves `math` with `config` as the server's (only) client; returns it once connected.
+async fn serve_connected(server: &DevServer, config: AgentConfig) -> (Serving, String) {
+    let serving = Serving::start(config, components(&["math"]).await).await;
+    let client = server.clients()[0].clone();
+    until("the agent to connect", || server.is_connected(&client)).await;
+    (serving, client)
+}
+
+/// Cuts `client`'s connection and waits for it to register and connect again.
+async fn reconnected(server: &DevServer, client: &str) {
+    assert!(server.cut(client));
+    until("the agent to register again", || {
+        server.registrations() >= 2
+    })
+    .await;
+    until("the agent to connect again", || server.is_connected(client)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeem_claim_token_register_and_serve() {
+    let server = platform(Duration::from_secs(3600)).await;
+    let (session, cache_file) = redeemed(&server, "serve").await;
     let credentials = Credentials::deployment(session);
     assert!(!format!("{credentials:?}").contains("lok-"));
     let config = {
@@ -104,13 +133,8 @@ async fn redeem_claim_token_register_and_serve() {
         config.credentials = credentials.clone();
         config
     };
-    let serving = Serving::start(config, components(&["math"]).await).await;
-    let clients = server.clients();
-    assert_eq!(clients.len(), 1);
-    until("the agent to connect as its client", || {
-        server.is_connected(&clients[0])
-    })
-    .await;
+    let (serving, client) = serve_connected(&server, config).await;
+    assert_eq!(server.clients(), std::slice::from_ref(&client));
     add(&server, 2, 3).await;
     let counts = server.platform_counts();
     assert_eq!((counts.redeems, counts.claims), (1, 1));
@@ -125,10 +149,7 @@ async fn redeem_claim_token_register_and_serve() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert_eq!(
-        cached(&cache_file)["config"]["auth"]["client_id"],
-        clients[0]
-    );
+    assert_eq!(cached(&cache_file)["config"]["auth"]["client_id"], client);
     let services = credentials.services();
     assert_eq!(services[0].key, "rekuest");
     assert_eq!(
@@ -141,16 +162,9 @@ async fn redeem_claim_token_register_and_serve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_renewed_while_serving_across_a_forced_reconnect() {
     let lifetime = Duration::from_secs(2);
-    let server = DevServer::start(platform_server(lifetime))
-        .await
-        .expect("server");
-    let cache_file = temp_dir("renew").join("login.json");
-    let session = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
-        .await
-        .expect("logged in");
-    let serving = Serving::start(agent_config(session).await, components(&["math"]).await).await;
-    let client = server.clients()[0].clone();
-    until("the agent to connect", || server.is_connected(&client)).await;
+    let server = platform(lifetime).await;
+    let (session, _) = redeemed(&server, "renew").await;
+    let (serving, client) = serve_connected(&server, agent_config(session).await).await;
     let first_tokens = server.platform_counts().tokens;
     // Tasks keep completing while the token the socket registered with expires.
     let started = tokio::time::Instant::now();
@@ -162,15 +176,7 @@ async fn tokens_are_renewed_while_serving_across_a_forced_reconnect() {
     }
     // A forced reconnect registers with a current token, and registration is checked again
     // over GraphQL with one.
-    assert!(server.cut(&client));
-    until("the agent to register again", || {
-        server.registrations() >= 2
-    })
-    .await;
-    until("the agent to connect again", || {
-        server.is_connected(&client)
-    })
-    .await;
+    reconnected(&server, &client).await;
     add(&server, 40, 2).await;
     assert!(
         server.platform_counts().tokens > first_tokens,
@@ -186,19 +192,12 @@ async fn tokens_are_renewed_while_serving_across_a_forced_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_tokens_are_renewed_on_graphql_and_register() {
-    let server = DevServer::start(platform_server(Duration::from_secs(3600)))
-        .await
-        .expect("server");
-    let cache_file = temp_dir("refused").join("login.json");
-    let session = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
-        .await
-        .expect("logged in");
+    let server = platform(Duration::from_secs(3600)).await;
+    let (session, _) = redeemed(&server, "refused").await;
     let config = agent_config(session).await;
     let credentials = config.credentials.clone();
     let graphql_url = config.endpoints.graphql.clone();
-    let serving = Serving::start(config, components(&["math"]).await).await;
-    let client = server.clients()[0].clone();
-    until("the agent to connect", || server.is_connected(&client)).await;
+    let (serving, client) = serve_connected(&server, config).await;
     // The server forgets every token (they look fresh to the agent): GraphQL answers
     // UNAUTHENTICATED, REGISTER 3003; both are answered with a renewed token.
     server.expire_tokens();
@@ -209,11 +208,7 @@ async fn refused_tokens_are_renewed_on_graphql_and_register() {
         .expect("a renewed token is accepted");
     assert!(agent.connected);
     server.expire_tokens();
-    assert!(server.cut(&client));
-    until("the agent to register again", || {
-        server.registrations() >= 2
-    })
-    .await;
+    reconnected(&server, &client).await;
     assert!(
         server.close_codes().contains(&3003),
         "{:?}",
@@ -225,27 +220,12 @@ async fn refused_tokens_are_renewed_on_graphql_and_register() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_client_is_claimed_again() {
-    let server = DevServer::start(platform_server(Duration::from_secs(3600)))
-        .await
-        .expect("server");
-    let cache_file = temp_dir("revoked").join("login.json");
-    let session = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
-        .await
-        .expect("logged in");
-    let serving = Serving::start(agent_config(session).await, components(&["math"]).await).await;
-    let client = server.clients()[0].clone();
-    until("the agent to connect", || server.is_connected(&client)).await;
+    let server = platform(Duration::from_secs(3600)).await;
+    let (session, cache_file) = redeemed(&server, "revoked").await;
+    let (serving, client) = serve_connected(&server, agent_config(session).await).await;
     let old_secret = cached(&cache_file)["config"]["auth"]["client_secret"].clone();
     assert!(server.revoke_client(&client));
-    assert!(server.cut(&client));
-    until("the agent to register again", || {
-        server.registrations() >= 2
-    })
-    .await;
-    until("the agent to connect again", || {
-        server.is_connected(&client)
-    })
-    .await;
+    reconnected(&server, &client).await;
     add(&server, 20, 22).await;
     assert_eq!(server.platform_counts().claims, 2, "claimed once more");
     assert_eq!(server.platform_counts().redeems, 1, "not redeemed again");
@@ -256,9 +236,7 @@ async fn a_revoked_client_is_claimed_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_explained() {
-    let server = DevServer::start(platform_server(Duration::from_secs(3600)))
-        .await
-        .expect("server");
+    let server = platform(Duration::from_secs(3600)).await;
     let dir = temp_dir("refusals");
     // An invalid redeem token: refused, said so, nothing kept, the token not repeated.
     let cache_file = dir.join("bad.json");
@@ -334,9 +312,7 @@ async fn refusals_are_explained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reuses_the_cached_login_without_redeeming() {
-    let server = DevServer::start(platform_server(Duration::from_secs(3600)))
-        .await
-        .expect("server");
+    let server = platform(Duration::from_secs(3600)).await;
     let cache_file = temp_dir("restart").join("login.json");
     let first = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
         .await
@@ -351,9 +327,7 @@ async fn a_restart_reuses_the_cached_login_without_redeeming() {
     let second = log_in(&server.url(), Grant::Redeem(REDEEM.into()), &cache_file)
         .await
         .expect("cached login");
-    let serving = Serving::start(agent_config(second).await, components(&["math"]).await).await;
-    let client = server.clients()[0].clone();
-    until("the agent to connect", || server.is_connected(&client)).await;
+    let (serving, _) = serve_connected(&server, agent_config(second).await).await;
     add(&server, 5, 5).await;
     let counts = server.platform_counts();
     assert_eq!(
@@ -363,9 +337,7 @@ async fn a_restart_reuses_the_cached_login_without_redeeming() {
     );
     serving.shutdown().await.expect("clean shutdown");
     // The cache is not used for another deployment.
-    let other = DevServer::start(platform_server(Duration::from_secs(3600)))
-        .await
-        .expect("other server");
+    let other = platform(Duration::from_secs(3600)).await;
     let error = log_in(&other.url(), Grant::CachedOnly, &cache_file)
         .await
         .expect_err("not for another deployment");
@@ -384,9 +356,7 @@ async fn a_restart_reuses_the_cached_login_without_redeeming() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_with_an_auto_approved_device_code() {
-    let server = DevServer::start(platform_server(Duration::from_secs(3600)))
-        .await
-        .expect("server");
+    let server = platform(Duration::from_secs(3600)).await;
     let cache_file = temp_dir("device").join("login.json");
     let binary = rekuest_host_tests::host_binary();
     let (url, file) = (server.url(), cache_file.clone());
@@ -436,8 +406,8 @@ async fn login_with_an_auto_approved_device_code() {
     )
     .await
     .expect("the login is kept");
-    let serving = Serving::start(agent_config(session).await, components(&["math"]).await).await;
-    until("the agent to connect", || server.is_connected(&client)).await;
+    let (serving, served_as) = serve_connected(&server, agent_config(session).await).await;
+    assert_eq!(served_as, client);
     add(&server, 3, 4).await;
     serving.shutdown().await.expect("clean shutdown");
 }

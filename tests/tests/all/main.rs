@@ -4,6 +4,7 @@
 mod alone;
 mod attacks_support;
 mod serve_support;
+mod twins;
 
 mod calls;
 mod cli;
@@ -16,9 +17,7 @@ mod login;
 mod operating;
 mod python_bench;
 mod python_caller;
-mod python_cli;
 mod python_peer;
-mod python_runtime;
 mod runtime;
 mod sandbox;
 mod sandbox_attacks;

@@ -36,18 +36,10 @@ impl Host {
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
         let log = dir.join("host.log");
         let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(rekuest_host_tests::host_binary())
-            .args(args)
-            .env_remove("REKUEST_URL")
-            .env_remove("REKUEST_TOKEN")
+        let child = host_process(args)
             .env_remove("REKUEST_HOST_LOG")
             .env_remove("REKUEST_HOST_LOG_FORMAT")
             .envs(env.iter().copied())
-            .env(
-                "REKUEST_HOST_CACHE_DIR",
-                std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-            )
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -505,12 +497,7 @@ async fn dev_watch_serves_a_rebuilt_component() {
     let assign = |words: &'static [&'static str]| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
-            Command::new(rekuest_host_tests::host_binary())
-                .args(["assign", "--url", &url])
-                .args(words)
-                .stdin(Stdio::null())
-                .output()
-                .expect("runs")
+            crate::serve_support::host(&[&["assign", "--url", &url][..], words].concat())
         })
     };
     let added = assign(&["add", "a=1", "b=2"]).await.expect("joins");

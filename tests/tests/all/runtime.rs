@@ -9,25 +9,20 @@ use rekuest_host::runtime::{
     RuntimeConfig, SandboxPolicy, TaskControl,
 };
 use rekuest_host_tests::tasks::{
-    Run, assert_structures_travel_in_envelopes, run, run_with, test_runtime,
+    self, Run, assert_structures_travel_in_envelopes, run, run_with, test_runtime,
 };
 use rekuest_host_tests::{Sdk, component};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::twins::sdks;
+
 fn runtime() -> Runtime {
     test_runtime(64)
 }
 
-/// Both SDKs, each announced in the test's output so that a failure names the twin it is in.
-fn sdks() -> impl Iterator<Item = Sdk> {
-    Sdk::ALL
-        .into_iter()
-        .inspect(|sdk| println!("checking the {sdk:?} twin"))
-}
-
 /// Loads the `sdk` example `name` with `limits`.
-pub async fn load_twin(runtime: &Runtime, sdk: Sdk, name: &str, limits: Limits) -> ActionComponent {
+async fn load_twin(runtime: &Runtime, sdk: Sdk, name: &str, limits: Limits) -> ActionComponent {
     /// Loads one at a time: a Python component takes ~20 s to compile when it is not cached
     /// yet, and tests loading it at once would each compile it.
     static LOADING: Mutex<()> = Mutex::const_new(());
@@ -57,11 +52,8 @@ fn single_return(run: &Run) -> &Value {
     run.single_return()
 }
 
-pub fn action_error(run: &Run) -> &str {
-    match &run.outcome {
-        Outcome::Failed(Failure::Action(message)) => message,
-        other => panic!("expected the action to fail, got {other:?}"),
-    }
+fn action_error(run: &Run) -> &str {
+    tasks::action_error(&run.outcome)
 }
 
 #[tokio::test]
@@ -285,83 +277,130 @@ fn assert_limit(run: &Run, check: impl Fn(&LimitExceeded) -> bool) {
 #[tokio::test]
 async fn hostile_guests_end_in_clear_errors_while_a_normal_task_succeeds() {
     let runtime = runtime();
-    let limits = Limits {
-        fuel: None,
-        memory_bytes: 32 << 20,
-        timeout: Duration::from_secs(2),
-        ..Limits::default()
-    };
-    let hostile = load(&runtime, "hostile", limits).await;
-    let math = load(&runtime, "math", Limits::default()).await;
+    for sdk in sdks() {
+        // Python needs room for the interpreter's start, and for its memory bomb and deep
+        // recursion to reach 32 MiB on a loaded machine.
+        let (timeout, promptly) = match sdk {
+            Sdk::Rust => (Duration::from_secs(2), Duration::from_secs(10)),
+            Sdk::Python => (Duration::from_secs(6), Duration::from_secs(15)),
+        };
+        let limits = Limits {
+            fuel: None,
+            memory_bytes: 32 << 20,
+            timeout,
+            ..Limits::default()
+        };
+        let hostile = load_twin(&runtime, sdk, "hostile", limits).await;
+        let math = load_twin(&runtime, sdk, "math", Limits::default()).await;
 
-    let started = Instant::now();
-    let (spin, bomb, recurse, panic, sleep, passwd, env, add) = tokio::join!(
-        run(&hostile, "spin", json!({})),
-        run(&hostile, "memory_bomb", json!({})),
-        run(&hostile, "recurse", json!({"depth": 100_000_000})),
-        run(&hostile, "panic", json!({"message": "the guest gave up"})),
-        run(&hostile, "sleep", json!({"seconds": 600.0})),
-        run(&hostile, "read_file", json!({"path": "/etc/passwd"})),
-        run(&hostile, "env_count", json!({})),
-        async {
-            // Runs while the hostile tasks are busy.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            run(&math, "add", json!({"a": 20, "b": 22})).await
-        },
+        let started = Instant::now();
+        let (spin, bomb, recurse, panic, sleep, passwd, env, connect, exit, add) = tokio::join!(
+            run(&hostile, "spin", json!({})),
+            run(&hostile, "memory_bomb", json!({})),
+            run(&hostile, "recurse", json!({"depth": 100_000_000})),
+            run(&hostile, "panic", json!({"message": "the guest gave up"})),
+            run(&hostile, "sleep", json!({"seconds": 600.0})),
+            run(&hostile, "read_file", json!({"path": "/etc/passwd"})),
+            run(&hostile, "env_count", json!({})),
+            run(&hostile, "connect", json!({"addr": "127.0.0.1:9"})),
+            run(&hostile, "exit", json!({"code": 3})),
+            async {
+                // Runs while the hostile tasks are busy.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                run(&math, "add", json!({"a": 20, "b": 22})).await
+            },
+        );
+        assert_eq!(single_return(&add), &json!(42));
+        assert_limit(&spin, |limit| {
+            matches!(limit, LimitExceeded::Timeout { .. })
+        });
+        assert_limit(&sleep, |limit| {
+            matches!(limit, LimitExceeded::Timeout { .. })
+        });
+        assert_limit(
+            &bomb,
+            |limit| matches!(limit, LimitExceeded::Memory { limit, .. } if *limit == 32 << 20),
+        );
+        match sdk {
+            Sdk::Rust => assert!(
+                matches!(&recurse.outcome, Outcome::Critical(message) if message.contains("stack overflow")),
+                "{:?}",
+                recurse.outcome
+            ),
+            // Python frames live in linear memory: deep recursion runs into the memory limit.
+            Sdk::Python => assert_limit(&recurse, |limit| {
+                matches!(limit, LimitExceeded::Memory { .. })
+            }),
+        }
+        assert!(
+            matches!(&panic.outcome, Outcome::Critical(message) if message.contains("the guest gave up")),
+            "{:?}",
+            panic.outcome
+        );
+        assert!(
+            action_error(&passwd).contains("No such file"),
+            "{:?}",
+            passwd.outcome
+        );
+        assert_eq!(single_return(&env), &json!(0));
+        assert!(
+            action_error(&connect).starts_with("cannot connect to 127.0.0.1:9"),
+            "{:?}",
+            connect.outcome
+        );
+        assert!(
+            matches!(&exit.outcome, Outcome::Critical(message) if message.contains("exit()")),
+            "{:?}",
+            exit.outcome
+        );
+        assert!(
+            started.elapsed() < promptly,
+            "limits end hostile tasks promptly: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn python_exceptions_are_critical_with_the_traceback_logged() {
+    let runtime = runtime();
+    let hostile = load_twin(&runtime, Sdk::Python, "hostile", Limits::default()).await;
+    let panic = run(&hostile, "panic", json!({"message": "the guest gave up"})).await;
+    assert_eq!(
+        panic.outcome,
+        Outcome::Critical("RuntimeError: the guest gave up".into())
     );
-    assert_eq!(single_return(&add), &json!(42));
-    assert_limit(&spin, |limit| {
-        matches!(limit, LimitExceeded::Timeout { .. })
-    });
-    assert_limit(&sleep, |limit| {
-        matches!(limit, LimitExceeded::Timeout { .. })
-    });
-    assert_limit(
-        &bomb,
-        |limit| matches!(limit, LimitExceeded::Memory { limit, .. } if *limit == 32 << 20),
-    );
-    assert!(
-        matches!(&recurse.outcome, Outcome::Critical(message) if message.contains("stack overflow")),
-        "{:?}",
-        recurse.outcome
-    );
-    assert!(
-        matches!(&panic.outcome, Outcome::Critical(message) if message.contains("the guest gave up")),
-        "{:?}",
-        panic.outcome
-    );
-    assert!(
-        matches!(&passwd.outcome, Outcome::Failed(Failure::Action(message)) if message.contains("No such file")),
-        "{:?}",
-        passwd.outcome
-    );
-    assert_eq!(single_return(&env), &json!(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "limits end hostile tasks promptly"
-    );
+    let (level, traceback) = panic.logs.last().expect("the traceback is logged");
+    assert_eq!(*level, LogLevel::Critical);
+    assert!(traceback.starts_with("Traceback"), "{traceback}");
+    assert!(traceback.contains("in panic"), "{traceback}");
 }
 
 #[tokio::test]
 async fn fuel_budget_stops_a_spinning_guest_before_its_timeout() {
     let runtime = runtime();
-    let limits = Limits {
-        fuel: Some(50_000_000),
-        memory_bytes: 32 << 20,
-        timeout: Duration::from_secs(30),
-        ..Limits::default()
-    };
-    let hostile = load(&runtime, "hostile", limits).await;
-    let started = Instant::now();
-    let spin = run(&hostile, "spin", json!({})).await;
-    assert_limit(&spin, |limit| {
-        *limit == LimitExceeded::Fuel { budget: 50_000_000 }
-    });
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        spin.outcome.error().as_deref(),
-        Some("fuel budget of 50000000 exhausted")
-    );
+    for sdk in sdks() {
+        // The Python interpreter's start alone burns some tens of millions.
+        let (budget, memory_bytes, promptly) = match sdk {
+            Sdk::Rust => (50_000_000, 32 << 20, Duration::from_secs(5)),
+            Sdk::Python => (200_000_000, 64 << 20, Duration::from_secs(10)),
+        };
+        let limits = Limits {
+            fuel: Some(budget),
+            memory_bytes,
+            timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let hostile = load_twin(&runtime, sdk, "hostile", limits).await;
+        let started = Instant::now();
+        let spin = run(&hostile, "spin", json!({})).await;
+        assert_limit(&spin, |limit| *limit == LimitExceeded::Fuel { budget });
+        assert!(started.elapsed() < promptly, "{:?}", started.elapsed());
+        assert_eq!(
+            spin.outcome.error(),
+            Some(format!("fuel budget of {budget} exhausted"))
+        );
+    }
 }
 
 #[tokio::test]
@@ -442,11 +481,19 @@ async fn output_floods_are_truncated_not_buffered() {
         last.contains("dropped") || last.contains("truncated"),
         "{last}"
     );
-    let flood = run(&hostile, "log_flood", json!({"lines": 100_000})).await;
-    assert_eq!(flood.outcome, Outcome::Completed);
-    assert!(flood.logs.len() < 5_000, "{} lines", flood.logs.len());
-    let big = run(&hostile, "big_yield", json!({"megabytes": 8})).await;
-    assert_limit(&big, |limit| matches!(limit, LimitExceeded::Output { .. }));
+    for sdk in sdks() {
+        let hostile = load_twin(&runtime, sdk, "hostile", Limits::default()).await;
+        let lines = match sdk {
+            Sdk::Rust => 100_000,
+            // As many as a slow interpreter logs in a second or two.
+            Sdk::Python => 20_000,
+        };
+        let flood = run(&hostile, "log_flood", json!({ "lines": lines })).await;
+        assert_eq!(flood.outcome, Outcome::Completed);
+        assert!(flood.logs.len() < 5_000, "{} lines", flood.logs.len());
+        let big = run(&hostile, "big_yield", json!({"megabytes": 8})).await;
+        assert_limit(&big, |limit| matches!(limit, LimitExceeded::Output { .. }));
+    }
 }
 
 /// Runs `action` and calls `stop` on its control once it has yielded or logged (or after
@@ -509,9 +556,17 @@ async fn a_cancelled_generator_sees_is_cancelled_and_cleans_up_within_its_grace(
 #[tokio::test]
 async fn a_guest_ignoring_a_cancel_is_stopped_after_its_grace_and_interrupt_is_immediate() {
     let runtime = runtime();
+    for sdk in sdks() {
+        stopping_a_spinning_guest(&runtime, sdk).await;
+    }
+}
+
+/// Cancel, interrupt, and an interrupt during a cancel's grace, on the `sdk` twin's `spin`.
+async fn stopping_a_spinning_guest(runtime: &Runtime, sdk: Sdk) {
     let grace = Duration::from_millis(800);
-    let hostile = load(
-        &runtime,
+    let hostile = load_twin(
+        runtime,
+        sdk,
         "hostile",
         Limits {
             cancel_grace: grace,
@@ -530,8 +585,9 @@ async fn a_guest_ignoring_a_cancel_is_stopped_after_its_grace_and_interrupt_is_i
     assert!(took >= grace, "stopped before its grace ended: {took:?}");
     assert!(took < grace + Duration::from_secs(5), "{took:?}");
 
-    let patient = load(
-        &runtime,
+    let patient = load_twin(
+        runtime,
+        sdk,
         "hostile",
         Limits {
             cancel_grace: Duration::from_secs(60),

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DirGrant, Failure, LimitExceeded, Limits, Outcome,
-    Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    Runtime, RuntimeConfig, SandboxPolicy,
 };
-use rekuest_host_tests::{component, test_cache_dir, workspace_root};
+use rekuest_host_tests::tasks::{action_error, run};
+use rekuest_host_tests::{component, resident_bytes, test_cache_dir, workspace_root};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -34,29 +34,8 @@ async fn hostile(runtime: &Runtime, policy: SandboxPolicy) -> ActionComponent {
 
 /// Runs a task; returns its single return (or null) and its outcome.
 async fn call(component: &ActionComponent, action: &str, args: Value) -> (Value, Outcome) {
-    let (events, mut receiver) = mpsc::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut returns = Value::Null;
-        while let Some(event) = receiver.recv().await {
-            if let TaskEvent::Yield(raw) = event {
-                let yielded: Value = serde_json::from_str(raw.get()).expect("JSON");
-                returns = yielded["return0"].clone();
-            }
-        }
-        returns
-    });
-    let args = args.as_object().cloned().expect("object");
-    let outcome = component
-        .run(action, args, events, &TaskControl::new())
-        .await;
-    (collector.await.expect("collector"), outcome)
-}
-
-fn action_error(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::Failed(Failure::Action(message)) => message,
-        other => panic!("expected the action to fail, got {other:?}"),
-    }
+    let run = run(component, action, args).await;
+    (run.last_return0(), run.outcome)
 }
 
 /// A fresh scratch directory: `data/` (with `hello.txt` and escape attempts), `out/`, and a
@@ -266,16 +245,6 @@ async fn an_exiting_guest_is_reported_not_obeyed() {
     );
 }
 
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
     if !crate::alone::in_own_process(
@@ -307,7 +276,7 @@ async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
     for _ in 0..20 {
         bomb(guest.clone()).await;
     }
-    let before = resident_bytes();
+    let before = resident_bytes("self");
     for _ in 0..500 {
         let (first, second) = tokio::join!(
             tokio::spawn(bomb(guest.clone())),
@@ -316,7 +285,7 @@ async fn host_memory_stays_bounded_across_a_thousand_memory_bombs() {
         first.expect("task");
         second.expect("task");
     }
-    let after = resident_bytes();
+    let after = resident_bytes("self");
     let growth = after.saturating_sub(before);
     println!(
         "RSS before {} MiB, after 1,000 memory bombs {} MiB",

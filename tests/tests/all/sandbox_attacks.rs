@@ -12,14 +12,14 @@ use rekuest_host::runtime::{
     HostResourceCaps, LimitExceeded, Limits, Outcome, OutputCaps, Runtime, RuntimeConfig, Sandbox,
     SandboxPolicy, TaskControl, TaskEvent,
 };
-use rekuest_host_tests::tasks::run;
+use rekuest_host_tests::tasks::{action_error, run};
 use rekuest_host_tests::{component, test_cache_dir, workspace_root};
+use serde_json::json;
 
 /// The output caps every task here runs under.
 const MAX_ERROR_BYTES: usize = OutputCaps::DEFAULT.error_bytes;
 const MAX_YIELD_BYTES: usize = OutputCaps::DEFAULT.yield_bytes;
 const MAX_YIELD_DEPTH: usize = OutputCaps::DEFAULT.yield_depth;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 const MIB: u64 = 1 << 20;
@@ -61,13 +61,6 @@ async fn attacks(runtime: &Runtime, policy: SandboxPolicy) -> ActionComponent {
         .expect("sandbox_attacks loads")
 }
 
-fn action_error(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::Failed(Failure::Action(message)) => message,
-        other => panic!("expected the action to fail, got {other:?}"),
-    }
-}
-
 /// A scratch directory with `data/hello.txt` (granted read-only), `out/` (granted writable,
 /// holding a host symlink `out/sub/up -> ../hello.txt` that stays inside it) and `secret.txt`
 /// beside them.
@@ -100,12 +93,7 @@ fn grants(root: &Path) -> SandboxPolicy {
 
 /// The host process's resident memory in KiB (`VmRSS`).
 fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    rekuest_host_tests::resident_bytes("self") / 1024
 }
 
 /// The host process's open file descriptors.

@@ -4,110 +4,120 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::serve_support::*;
+use crate::twins::{cached_example, sdks};
 use rekuest_host::devserver::DevServer;
+use rekuest_host_tests::tasks::image;
+use rekuest_host_tests::{Sdk, host_command};
+
+/// Runs `dev COMPONENT --listen 127.0.0.1:0 --assign ASSIGN...` with the test cache (where
+/// [`cached_example`] compiled the component); the path names the twin in a failure.
+fn dev_assign(component: &str, assign: &[&str], code: i32) -> Output {
+    let output = host_command()
+        .args(["dev", component, "--listen", "127.0.0.1:0", "--assign"])
+        .args(assign)
+        .output()
+        .expect("rekuest-host runs");
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{component} {assign:?}: {}",
+        text(&output.stderr)
+    );
+    output
+}
 
 #[test]
 fn dev_assign_runs_the_whole_served_path_and_exits_with_the_outcome() {
-    let math = example("math");
-    let math = math.to_str().expect("utf-8 path");
-    let listen = ["--listen", "127.0.0.1:0"];
+    for sdk in sdks() {
+        let math = cached_example(sdk, "math");
+        let ok = dev_assign(&math, &["add", "a=1", "b=2"], 0);
+        assert_eq!(text(&ok.stdout).trim(), r#"{"return0":3}"#);
+        assert!(text(&ok.stderr).contains("COMPLETED"));
 
-    let ok = host(
-        &[
-            &["dev", math][..],
-            &listen,
-            &["--assign", "add", "a=1", "b=2"],
-        ]
-        .concat(),
-    );
-    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
-    assert_eq!(text(&ok.stdout).trim(), r#"{"return0":3}"#);
-    assert!(text(&ok.stderr).contains("COMPLETED"));
+        let failed = dev_assign(&math, &["divide", "a=1", "b=0"], 1);
+        assert!(
+            text(&failed.stderr).contains("FAILED: cannot divide by zero"),
+            "{}",
+            text(&failed.stderr)
+        );
 
-    let failed = host(
-        &[
-            &["dev", math][..],
-            &listen,
-            &["--assign", "divide", "a=1", "b=0"],
-        ]
-        .concat(),
-    );
-    assert_eq!(failed.status.code(), Some(1));
-    assert!(
-        text(&failed.stderr).contains("FAILED: cannot divide by zero"),
-        "{}",
-        text(&failed.stderr)
-    );
+        let bad = dev_assign(&math, &["add", "a=x"], 2);
+        assert!(text(&bad.stderr).contains("'a'"));
 
-    let bad = host(&[&["dev", math][..], &listen, &["--assign", "add", "a=x"]].concat());
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("'a'"));
+        let counted = dev_assign(&cached_example(sdk, "generator"), &["count", "n=3"], 0);
+        assert_eq!(
+            text(&counted.stdout).lines().collect::<Vec<_>>(),
+            [r#"{"return0":1}"#, r#"{"return0":2}"#, r#"{"return0":3}"#]
+        );
+        assert!(text(&counted.stderr).contains("progress 100%"));
 
-    let generator = example("generator");
-    let counted = host(&[
-        "dev",
-        generator.to_str().expect("utf-8 path"),
-        "--listen",
-        "127.0.0.1:0",
-        "--assign",
-        "count",
-        "n=3",
-    ]);
-    assert_eq!(counted.status.code(), Some(0), "{}", text(&counted.stderr));
-    assert_eq!(
-        text(&counted.stdout).lines().collect::<Vec<_>>(),
-        [r#"{"return0":1}"#, r#"{"return0":2}"#, r#"{"return0":3}"#]
-    );
+        let crash = match sdk {
+            Sdk::Rust => "CRITICAL: panicked at",
+            Sdk::Python => "CRITICAL: RuntimeError: boom",
+        };
+        let crashed = dev_assign(
+            &cached_example(sdk, "hostile"),
+            &["panic", "message=boom"],
+            4,
+        );
+        assert!(
+            text(&crashed.stderr).contains(crash),
+            "{}",
+            text(&crashed.stderr)
+        );
+    }
+}
+
+/// The returns `dev --assign` printed.
+fn returns(output: &Output) -> Value {
+    serde_json::from_str(text(&output.stdout).trim()).expect("the returns are JSON")
 }
 
 #[test]
 fn dev_assign_sends_and_prints_structures_in_the_official_clients_envelope() {
-    let structures = example("structures");
-    let structures = structures.to_str().expect("utf-8 path");
-    for image in [
-        "image=image:42",
-        r#"image={"__identifier": "@mikro/image", "object": "image:42"}"#,
-    ] {
-        let cropped = host(&[
-            "dev",
-            structures,
-            "--listen",
-            "127.0.0.1:0",
-            "--assign",
-            "crop",
-            image,
-            "width=10",
-        ]);
-        assert_eq!(cropped.status.code(), Some(0), "{}", text(&cropped.stderr));
+    for sdk in sdks() {
+        let structures = cached_example(sdk, "structures");
+        for arg in [
+            "image=image:42",
+            r#"image={"__identifier": "@mikro/image", "object": "image:42"}"#,
+        ] {
+            let cropped = dev_assign(&structures, &["crop", arg, "width=10"], 0);
+            assert_eq!(
+                returns(&cropped),
+                json!({"return0": image("image:42010")}),
+                "{arg}"
+            );
+        }
+        let labelled = dev_assign(
+            &structures,
+            &[
+                "by_label",
+                r#"labelled=[{"__identifier": "Labelled", "label": "a",
+                    "image": {"__identifier": "@mikro/image", "object": "image:1"}}]"#,
+            ],
+            0,
+        );
         assert_eq!(
-            text(&cropped.stdout).trim(),
-            r#"{"return0":{"__identifier":"@mikro/image","object":"image:42010"}}"#,
-            "{image}"
+            returns(&labelled),
+            json!({"return0": {"a": image("image:1")}})
+        );
+        let label = dev_assign(
+            &structures,
+            &[
+                "label",
+                r#"images={"b": {"__identifier": "@mikro/image", "object": "image:2"}, "a": "image:1"}"#,
+            ],
+            0,
+        );
+        assert_eq!(
+            returns(&label),
+            json!({"return0": [{"image": image("image:1"), "label": "a"},
+                {"image": image("image:2"), "label": "b"}]})
         );
     }
-    let labelled = host(&[
-        "dev",
-        structures,
-        "--listen",
-        "127.0.0.1:0",
-        "--assign",
-        "by_label",
-        r#"labelled=[{"__identifier": "Labelled", "label": "a",
-            "image": {"__identifier": "@mikro/image", "object": "image:1"}}]"#,
-    ]);
-    assert_eq!(
-        labelled.status.code(),
-        Some(0),
-        "{}",
-        text(&labelled.stderr)
-    );
-    assert_eq!(
-        text(&labelled.stdout).trim(),
-        r#"{"return0":{"a":{"__identifier":"@mikro/image","object":"image:1"}}}"#
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,14 +200,8 @@ async fn run_serves_a_config_file_until_sigterm() {
         ),
     )
     .expect("writes");
-    let mut child = Command::new(rekuest_host_tests::host_binary())
-        .args(["run", "--config"])
+    let mut child = host_process(&["run", "--config"])
         .arg(&config)
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -347,13 +351,7 @@ fn dev_tells_the_url_it_listens_on_and_assign_reaches_it() {
     use std::io::{BufRead, BufReader};
     let math = example("math").display().to_string();
     // A bare port; 0 lets the system pick a free one.
-    let mut child = Command::new(rekuest_host_tests::host_binary())
-        .args(["dev", &math, "--listen", "0"])
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
+    let mut child = host_process(&["dev", &math, "--listen", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -479,26 +477,20 @@ async fn dev_and_run_take_the_limit_and_grant_flags_of_call() {
     .expect("dev takes the flags");
 
     let server = DevServer::start(fast_server()).await.expect("server");
-    let mut child = Command::new(rekuest_host_tests::host_binary())
-        .args([
-            "run",
-            "--url",
-            &server.url(),
-            "--token",
-            TOKEN,
-            "--memory",
-            "16MiB",
-        ])
-        .arg(&hostile)
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    let mut child = host_process(&[
+        "run",
+        "--url",
+        &server.url(),
+        "--token",
+        TOKEN,
+        "--memory",
+        "16MiB",
+    ])
+    .arg(&hostile)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("starts");
     until("the agent to connect", || server.is_connected(TOKEN)).await;
     let events = run(&server, "memory_bomb", json!({})).await;
     let failed = events.last().expect("a terminal event");

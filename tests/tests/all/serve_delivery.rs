@@ -2,48 +2,16 @@
 //! without them), a server that stops reading holds the host's memory, oversized text is
 //! cut instead of looping, and log lines travel in few frames.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
 
+use crate::serve_support::by_hand::*;
 use crate::serve_support::*;
-use rekuest_host::agent::{Agent, GuestWorkers};
 use rekuest_host::devserver::{DevServer, MAX_MESSAGE_CHARS};
-
-type Peer = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// Plays the server by hand: accepts the agent's next connection and answers its REGISTER
-/// with INIT asking about `inquiries`.
-async fn connect(listener: &TcpListener, inquiries: Value) -> Peer {
-    let (stream, _) = bounded("the agent to connect", listener.accept())
-        .await
-        .expect("accepts");
-    let mut peer = bounded("the handshake", tokio_tungstenite::accept_async(stream))
-        .await
-        .expect("handshake");
-    assert_eq!(receive(&mut peer).await["type"], "REGISTER");
-    let init = json!({"id": "i", "type": "INIT", "agent": "1", "inquiries": inquiries});
-    peer.send(Message::text(init.to_string()))
-        .await
-        .expect("sends");
-    peer
-}
-
-async fn receive(peer: &mut Peer) -> Value {
-    loop {
-        let frame = bounded("a frame from the agent", peer.next())
-            .await
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(text.as_str()).expect("json");
-        }
-    }
-}
+use rekuest_host_tests::resident_bytes;
 
 /// Frames up to and including the first terminal report.
 async fn until_terminal(peer: &mut Peer) -> Vec<Value> {
@@ -68,38 +36,21 @@ fn types(frames: &[Value]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yields_in_flight_when_the_connection_breaks_are_resent_before_completed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = GuestWorkers::new(1).expect("pool");
-    let agent = Arc::new(
-        Agent::new(
-            fast_agent(&url),
-            components(&["generator"]).await,
-            pool.handle(),
-        )
-        .expect("agent"),
-    );
-    let serving = Serving::serve_only(agent, pool);
+    let serving = serve_against(&listener, components(&["generator"]).await, |_| {});
 
     let mut first = connect(&listener, json!([])).await;
-    let assign = json!({"id": "a", "type": "ASSIGN", "interface": "fibonacci", "step": null,
-        "task": "5", "root": null, "parent": null, "resolution": null, "capture": false,
-        "reference": "ref", "args": {"n": 4}, "message": null, "user": "1", "org": "o",
-        "action": "h", "implementation": "1", "token": null});
-    first
-        .send(Message::text(assign.to_string()))
-        .await
-        .expect("sends");
+    send(&mut first, assign("5", "fibonacci", json!({"n": 4}))).await;
     let sent = until_terminal(&mut first).await;
     assert_eq!(
         types(&sent),
         ["STARTED", "YIELD", "YIELD", "YIELD", "YIELD", "COMPLETED"]
     );
     // STARTED is acknowledged; that confirms nothing written after it.
-    let ack = json!({"id": "x", "type": "EVENT_ACK", "event": sent[0]["id"], "task": "5"});
-    first
-        .send(Message::text(ack.to_string()))
-        .await
-        .expect("sends");
+    send(
+        &mut first,
+        json!({"id": "x", "type": "EVENT_ACK", "event": sent[0]["id"], "task": "5"}),
+    )
+    .await;
     drop(first);
 
     // The server may not have stored them: every yield goes again, same id, in order, then
@@ -111,44 +62,26 @@ async fn yields_in_flight_when_the_connection_breaks_are_resent_before_completed
         assert_eq!(again["id"], first["id"]);
         assert_eq!(again["returns"], first["returns"]);
     }
-    let ack = json!({"id": "y", "type": "EVENT_ACK", "event": resent[4]["id"], "task": "5"});
-    second
-        .send(Message::text(ack.to_string()))
-        .await
-        .expect("sends");
+    send(
+        &mut second,
+        json!({"id": "y", "type": "EVENT_ACK", "event": resent[4]["id"], "task": "5"}),
+    )
+    .await;
     drop(second);
 
     // Confirmed: nothing goes again but the remembered answer to the inquiry.
     let mut third = connect(&listener, json!([{"task": "5"}])).await;
     let answer = until_terminal(&mut third).await;
     assert_eq!(types(&answer), ["COMPLETED"]);
-    let ack = json!({"id": "z", "type": "EVENT_ACK", "event": answer[0]["id"], "task": "5"});
-    third
-        .send(Message::text(ack.to_string()))
-        .await
-        .expect("sends");
+    send(
+        &mut third,
+        json!({"id": "z", "type": "EVENT_ACK", "event": answer[0]["id"], "task": "5"}),
+    )
+    .await;
     let shutdown = tokio::spawn(serving.shutdown());
     // The clean close needs the peer to keep reading.
     while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, third.next()).await {}
     assert!(bounded("shutdown", shutdown).await.expect("joins").is_ok());
-}
-
-/// This process's resident memory, in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .expect("VmRSS")
-        * 1024
 }
 
 /// How far host memory may grow while the server does not read: the outbox (16 MiB queued,
@@ -172,7 +105,7 @@ async fn a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield() {
     )
     .await;
     assert_eq!(terminal(&events).kind, "COMPLETED");
-    let before = resident_bytes();
+    let before = resident_bytes("self");
 
     server.set_reading(false);
     // 1,200 yields of 256 KiB: 300 MiB if nothing held the guest back.
@@ -186,7 +119,7 @@ async fn a_server_that_stops_reading_bounds_host_memory_and_loses_no_yield() {
     let mut peak = 0;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        peak = peak.max(resident_bytes().saturating_sub(before));
+        peak = peak.max(resident_bytes("self").saturating_sub(before));
     }
     assert!(
         peak < STALLED_GROWTH,

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::serve_support::by_hand::*;
 use crate::serve_support::*;
-use rekuest_host::agent::{Agent, AgentError, GraphqlClient, GuestWorkers};
+use rekuest_host::agent::{Agent, AgentError, GraphqlClient, GuestWorkers, ServedComponent};
 use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{Control, DevServer};
 use rekuest_host::protocol::{Endpoints, ToAgent};
@@ -85,85 +86,21 @@ async fn a_server_restart_mid_task_loses_nothing() {
     serving.shutdown().await.expect("clean shutdown");
 }
 
-type Peer = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// Plays the server by hand.
-async fn accept(listener: &TcpListener) -> Peer {
-    let (stream, _) = bounded("the agent to connect", listener.accept())
-        .await
-        .expect("accepts");
-    bounded("the handshake", tokio_tungstenite::accept_async(stream))
-        .await
-        .expect("handshake")
-}
-
-async fn receive(peer: &mut Peer) -> Value {
-    loop {
-        let frame = bounded("a frame from the agent", peer.next())
-            .await
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(text.as_str()).expect("json");
-        }
-    }
-}
-
-async fn receive_type(peer: &mut Peer, kind: &str) -> Value {
-    loop {
-        let frame = receive(peer).await;
-        if frame["type"] == kind {
-            return frame;
-        }
-    }
-}
-
-async fn send(peer: &mut Peer, frame: Value) {
-    peer.send(Message::text(frame.to_string()))
-        .await
-        .expect("sends");
-}
-
-/// Frames that arrive within `window` (none expected to be terminal unless asked).
-async fn quiet(peer: &mut Peer, window: Duration) -> Vec<Value> {
-    let mut frames = Vec::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, peer.next()).await {
-        if let Message::Text(text) = frame {
-            frames.push(serde_json::from_str(text.as_str()).expect("json"));
-        }
-    }
-    frames
-}
-
-async fn register(peer: &mut Peer, inquiries: Value) -> Value {
-    let register = receive(peer).await;
-    assert_eq!(register["type"], "REGISTER");
-    send(
-        peer,
-        json!({"id": "i", "type": "INIT", "agent": "1", "inquiries": inquiries}),
-    )
-    .await;
-    register
-}
-
-fn assign(task: &str, interface: &str, task_args: Value) -> Value {
-    json!({"id": format!("a{task}"), "type": "ASSIGN", "interface": interface, "step": null,
-           "task": task, "root": null, "parent": null, "resolution": null, "capture": false,
-           "reference": "ref", "args": task_args, "message": null, "user": "1", "org": "o",
-           "action": "h", "implementation": "1", "token": null})
+/// The hostile example with room for its `sleep` tasks to wait a minute.
+async fn patient_hostile() -> Vec<ServedComponent> {
+    let mut hostile = ComponentSettings::plain(example("hostile"));
+    hostile.policy.limits = Limits {
+        timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    load(vec![hostile]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_reports_are_kept_until_acked_and_inquiries_answered_truthfully() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = GuestWorkers::new(1).expect("pool");
-    let agent = Arc::new(
-        Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
-    );
-    let session = agent.session_id().to_string();
-    let serving = Serving::serve_only(agent, pool);
+    let serving = serve_against(&listener, components(&["math"]).await, |_| {});
+    let session = serving.agent.session_id().to_string();
 
     let mut first = accept(&listener).await;
     let registered = first_register(&mut first, &session).await;
@@ -607,12 +544,7 @@ async fn a_silent_server_is_noticed_and_the_connection_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_assignments_are_answered_failed_with_the_reason() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let pool = GuestWorkers::new(1).expect("pool");
-    let agent = Arc::new(
-        Agent::new(fast_agent(&url), components(&["math"]).await, pool.handle()).expect("agent"),
-    );
-    let serving = Serving::serve_only(agent, pool);
+    let serving = serve_against(&listener, components(&["math"]).await, |_| {});
     let mut peer = accept(&listener).await;
     register(&mut peer, json!([])).await;
 
@@ -679,19 +611,10 @@ async fn malformed_assignments_are_answered_failed_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_assignments_is_bounded_and_inquiries_are_answered_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut hostile = ComponentSettings::plain(example("hostile"));
-    hostile.policy.limits = Limits {
-        timeout: Duration::from_secs(60),
-        ..Limits::default()
-    };
-    let mut config = fast_agent(&url);
-    config.concurrency = 1;
-    config.caps.queued_tasks = 2;
-    let pool = GuestWorkers::new(1).expect("pool");
-    let agent =
-        Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
-    let serving = Serving::serve_only(agent, pool);
+    let serving = serve_against(&listener, patient_hostile().await, |config| {
+        config.concurrency = 1;
+        config.caps.queued_tasks = 2;
+    });
     let mut peer = accept(&listener).await;
     // The same unknown task asked about twice in one INIT: one answer.
     register(&mut peer, json!([{"task": "gone"}, {"task": "gone"}])).await;
@@ -728,19 +651,10 @@ async fn a_flood_of_assignments_is_bounded_and_inquiries_are_answered_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn args_waiting_for_a_slot_are_bounded_in_bytes_too() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut hostile = ComponentSettings::plain(example("hostile"));
-    hostile.policy.limits = Limits {
-        timeout: Duration::from_secs(60),
-        ..Limits::default()
-    };
-    let mut config = fast_agent(&url);
-    config.concurrency = 1;
-    config.caps.queued_bytes = 1 << 20;
-    let pool = GuestWorkers::new(1).expect("pool");
-    let agent =
-        Arc::new(Agent::new(config, load(vec![hostile]).await, pool.handle()).expect("agent"));
-    let serving = Serving::serve_only(agent, pool);
+    let serving = serve_against(&listener, patient_hostile().await, |config| {
+        config.concurrency = 1;
+        config.caps.queued_bytes = 1 << 20;
+    });
     let mut peer = accept(&listener).await;
     register(&mut peer, json!([])).await;
 

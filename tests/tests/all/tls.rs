@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,18 +79,12 @@ async fn tls_front(pki: &Pki, backend: SocketAddr) -> SocketAddr {
 
 /// `rekuest-host run` serving `math` against `url`, with extra args and environment.
 fn start_host(url: &str, extra: &[&str], env: &[(&str, &Path)]) -> Child {
-    let mut command = Command::new(rekuest_host_tests::host_binary());
+    let mut command = host_process(&["run", "--url", url, "--token", TOKEN]);
     command
-        .args(["run", "--url", url, "--token", TOKEN])
         .args(extra)
         .arg(example("math"))
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (name, value) in env {

@@ -121,7 +121,7 @@ pub(crate) struct CallerAssign {
     pub(crate) args: Map<String, Value>,
     /// The caller's reference (its idempotency key; echoed on the `create` change).
     pub(crate) reference: Option<String>,
-    /// Start stepping.
+    /// Start stepping: stop at the first breakpoint (ASSIGN's `step`).
     pub(crate) step: Option<bool>,
 }
 
@@ -384,7 +384,7 @@ impl Shared {
         self.task_json(&task)
     }
 
-    /// GraphQL `task(id)`.
+    /// The task `task` as GraphQL's `task(id)` query returns it, or why there is none.
     pub(crate) fn task_json(&self, task: &str) -> Result<Value, String> {
         let db = self.db();
         task.parse::<u64>()

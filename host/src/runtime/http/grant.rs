@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// `http` or `https`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
-    /// Plain HTTP.
+    /// Plain HTTP (`http://`): only where the grant names it explicitly.
     Http,
     /// HTTP over TLS.
     Https,
@@ -120,7 +120,7 @@ impl fmt::Display for HttpGrant {
 /// The origin of one request: what a grant is matched against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestOrigin {
-    /// Its scheme.
+    /// The scheme the grant allows (`https` unless it says `http://`).
     pub scheme: Scheme,
     /// Its host, lower case, without brackets or a trailing dot.
     pub host: String,

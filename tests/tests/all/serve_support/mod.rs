@@ -1,6 +1,8 @@
 //! Shared by the `serve_*` tests: a local server and an in-process agent serving example
 //! components against it over real WebSockets on loopback, with bounded waits everywhere.
 
+pub mod by_hand;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +19,7 @@ use rekuest_host::config::ComponentSettings;
 use rekuest_host::devserver::{DevServer, DevServerConfig, ServerEvent};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig};
+use rekuest_host_tests::Sdk;
 
 /// The token of the agent under test.
 pub const TOKEN: &str = "test-token";
@@ -74,9 +77,7 @@ fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         Runtime::new(RuntimeConfig {
             allocation: Allocation::OnDemand,
-            cache: Some(ComponentCache::new(
-                std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-            )),
+            cache: Some(ComponentCache::new(serve_cache_dir())),
             fuel: true,
         })
         .expect("runtime")
@@ -85,9 +86,14 @@ fn runtime() -> &'static Runtime {
 
 /// Loads the examples `names` with default limits.
 pub async fn components(names: &[&str]) -> Vec<ServedComponent> {
+    twin_components(Sdk::Rust, names).await
+}
+
+/// Loads the `sdk` twins of the examples `names` with default limits.
+pub async fn twin_components(sdk: Sdk, names: &[&str]) -> Vec<ServedComponent> {
     let settings: Vec<ComponentSettings> = names
         .iter()
-        .map(|name| ComponentSettings::plain(rekuest_host_tests::component(name)))
+        .map(|name| ComponentSettings::plain(sdk.component(name)))
         .collect();
     load(settings).await
 }
@@ -168,8 +174,14 @@ impl Serving {
 
 /// A server and an agent serving the examples `names` against it.
 pub async fn serve(names: &[&str]) -> (DevServer, Serving) {
+    serve_twins(Sdk::Rust, names).await
+}
+
+/// A server and an agent serving the `sdk` twins of the examples `names` against it.
+pub async fn serve_twins(sdk: Sdk, names: &[&str]) -> (DevServer, Serving) {
     let server = DevServer::start(fast_server()).await.expect("server");
-    let serving = Serving::start(fast_agent(&server.url()), components(names).await).await;
+    let serving =
+        Serving::start(fast_agent(&server.url()), twin_components(sdk, names).await).await;
     bounded("the agent to connect", server.wait_connected(TOKEN)).await;
     (server, serving)
 }
@@ -248,20 +260,28 @@ pub fn return0(value: Value) -> Value {
     json!({ "return0": value })
 }
 
-/// Runs `rekuest-host ARGS` to the end with no server settings from the environment, a shared
-/// compiled-component cache and no stdin.
-pub fn host(args: &[&str]) -> Output {
-    Command::new(rekuest_host_tests::host_binary())
+/// Where the serve tests' agents, in this process or as `rekuest-host` processes, keep
+/// compiled components.
+pub fn serve_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("rekuest-host-serve-tests-cache")
+}
+
+/// `rekuest-host ARGS` with no server settings from the environment, the serve tests' cache
+/// ([`serve_cache_dir`]) and no stdin.
+pub fn host_process(args: &[&str]) -> Command {
+    let mut command = Command::new(rekuest_host_tests::host_binary());
+    command
         .args(args)
         .env_remove("REKUEST_URL")
         .env_remove("REKUEST_TOKEN")
-        .env(
-            "REKUEST_HOST_CACHE_DIR",
-            std::env::temp_dir().join("rekuest-host-serve-tests-cache"),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
+        .env("REKUEST_HOST_CACHE_DIR", serve_cache_dir())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `rekuest-host ARGS` ([`host_process`]) to the end.
+pub fn host(args: &[&str]) -> Output {
+    host_process(args).output().expect("runs")
 }
 
 /// Process output as text.
