@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore};
 
 use super::registration::{GraphqlClient, Implementation};
-use crate::definition::{Port, PortKind, StateSchema, fits};
+use crate::definition::{Port, PortKind, StateSchema, fits, state_input};
 use crate::protocol::{FromAgent, KeepFrame, SessionInit};
 use crate::runtime::limits::format_bytes;
 use crate::runtime::{KeepPort, Shelving};
@@ -91,7 +91,7 @@ pub fn declared(implementations: &[Implementation]) -> (Vec<Value>, Vec<Value>) 
         }
     }
     (
-        states.iter().map(|state| state.to_server()).collect(),
+        states.iter().copied().map(state_input).collect(),
         locks
             .iter()
             .map(|key| json!({"key": key, "definition": {"key": key}}))

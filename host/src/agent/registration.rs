@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::credentials::Credentials;
-use crate::definition::{Definition, Dependency};
+use crate::definition::{Definition, DefinitionInput, dependency_input};
 use crate::login::LoginError;
 use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
@@ -152,7 +152,7 @@ pub fn definition_hash(implementations: &[Implementation]) -> String {
         }
         let mut value = json!({
             "interface": implementation.interface,
-            "definition": implementation.definition,
+            "definition": DefinitionInput::from(&implementation.definition),
         });
         // Only when declared, so hashes of actions without any stay as they were.
         if !implementation.definition.dependencies.is_empty() {
@@ -413,12 +413,12 @@ fn implement_input(name: &str, hash: &str, implementations: &[Implementation]) -
         .map(|implementation| {
             let mut value = json!({
                 "interface": implementation.interface,
-                "definition": implementation.definition,
+                "definition": DefinitionInput::from(&implementation.definition),
                 "dependencies": implementation
                     .definition
                     .dependencies
                     .iter()
-                    .map(Dependency::to_server)
+                    .map(dependency_input)
                     .collect::<Vec<_>>(),
             });
             if !implementation.definition.locks.is_empty() {
