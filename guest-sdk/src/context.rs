@@ -3,20 +3,8 @@
 use std::fmt;
 use std::rc::Rc;
 
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Details for debugging.
-    Debug,
-    /// Normal progress information.
-    Info,
-    /// Something unexpected that the action could handle.
-    Warn,
-    /// Something went wrong.
-    Error,
-    /// Something went badly wrong.
-    Critical,
-}
+/// Severity of a log line (the level the host's LOG report carries).
+pub use rekuest_definition::LogLevel;
 
 /// What the host offers a running action; the WIT imports on wasm, a fake in tests.
 pub(crate) trait Host {

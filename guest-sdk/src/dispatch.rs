@@ -196,15 +196,17 @@ mod tests {
 
     fn definition() -> Definition {
         Definition {
-            key: "add",
-            version: "1",
-            name: "Add",
-            description: "Adds.",
+            key: "add".into(),
+            version: "1".into(),
+            name: "Add".into(),
+            description: Some("Adds.".into()),
             kind: ActionKind::Function,
             stateful: false,
-            collections: &[],
-            dependencies: &[],
-            locks: &[],
+            pure: false,
+            idempotent: false,
+            collections: Vec::new(),
+            dependencies: Vec::new(),
+            locks: Vec::new(),
             states: Vec::new(),
             args: vec![
                 port::<i64>("a", Some("the first"), None, None),

@@ -4,7 +4,6 @@
 
 use std::ops::{Deref, DerefMut};
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::port::{Path, Port, PortError, PortKind, PortSpec};
@@ -82,23 +81,16 @@ pub trait State: Port + Clone {
     const KEY: &'static str;
 }
 
-/// A state's schema, as `describe` declares it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StateSchema {
-    /// The state's key.
-    pub key: &'static str,
-    /// Display name: the model's identifier.
-    pub name: String,
-    /// The model's fields.
-    pub ports: Vec<PortSpec>,
-}
+/// A state's schema, as `describe` declares it: the state's key, the model's identifier as its
+/// name, the model's fields as its ports.
+pub use rekuest_definition::StateSchema;
 
 /// The schema of the state `S`.
 pub fn state_schema<S: State>() -> StateSchema {
     let port = S::port();
     StateSchema {
-        key: S::KEY,
-        name: port.identifier.unwrap_or_else(|| S::KEY.to_string()),
+        key: S::KEY.to_owned(),
+        name: port.identifier.unwrap_or_else(|| S::KEY.to_owned()),
         ports: port.children.unwrap_or_default(),
     }
 }

@@ -237,43 +237,32 @@ impl Port for f32 {
     }
 }
 
-impl Port for String {
-    const DEFAULT_KINDS: u8 = default_kinds::STRING;
+/// `Port` for a type that is one JSON variant as it is: `String` (STRING), `bool` (BOOL).
+macro_rules! plain_port {
+    ($ty:ty, $kind:ident, $default:ident, $variant:ident) => {
+        impl Port for $ty {
+            const DEFAULT_KINDS: u8 = default_kinds::$default;
 
-    fn port() -> PortSpec {
-        PortSpec::new(PortKind::String)
-    }
+            fn port() -> PortSpec {
+                PortSpec::new(PortKind::$kind)
+            }
 
-    fn decode(value: Value, path: &Path<'_>) -> Result<Self, PortError> {
-        match value {
-            Value::String(text) => Ok(text),
-            other => Err(path.mismatch::<Self>(&other)),
+            fn decode(value: Value, path: &Path<'_>) -> Result<Self, PortError> {
+                match value {
+                    Value::$variant(inner) => Ok(inner),
+                    other => Err(path.mismatch::<Self>(&other)),
+                }
+            }
+
+            fn encode(self, _path: &Path<'_>) -> Result<Value, PortError> {
+                Ok(Value::$variant(self))
+            }
         }
-    }
-
-    fn encode(self, _path: &Path<'_>) -> Result<Value, PortError> {
-        Ok(Value::String(self))
-    }
+    };
 }
 
-impl Port for bool {
-    const DEFAULT_KINDS: u8 = default_kinds::BOOL;
-
-    fn port() -> PortSpec {
-        PortSpec::new(PortKind::Bool)
-    }
-
-    fn decode(value: Value, path: &Path<'_>) -> Result<Self, PortError> {
-        match value {
-            Value::Bool(flag) => Ok(flag),
-            other => Err(path.mismatch::<Self>(&other)),
-        }
-    }
-
-    fn encode(self, _path: &Path<'_>) -> Result<Value, PortError> {
-        Ok(Value::Bool(self))
-    }
-}
+plain_port!(String, String, STRING, String);
+plain_port!(bool, Bool, BOOL, Bool);
 
 impl<T: Port> Port for Option<T> {
     const DEFAULT_KINDS: u8 = T::DEFAULT_KINDS | default_kinds::NULL;

@@ -110,6 +110,33 @@ fn explode(message: String) -> i64 {
     panic!("{message}")
 }
 
+/// A running total kept on the agent.
+#[derive(Model, Clone, Debug, PartialEq)]
+struct Tally {
+    /// The total so far.
+    total: i64,
+}
+
+impl State for Tally {
+    const KEY: &'static str = "tally";
+}
+
+/// Add to the tally through the `add` action.
+#[register(
+    state = Tally,
+    lock = "tally",
+    dependency = "add",
+    dependency(key = "backup", hash = "0f0f", optional)
+)]
+fn tally(by: i64, ctx: &Context) -> Result<i64, String> {
+    let mut tally: Tally = ctx.state()?;
+    tally.total = ctx
+        .call_as("add", json!({"a": tally.total, "b": by}))
+        .map_err(|error| error.to_string())?;
+    ctx.set_state(&tally)?;
+    Ok(tally.total)
+}
+
 mod nested {
     use crate::prelude::*;
 
@@ -129,7 +156,8 @@ crate::export_actions!(
     shift,
     count,
     halves,
-    explode
+    explode,
+    tally
 );
 
 const ACTIONS: &[Action] = &[
@@ -141,6 +169,7 @@ const ACTIONS: &[Action] = &[
     <count as Registered>::ACTION,
     <halves as Registered>::ACTION,
     <explode as Registered>::ACTION,
+    <tally as Registered>::ACTION,
 ];
 
 fn definition(key: &str) -> Value {
@@ -206,6 +235,16 @@ fn definitions_follow_the_docs() {
     assert_eq!(nothing["description"], "No Description");
     assert_eq!(nothing["args"], json!([]));
     assert_eq!(nothing["returns"], json!([]));
+}
+
+/// What `describe` returns for [`ACTIONS`], byte for byte: the host registers it and hashes
+/// it (`rekuest-host`'s registration tests pin that form from this same file), so a change
+/// here changes every registered component's definition hash.
+const PINNED_DESCRIBE: &str = include_str!("../tests/describe.json");
+
+#[test]
+fn describe_output_is_pinned_byte_for_byte() {
+    assert_eq!(describe(ACTIONS), PINNED_DESCRIBE.trim_end());
 }
 
 #[test]

@@ -1,287 +1,145 @@
-//! Action definitions in the shape of rekuest's GraphQL `DefinitionInput`.
+//! Action definitions in the shape of rekuest's GraphQL `DefinitionInput`: what the host does
+//! with the model it shares with the guest SDK (`rekuest-definition`).
 //!
-//! A component describes itself with these (as JSON); the host validates them at load, registers
-//! them with the server unchanged, and checks every task's args against them. The ports, their
-//! kinds and the mismatch error are the model shared with the guest SDK (`rekuest-definition`).
+//! A component describes itself with a JSON list of [`Definition`]s; the host checks it
+//! against the [`DefinitionCaps`] at load ([`parse_definitions`]), registers it in the forms
+//! the server takes ([`DefinitionInput`], [`dependency_input`], [`state_input`]), and checks
+//! every task's args against it ([`prepare_args`]).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use rekuest_definition::describe_value;
-pub use rekuest_definition::{ActionKind, Choice, Port, PortError, PortKind, Side};
+pub use rekuest_definition::{
+    ActionKind, Choice, Definition, Dependency, Port, PortError, PortKind, Side, StateSchema,
+};
 
 use crate::envelope;
 
-/// Most actions one component may describe.
-pub const MAX_ACTIONS: usize = 1_000;
-/// Deepest port nesting accepted in a definition (LIST of MODEL of ...).
-pub const MAX_PORT_DEPTH: usize = 16;
-/// Most ports one action may describe, args and returns, nested ones included. With
-/// [`MAX_CHOICES`] this bounds the cost of checking one arg value: at most this many ports
-/// (and that many choices) per value, however the ports nest.
-pub const MAX_PORTS: usize = 256;
-/// Most variants one UNION port may have.
-pub const MAX_UNION_WIDTH: usize = 32;
-/// Most ENUM choices one action may describe, over all its ENUM ports.
-pub const MAX_CHOICES: usize = 1_024;
-/// Longest action key, in characters (as the server stores it).
-pub const MAX_ACTION_KEY: usize = 2_000;
-/// Longest port key, in characters.
-pub const MAX_PORT_KEY: usize = 255;
-/// Longest dotted path of port keys (`points.....x`), in characters.
-pub const MAX_PORT_PATH: usize = 500;
-/// Longest version, in characters.
-pub const MAX_VERSION: usize = 100;
-/// Longest action name, in characters.
-pub const MAX_NAME: usize = 1_000;
-/// Longest structure/model identifier, in characters.
-pub const MAX_IDENTIFIER: usize = 255;
-/// Most dependency slots one action may declare.
-pub const MAX_DEPENDENCIES: usize = 32;
+/// The bounds a component's self-description must keep ([`parse_definitions`] checks them):
+/// they bound the work of checking it at load and of checking every task's args against it,
+/// and keep its texts within the server's columns. Lengths are in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefinitionCaps {
+    /// Most actions one component may describe.
+    pub actions: usize,
+    /// Deepest port nesting (LIST of MODEL of ...).
+    pub port_depth: usize,
+    /// Most ports one action may describe, args and returns, nested ones included. With
+    /// `choices` this bounds the cost of checking one arg value: at most this many ports (and
+    /// that many choices) per value, however the ports nest.
+    pub ports: usize,
+    /// Most variants one UNION port may have.
+    pub union_width: usize,
+    /// Most ENUM choices one action may describe, over all its ENUM ports.
+    pub choices: usize,
+    /// Longest action key (as the server stores it); also the longest key or hash a
+    /// dependency slot demands.
+    pub action_key: usize,
+    /// Longest port key.
+    pub port_key: usize,
+    /// Longest dotted path of port keys (`points.....x`).
+    pub port_path: usize,
+    /// Longest version.
+    pub version: usize,
+    /// Longest action name, port label, choice label or collection.
+    pub name: usize,
+    /// Longest structure/model identifier, and lock, state or dependency key.
+    pub identifier: usize,
+    /// Most dependency slots one action may declare.
+    pub dependencies: usize,
+    /// Most locks, and most states, one action may declare.
+    pub keeps: usize,
+}
+
+impl DefinitionCaps {
+    /// The caps every component is held to.
+    pub const DEFAULT: DefinitionCaps = DefinitionCaps {
+        actions: 1_000,
+        port_depth: 16,
+        ports: 256,
+        union_width: 32,
+        choices: 1_024,
+        action_key: 2_000,
+        port_key: 255,
+        port_path: 500,
+        version: 100,
+        name: 1_000,
+        identifier: 255,
+        dependencies: 32,
+        keeps: 16,
+    };
+}
+
 /// The key of the element port of a LIST or DICT (the SDKs' convention); such element ports,
 /// and the variants of a UNION, may also be keyed by a decimal index (`0`, `1`). Any other port
 /// key is an identifier (see [`is_identifier`]).
 pub const ELEMENT_PORT_KEY: &str = "...";
 
-/// One action (`DefinitionInput`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Definition {
-    /// Unique key within the component; the `interface` the server echoes in ASSIGN.
-    pub key: String,
-    /// Version of the algorithm.
-    pub version: String,
-    /// Display name.
-    pub name: String,
-    /// Human description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// FUNCTION or GENERATOR.
-    pub kind: ActionKind,
-    /// Input ports.
-    #[serde(default)]
-    pub args: Vec<Port>,
-    /// Output ports, keyed `return0`, `return1`, ...
-    #[serde(default)]
-    pub returns: Vec<Port>,
-    /// Whether the action keeps state between calls.
-    #[serde(default)]
-    pub stateful: bool,
-    /// Same args always give the same result.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pure: bool,
-    /// Safe to run twice.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub idempotent: bool,
-    /// UI groups.
-    #[serde(default)]
-    pub collections: Vec<String>,
-    /// Other actions it calls through dependency slots. Registered with its implementation
-    /// (`implementAgent`), not as part of the definition the server stores.
-    #[serde(default, skip_serializing)]
-    pub dependencies: Vec<Dependency>,
-    /// Locks the action holds while it runs: tasks sharing one run one at a time on this
-    /// agent. Registered with its implementation, not in the definition the server stores.
-    #[serde(default, skip_serializing)]
-    pub locks: Vec<String>,
-    /// Agent states the action reads or changes through the host; registered with the agent
-    /// (`implementAgent`'s `states`), not in the definition the server stores.
-    #[serde(default, skip_serializing)]
-    pub states: Vec<StateSchema>,
+/// A definition as the server stores it (`DefinitionInput`): all but its dependency slots,
+/// locks and states, which are registered beside it. What `implementAgent` sends, what the
+/// definition hash covers and what `inspect --json` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionInput<'a> {
+    key: &'a str,
+    version: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    kind: ActionKind,
+    args: &'a [Port],
+    returns: &'a [Port],
+    stateful: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pure: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    idempotent: bool,
+    collections: &'a [String],
 }
 
-/// An agent state's schema: a MODEL-like set of ports under a key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateSchema {
-    /// The state's key: its `interface` on the server and its name in the host API.
-    pub key: String,
-    /// Display name.
-    pub name: String,
-    /// One port per field of the state's value.
-    #[serde(default)]
-    pub ports: Vec<Port>,
-}
-
-impl StateSchema {
-    /// The state as `implementAgent` takes it (`StateImplementationInput`).
-    pub fn to_server(&self) -> Value {
-        serde_json::json!({
-            "interface": self.key,
-            "definition": {"name": self.name, "ports": self.ports},
-        })
-    }
-}
-
-/// A dependency slot: an action another one calls, by its key or its hash; the server picks
-/// an implementation when the slot is called.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dependency {
-    /// The slot's name, which calls through it give.
-    pub key: String,
-    /// The demanded action's key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    /// The demanded action's hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<String>,
-    /// Whether the action works without it.
-    #[serde(default)]
-    pub optional: bool,
-}
-
-impl Dependency {
-    /// The slot as `implementAgent` takes it (`DependencyInput`).
-    pub fn to_server(&self) -> Value {
-        let demand = match (&self.hash, &self.action) {
-            (Some(hash), _) => serde_json::json!({ "hash": hash }),
-            (None, action) => serde_json::json!({ "key": action }),
-        };
-        serde_json::json!({
-            "key": self.key,
-            "optional": self.optional,
-            "autoResolvable": true,
-            "actionDependencies": [{
-                "key": self.key,
-                "optional": self.optional,
-                "demand": demand,
-            }],
-        })
-    }
-}
-
-impl Definition {
-    /// Reads a definition as a rekuest server lists it.
-    ///
-    /// Unlike a guest's self-description ([`parse_definitions`], which refuses unknown fields so
-    /// that a typo is not silently dropped from what gets registered), a definition that comes
-    /// from a server may carry fields this host does not model: other agents (the Python one
-    /// sends `validators`, `effects`, `widget`, `portGroups`, `isTestFor`, `isDev`, ...) and
-    /// newer servers add them. They are ignored, and a null list or flag reads as empty or
-    /// `false`.
-    /// No consistency checks run: the definition is only used to read a caller's args.
-    pub fn from_server(value: Value) -> Result<Definition, serde_json::Error> {
-        serde_json::from_value::<server::Definition>(value).map(Definition::from)
-    }
-}
-
-/// Tolerant twins of [`Definition`], [`Port`] and [`Choice`] for definitions a server lists:
-/// the same fields without `deny_unknown_fields`, converted field by field (so a field added
-/// to the strict types fails to compile here until it is added).
-mod server {
-    use serde::Deserialize;
-    use serde_json::Value;
-
-    use super::{ActionKind, PortKind};
-
-    #[derive(Deserialize)]
-    pub(super) struct Choice {
-        value: Value,
-        label: String,
-        #[serde(default)]
-        description: Option<String>,
-    }
-
-    #[derive(Deserialize)]
-    pub(super) struct Port {
-        key: String,
-        kind: PortKind,
-        #[serde(default)]
-        nullable: Option<bool>,
-        #[serde(default)]
-        description: Option<String>,
-        #[serde(default)]
-        label: Option<String>,
-        #[serde(default)]
-        identifier: Option<String>,
-        #[serde(default)]
-        children: Option<Vec<Port>>,
-        #[serde(default)]
-        default: Option<Value>,
-        #[serde(default)]
-        choices: Option<Vec<Choice>>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub(super) struct Definition {
-        key: String,
-        version: String,
-        name: String,
-        #[serde(default)]
-        description: Option<String>,
-        kind: ActionKind,
-        #[serde(default)]
-        args: Option<Vec<Port>>,
-        #[serde(default)]
-        returns: Option<Vec<Port>>,
-        #[serde(default)]
-        stateful: Option<bool>,
-        #[serde(default)]
-        pure: Option<bool>,
-        #[serde(default)]
-        idempotent: Option<bool>,
-        #[serde(default)]
-        collections: Option<Vec<String>>,
-    }
-
-    fn ports(ports: Option<Vec<Port>>) -> Vec<super::Port> {
-        ports
-            .unwrap_or_default()
-            .into_iter()
-            .map(super::Port::from)
-            .collect()
-    }
-
-    impl From<Choice> for super::Choice {
-        fn from(choice: Choice) -> Self {
-            super::Choice {
-                value: choice.value,
-                label: choice.label,
-                description: choice.description,
-            }
+impl<'a> From<&'a Definition> for DefinitionInput<'a> {
+    fn from(definition: &'a Definition) -> Self {
+        DefinitionInput {
+            key: &definition.key,
+            version: &definition.version,
+            name: &definition.name,
+            description: definition.description.as_deref(),
+            kind: definition.kind,
+            args: &definition.args,
+            returns: &definition.returns,
+            stateful: definition.stateful,
+            pure: definition.pure,
+            idempotent: definition.idempotent,
+            collections: &definition.collections,
         }
     }
+}
 
-    impl From<Port> for super::Port {
-        fn from(port: Port) -> Self {
-            super::Port {
-                key: port.key,
-                kind: port.kind,
-                nullable: port.nullable.unwrap_or(false),
-                description: port.description,
-                label: port.label,
-                identifier: port.identifier,
-                children: port.children.map(|children| ports(Some(children))),
-                default: port.default,
-                choices: port
-                    .choices
-                    .map(|choices| choices.into_iter().map(super::Choice::from).collect()),
-            }
-        }
-    }
+/// A dependency slot as `implementAgent` takes it (`DependencyInput`).
+pub fn dependency_input(dependency: &Dependency) -> Value {
+    let demand = match (&dependency.hash, &dependency.action) {
+        (Some(hash), _) => serde_json::json!({ "hash": hash }),
+        (None, action) => serde_json::json!({ "key": action }),
+    };
+    serde_json::json!({
+        "key": dependency.key,
+        "optional": dependency.optional,
+        "autoResolvable": true,
+        "actionDependencies": [{
+            "key": dependency.key,
+            "optional": dependency.optional,
+            "demand": demand,
+        }],
+    })
+}
 
-    impl From<Definition> for super::Definition {
-        fn from(definition: Definition) -> Self {
-            super::Definition {
-                key: definition.key,
-                version: definition.version,
-                name: definition.name,
-                description: definition.description,
-                kind: definition.kind,
-                args: ports(definition.args),
-                returns: ports(definition.returns),
-                stateful: definition.stateful.unwrap_or(false),
-                pure: definition.pure.unwrap_or(false),
-                idempotent: definition.idempotent.unwrap_or(false),
-                collections: definition.collections.unwrap_or_default(),
-                dependencies: Vec::new(),
-                locks: Vec::new(),
-                states: Vec::new(),
-            }
-        }
-    }
+/// An agent state as `implementAgent` takes it (`StateImplementationInput`).
+pub fn state_input(state: &StateSchema) -> Value {
+    serde_json::json!({
+        "interface": state.key,
+        "definition": {"name": state.name, "ports": state.ports},
+    })
 }
 
 /// Why a component's self-description was refused.
@@ -312,10 +170,12 @@ pub fn parse_definitions(json: &str) -> Result<Vec<Definition>, DefinitionError>
             "the component describes no actions".into(),
         ));
     }
-    if definitions.len() > MAX_ACTIONS {
+    let caps = &DefinitionCaps::DEFAULT;
+    if definitions.len() > caps.actions {
         return Err(DefinitionError::Set(format!(
-            "the component describes {} actions; at most {MAX_ACTIONS} are allowed",
-            definitions.len()
+            "the component describes {} actions; at most {} are allowed",
+            definitions.len(),
+            caps.actions
         )));
     }
     let mut seen = std::collections::HashSet::new();
@@ -326,8 +186,8 @@ pub fn parse_definitions(json: &str) -> Result<Vec<Definition>, DefinitionError>
                 cut(&definition.key)
             )));
         }
-        check_definition(definition)
-            .and_then(|()| check_texts(definition))
+        check_definition(caps, definition)
+            .and_then(|()| check_texts(caps, definition))
             .map_err(|reason| DefinitionError::Invalid {
                 action: cut(&definition.key),
                 reason,
@@ -364,7 +224,7 @@ fn excerpt(text: &str) -> String {
 /// Checks the texts of a definition: keys are identifiers of bounded length, names, versions
 /// and identifiers fit the server's columns, and no text carries control characters (only
 /// names, labels and descriptions may hold newlines and tabs).
-fn check_texts(definition: &Definition) -> Result<(), String> {
+fn check_texts(caps: &DefinitionCaps, definition: &Definition) -> Result<(), String> {
     if !is_identifier(&definition.key) {
         return Err(format!(
             "the action key {} is not an identifier (an ASCII letter or '_', then letters, \
@@ -372,24 +232,29 @@ fn check_texts(definition: &Definition) -> Result<(), String> {
             excerpt(&definition.key)
         ));
     }
-    check_length("the action key", &definition.key, MAX_ACTION_KEY)?;
-    check_line("the version", &definition.version, MAX_VERSION)?;
-    check_prose("the name", &definition.name, Some(MAX_NAME))?;
+    check_length("the action key", &definition.key, caps.action_key)?;
+    check_line("the version", &definition.version, caps.version)?;
+    check_prose("the name", &definition.name, Some(caps.name))?;
     if let Some(description) = &definition.description {
         check_prose("the description", description, None)?;
     }
     for collection in &definition.collections {
-        check_line("a collection", collection, MAX_NAME)?;
+        check_line("a collection", collection, caps.name)?;
     }
     for port in definition.args.iter().chain(&definition.returns) {
-        check_port_texts(port, &port.key, false)?;
+        check_port_texts(caps, port, &port.key, false)?;
     }
     Ok(())
 }
 
 /// Checks one port's texts and its children's; `path` is its dotted key path, `element`
 /// whether it is the element port of a LIST, DICT or UNION (which may be keyed `...`).
-fn check_port_texts(port: &Port, path: &str, element: bool) -> Result<(), String> {
+fn check_port_texts(
+    caps: &DefinitionCaps,
+    port: &Port,
+    path: &str,
+    element: bool,
+) -> Result<(), String> {
     let element_key = || {
         port.key == ELEMENT_PORT_KEY
             || !port.key.is_empty() && port.key.bytes().all(|byte| byte.is_ascii_digit())
@@ -406,20 +271,20 @@ fn check_port_texts(port: &Port, path: &str, element: bool) -> Result<(), String
             }
         ));
     }
-    check_length("a port key", &port.key, MAX_PORT_KEY)?;
-    check_length("a port's dotted key path", path, MAX_PORT_PATH)?;
+    check_length("a port key", &port.key, caps.port_key)?;
+    check_length("a port's dotted key path", path, caps.port_path)?;
     let what = |field: &str| format!("the {field} of port '{path}'");
     if let Some(description) = &port.description {
         check_prose(&what("description"), description, None)?;
     }
     if let Some(label) = &port.label {
-        check_prose(&what("label"), label, Some(MAX_NAME))?;
+        check_prose(&what("label"), label, Some(caps.name))?;
     }
     if let Some(identifier) = &port.identifier {
-        check_line(&what("identifier"), identifier, MAX_IDENTIFIER)?;
+        check_line(&what("identifier"), identifier, caps.identifier)?;
     }
     for choice in port.choices.iter().flatten() {
-        check_prose(&what("choice label"), &choice.label, Some(MAX_NAME))?;
+        check_prose(&what("choice label"), &choice.label, Some(caps.name))?;
         if let Some(description) = &choice.description {
             check_prose(&what("choice description"), description, None)?;
         }
@@ -427,12 +292,12 @@ fn check_port_texts(port: &Port, path: &str, element: bool) -> Result<(), String
     let element = matches!(port.kind, PortKind::List | PortKind::Dict | PortKind::Union);
     for child in port.children() {
         // The path is only built while it can still be within its cap.
-        let child_path = if path.len() <= MAX_PORT_PATH {
+        let child_path = if path.len() <= caps.port_path {
             format!("{path}.{}", child.key)
         } else {
             path.to_string()
         };
-        check_port_texts(child, &child_path, element)?;
+        check_port_texts(caps, child, &child_path, element)?;
     }
     Ok(())
 }
@@ -475,56 +340,54 @@ fn check_prose(what: &str, text: &str, limit: Option<usize>) -> Result<(), Strin
     }
 }
 
-fn check_definition(definition: &Definition) -> Result<(), String> {
+fn check_definition(caps: &DefinitionCaps, definition: &Definition) -> Result<(), String> {
     if definition.name.is_empty() {
         return Err("the name is empty".into());
     }
     check_port_keys(&definition.args, "arg")?;
     check_port_keys(&definition.returns, "return")?;
     for port in definition.args.iter().chain(&definition.returns) {
-        check_port(port, 1)?;
+        check_port(caps, port, 1)?;
     }
-    check_dependencies(&definition.dependencies)?;
-    check_keeps(definition)?;
+    check_dependencies(caps, &definition.dependencies)?;
+    check_keeps(caps, definition)?;
     let mut size = DescriptionSize::default();
     for port in definition.args.iter().chain(&definition.returns) {
         size.add(port);
     }
-    if size.ports > MAX_PORTS {
+    if size.ports > caps.ports {
         return Err(format!(
-            "it has {} ports (nested ones included); at most {MAX_PORTS} are allowed",
-            size.ports
+            "it has {} ports (nested ones included); at most {} are allowed",
+            size.ports, caps.ports
         ));
     }
-    if size.choices > MAX_CHOICES {
+    if size.choices > caps.choices {
         return Err(format!(
-            "its ENUM ports have {} choices in all; at most {MAX_CHOICES} are allowed",
-            size.choices
+            "its ENUM ports have {} choices in all; at most {} are allowed",
+            size.choices, caps.choices
         ));
     }
     Ok(())
 }
 
-/// Most locks or states one action may declare.
-pub const MAX_KEEPS: usize = 16;
-
 /// Locks and states: few, unique identifiers; state ports checked like any port.
-fn check_keeps(definition: &Definition) -> Result<(), String> {
+fn check_keeps(caps: &DefinitionCaps, definition: &Definition) -> Result<(), String> {
     let keys = definition
         .locks
         .iter()
         .map(|lock| ("lock", lock))
         .chain(definition.states.iter().map(|state| ("state", &state.key)));
-    if definition.locks.len() > MAX_KEEPS || definition.states.len() > MAX_KEEPS {
+    if definition.locks.len() > caps.keeps || definition.states.len() > caps.keeps {
         return Err(format!(
-            "it declares {} locks and {} states; at most {MAX_KEEPS} of each are allowed",
+            "it declares {} locks and {} states; at most {} of each are allowed",
             definition.locks.len(),
-            definition.states.len()
+            definition.states.len(),
+            caps.keeps
         ));
     }
     let mut seen = std::collections::HashSet::new();
     for (what, key) in keys {
-        if !is_identifier(key) || key.len() > MAX_IDENTIFIER {
+        if !is_identifier(key) || key.len() > caps.identifier {
             return Err(format!(
                 "the {what} key {} is not an identifier",
                 excerpt(key)
@@ -537,23 +400,24 @@ fn check_keeps(definition: &Definition) -> Result<(), String> {
     for state in &definition.states {
         check_port_keys(&state.ports, "state")?;
         for port in &state.ports {
-            check_port(port, 1)?;
+            check_port(caps, port, 1)?;
         }
     }
     Ok(())
 }
 
 /// Dependency slots: unique identifiers, each demanding exactly one of a key or a hash.
-fn check_dependencies(dependencies: &[Dependency]) -> Result<(), String> {
-    if dependencies.len() > MAX_DEPENDENCIES {
+fn check_dependencies(caps: &DefinitionCaps, dependencies: &[Dependency]) -> Result<(), String> {
+    if dependencies.len() > caps.dependencies {
         return Err(format!(
-            "it declares {} dependencies; at most {MAX_DEPENDENCIES} are allowed",
-            dependencies.len()
+            "it declares {} dependencies; at most {} are allowed",
+            dependencies.len(),
+            caps.dependencies
         ));
     }
     let mut seen = std::collections::HashSet::new();
     for dependency in dependencies {
-        if !is_identifier(&dependency.key) || dependency.key.len() > MAX_IDENTIFIER {
+        if !is_identifier(&dependency.key) || dependency.key.len() > caps.identifier {
             return Err(format!(
                 "the dependency key {} is not an identifier",
                 excerpt(&dependency.key)
@@ -568,7 +432,7 @@ fn check_dependencies(dependencies: &[Dependency]) -> Result<(), String> {
         let demanded = [&dependency.action, &dependency.hash]
             .into_iter()
             .flatten()
-            .filter(|text| !text.is_empty() && text.len() <= MAX_ACTION_KEY)
+            .filter(|text| !text.is_empty() && text.len() <= caps.action_key)
             .count();
         if demanded != 1 {
             return Err(format!(
@@ -611,11 +475,11 @@ fn check_port_keys(ports: &[Port], what: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_port(port: &Port, depth: usize) -> Result<(), String> {
-    if depth > MAX_PORT_DEPTH {
+fn check_port(caps: &DefinitionCaps, port: &Port, depth: usize) -> Result<(), String> {
+    if depth > caps.port_depth {
         return Err(format!(
-            "port '{}' nests deeper than {MAX_PORT_DEPTH} levels",
-            port.key
+            "port '{}' nests deeper than {} levels",
+            port.key, caps.port_depth
         ));
     }
     let children = port.children();
@@ -631,11 +495,12 @@ fn check_port(port: &Port, depth: usize) -> Result<(), String> {
         PortKind::Union | PortKind::Model if children.is_empty() => {
             return Err(format!("{} port '{}' has no children", port.kind, port.key));
         }
-        PortKind::Union if children.len() > MAX_UNION_WIDTH => {
+        PortKind::Union if children.len() > caps.union_width => {
             return Err(format!(
-                "UNION port '{}' has {} variants; at most {MAX_UNION_WIDTH} are allowed",
+                "UNION port '{}' has {} variants; at most {} are allowed",
                 port.key,
-                children.len()
+                children.len(),
+                caps.union_width
             ));
         }
         PortKind::Structure if port.identifier.as_deref().is_none_or(str::is_empty) => {
@@ -651,40 +516,38 @@ fn check_port(port: &Port, depth: usize) -> Result<(), String> {
     }
     children
         .iter()
-        .try_for_each(|child| check_port(child, depth + 1))
+        .try_for_each(|child| check_port(caps, child, depth + 1))
 }
 
-impl Definition {
-    /// Checks `args` against the arg ports, fills in defaults of missing or null args, and
-    /// puts the args in the form guests get: a structure sent in its envelope becomes its bare
-    /// reference, and the `__identifier` key the official client adds to models is dropped.
-    ///
-    /// Costs O(value nodes × ports of the action) and allocates only to report a mismatch or
-    /// to open envelopes; see [`MAX_PORTS`].
-    pub fn prepare_args(
-        &self,
-        mut args: serde_json::Map<String, Value>,
-    ) -> Result<serde_json::Map<String, Value>, PortError> {
-        for port in &self.args {
-            let value = args.get_mut(&port.key).filter(|value| !value.is_null());
-            match (value, &port.default) {
-                (Some(value), _) if fits(port, value) => normalize(port, value),
-                (Some(value), _) => return Err(explain(port, value, port.key.clone())),
-                (None, Some(default)) => {
-                    args.insert(port.key.clone(), default.clone());
-                }
-                (None, None) if port.nullable => {}
-                (None, None) => {
-                    return Err(PortError {
-                        side: Side::Argument,
-                        path: port.key.clone(),
-                        problem: format!("missing; expected {}", port.expected()),
-                    });
-                }
+/// Checks `args` against the arg ports, fills in defaults of missing or null args, and
+/// puts the args in the form guests get: a structure sent in its envelope becomes its bare
+/// reference, and the `__identifier` key the official client adds to models is dropped.
+///
+/// Costs O(value nodes × ports of the action) and allocates only to report a mismatch or
+/// to open envelopes; see [`DefinitionCaps::ports`].
+pub fn prepare_args(
+    definition: &Definition,
+    mut args: serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, PortError> {
+    for port in &definition.args {
+        let value = args.get_mut(&port.key).filter(|value| !value.is_null());
+        match (value, &port.default) {
+            (Some(value), _) if fits(port, value) => normalize(port, value),
+            (Some(value), _) => return Err(explain(port, value, port.key.clone())),
+            (None, Some(default)) => {
+                args.insert(port.key.clone(), default.clone());
+            }
+            (None, None) if port.nullable => {}
+            (None, None) => {
+                return Err(PortError {
+                    side: Side::Argument,
+                    path: port.key.clone(),
+                    problem: format!("missing; expected {}", port.expected()),
+                });
             }
         }
-        Ok(args)
     }
+    Ok(args)
 }
 
 /// Whether `value` fits `port` (the fast check; [`explain`] says why not). A UNION value may
@@ -866,6 +729,24 @@ mod tests {
     }
 
     #[test]
+    fn the_definition_input_leaves_out_what_is_registered_beside_it() {
+        let described = json!([{
+            "key": "f", "version": "1", "name": "F", "kind": "GENERATOR", "pure": true,
+            "collections": ["c"], "locks": ["stage"], "dependencies": [{"key": "g", "action": "g"}],
+            "states": [{"key": "s", "name": "S", "ports": [{"key": "x", "kind": "INT"}]}],
+            "args": [{"key": "a", "kind": "INT"}], "returns": [],
+        }]);
+        let parsed = parse_definitions(&described.to_string()).expect("valid");
+        assert_eq!(
+            serde_json::to_string(&DefinitionInput::from(&parsed[0])).expect("serializes"),
+            r#"{"key":"f","version":"1","name":"F","kind":"GENERATOR","args":[{"key":"a","kind":"INT","nullable":false}],"returns":[],"stateful":false,"pure":true,"collections":["c"]}"#
+        );
+        // What a guest described reads back unchanged, declarations included.
+        let again = serde_json::to_string(&parsed).expect("serializes");
+        assert_eq!(parse_definitions(&again).expect("valid"), parsed);
+    }
+
+    #[test]
     fn dependencies_are_checked_and_kept_out_of_the_definition_sent() {
         let described = |dependencies: Value| {
             json!([{
@@ -880,10 +761,10 @@ mod tests {
         ])))
         .expect("valid dependencies");
         assert_eq!(parsed[0].dependencies.len(), 2);
-        let sent = serde_json::to_value(&parsed[0]).expect("serializes");
+        let sent = serde_json::to_value(DefinitionInput::from(&parsed[0])).expect("serializes");
         assert!(sent.get("dependencies").is_none(), "{sent}");
         assert_eq!(
-            parsed[0].dependencies[0].to_server()["actionDependencies"][0]["demand"],
+            dependency_input(&parsed[0].dependencies[0])["actionDependencies"][0]["demand"],
             json!({"key": "add"})
         );
         for (bad, reason) in [
@@ -909,25 +790,21 @@ mod tests {
             {"key": "a", "kind": "INT", "nullable": false},
             {"key": "greeting", "kind": "STRING", "nullable": true, "default": "Hello"},
         ]));
-        let prepared = def.prepare_args(args(json!({"a": 3}))).expect("valid");
+        let prepared = prepare_args(&def, args(json!({"a": 3}))).expect("valid");
         assert_eq!(prepared["greeting"], json!("Hello"));
     }
 
     #[test]
     fn names_the_port_and_expected_kind() {
         let def = definition(json!([{"key": "a", "kind": "INT", "nullable": false}]));
-        let error = def
-            .prepare_args(args(json!({"a": "x"})))
-            .expect_err("wrong kind");
+        let error = prepare_args(&def, args(json!({"a": "x"}))).expect_err("wrong kind");
         assert_eq!(
             error.to_string(),
             "argument 'a': expected INT, got string \"x\""
         );
-        let error = def.prepare_args(args(json!({}))).expect_err("missing");
+        let error = prepare_args(&def, args(json!({}))).expect_err("missing");
         assert_eq!(error.to_string(), "argument 'a': missing; expected INT");
-        let error = def
-            .prepare_args(args(json!({"a": 1.5})))
-            .expect_err("fraction");
+        let error = prepare_args(&def, args(json!({"a": 1.5}))).expect_err("fraction");
         assert!(error.to_string().contains("expected INT, got number 1.5"));
     }
 
@@ -937,26 +814,25 @@ mod tests {
             "children": [{"key": "0", "kind": "INT", "nullable": false},
                 {"key": "1", "kind": "MODEL", "nullable": false, "identifier": "P",
                     "children": [{"key": "x", "kind": "FLOAT", "nullable": false}]}]}]));
-        let prepared = def
-            .prepare_args(args(json!({"u": {"__use": 1, "__value":
-                {"__identifier": "P", "x": 1.5}}})))
-            .expect("tagged");
+        let prepared = prepare_args(
+            &def,
+            args(json!({"u": {"__use": 1, "__value":
+                {"__identifier": "P", "x": 1.5}}})),
+        )
+        .expect("tagged");
         assert_eq!(prepared["u"], json!({"x": 1.5}));
-        let prepared = def.prepare_args(args(json!({"u": 3}))).expect("bare");
+        let prepared = prepare_args(&def, args(json!({"u": 3}))).expect("bare");
         assert_eq!(prepared["u"], json!(3));
-        let prepared = def
-            .prepare_args(args(json!({"u": {"__use": 0, "__value": 4}})))
-            .expect("tagged int");
+        let prepared =
+            prepare_args(&def, args(json!({"u": {"__use": 0, "__value": 4}}))).expect("tagged int");
         assert_eq!(prepared["u"], json!(4));
-        let error = def
-            .prepare_args(args(json!({"u": {"__use": 0, "__value": "x"}})))
+        let error = prepare_args(&def, args(json!({"u": {"__use": 0, "__value": "x"}})))
             .expect_err("wrong variant value");
         assert_eq!(
             error.to_string(),
             "argument 'u<0>': expected INT, got string \"x\""
         );
-        let error = def
-            .prepare_args(args(json!({"u": {"__use": 5, "__value": 1}})))
+        let error = prepare_args(&def, args(json!({"u": {"__use": 5, "__value": 1}})))
             .expect_err("no such variant");
         assert_eq!(
             error.to_string(),
@@ -969,8 +845,7 @@ mod tests {
         let def = definition(json!([{"key": "points", "kind": "LIST", "nullable": false,
             "children": [{"key": "...", "kind": "MODEL", "nullable": false, "identifier": "Point",
                 "children": [{"key": "x", "kind": "FLOAT", "nullable": false}]}]}]));
-        let error = def
-            .prepare_args(args(json!({"points": [{"x": 1}, {"x": "no"}]})))
+        let error = prepare_args(&def, args(json!({"points": [{"x": 1}, {"x": "no"}]})))
             .expect_err("bad item");
         assert_eq!(error.path, "points[1].x");
     }
@@ -979,10 +854,8 @@ mod tests {
     fn enums_accept_only_their_choices() {
         let def = definition(json!([{"key": "case", "kind": "ENUM", "nullable": false,
             "choices": [{"value": "UPPER", "label": "UPPER"}, {"value": "LOWER", "label": "LOWER"}]}]));
-        assert!(def.prepare_args(args(json!({"case": "UPPER"}))).is_ok());
-        let error = def
-            .prepare_args(args(json!({"case": "TITLE"})))
-            .expect_err("not a choice");
+        assert!(prepare_args(&def, args(json!({"case": "UPPER"}))).is_ok());
+        let error = prepare_args(&def, args(json!({"case": "TITLE"}))).expect_err("not a choice");
         assert!(error.to_string().contains("expected ENUM (UPPER, LOWER)"));
     }
 
@@ -1005,15 +878,17 @@ mod tests {
             {"key": "either", "kind": "UNION", "nullable": false,
              "children": [{"key": "0", "kind": "INT"}, image_port("1")]},
         ]));
-        let prepared = def
-            .prepare_args(args(json!({
+        let prepared = prepare_args(
+            &def,
+            args(json!({
                 "image": image_envelope("image:1"),
                 "named": {"a": image_envelope("image:2"), "b": "image:3"},
                 "labelled": [{"__identifier": "Labelled", "image": image_envelope("image:4"),
                     "label": "x"}],
                 "either": image_envelope("image:5"),
-            })))
-            .expect("the official client's form");
+            })),
+        )
+        .expect("the official client's form");
         assert_eq!(
             Value::Object(prepared),
             json!({
@@ -1031,7 +906,7 @@ mod tests {
             {"key": "named", "kind": "DICT", "nullable": false, "children": [image_port("...")]},
         ]));
         let refused = |value: Value| {
-            def.prepare_args(args(json!({ "named": {"a": value} })))
+            prepare_args(&def, args(json!({ "named": {"a": value} })))
                 .expect_err("refused")
                 .to_string()
         };
@@ -1055,9 +930,8 @@ mod tests {
     fn a_model_field_named_like_the_identifier_key_is_kept() {
         let def = definition(json!([{"key": "m", "kind": "MODEL", "nullable": false,
             "identifier": "M", "children": [{"key": "__identifier", "kind": "STRING"}]}]));
-        let prepared = def
-            .prepare_args(args(json!({"m": {"__identifier": "kept"}})))
-            .expect("valid");
+        let prepared =
+            prepare_args(&def, args(json!({"m": {"__identifier": "kept"}}))).expect("valid");
         assert_eq!(prepared["m"], json!({"__identifier": "kept"}));
     }
 
@@ -1093,13 +967,10 @@ mod tests {
                 .all(|port| port.kind == PortKind::Int && !port.nullable)
         );
         assert_eq!(
-            add.prepare_args(args(json!({"a": 2, "b": 3})))
-                .expect("valid"),
+            prepare_args(&add, args(json!({"a": 2, "b": 3}))).expect("valid"),
             args(json!({"a": 2, "b": 3}))
         );
-        let error = add
-            .prepare_args(args(json!({"a": "x", "b": 3})))
-            .expect_err("wrong kind");
+        let error = prepare_args(&add, args(json!({"a": "x", "b": 3}))).expect_err("wrong kind");
         assert_eq!(error.path, "a");
 
         // Unknown fields anywhere (choices and children too); null lists and flags.
@@ -1139,8 +1010,9 @@ mod tests {
     fn bounds_the_cost_of_checking_args_at_load() {
         let leaf = |index: usize| json!({"key": format!("v{index}"), "kind": "INT"});
         let union = |width: usize| json!([{"key": "u", "kind": "UNION", "children": (0..width).map(leaf).collect::<Vec<_>>()}]);
-        assert!(parse_definitions(&action(union(MAX_UNION_WIDTH))).is_ok());
-        let error = parse_definitions(&action(union(MAX_UNION_WIDTH + 1))).expect_err("too wide");
+        assert!(parse_definitions(&action(union(DefinitionCaps::DEFAULT.union_width))).is_ok());
+        let error = parse_definitions(&action(union(DefinitionCaps::DEFAULT.union_width + 1)))
+            .expect_err("too wide");
         assert!(
             error
                 .to_string()
@@ -1151,7 +1023,7 @@ mod tests {
         let unions: Vec<Value> = (0..20)
             .map(|index| {
                 json!({"key": format!("u{index}"), "kind": "UNION",
-                    "children": (0..MAX_UNION_WIDTH).map(leaf).collect::<Vec<_>>()})
+                    "children": (0..DefinitionCaps::DEFAULT.union_width).map(leaf).collect::<Vec<_>>()})
             })
             .collect();
         let error = parse_definitions(&action(Value::Array(unions))).expect_err("too many ports");
@@ -1161,7 +1033,7 @@ mod tests {
                 .contains("it has 660 ports (nested ones included); at most 256"),
             "{error}"
         );
-        let choices: Vec<Value> = (0..=MAX_CHOICES)
+        let choices: Vec<Value> = (0..=DefinitionCaps::DEFAULT.choices)
             .map(|index| json!({"value": index, "label": "x"}))
             .collect();
         let error = parse_definitions(&action(
@@ -1182,11 +1054,9 @@ mod tests {
             {"key": "...", "kind": "UNION", "children": [
                 {"key": "a", "kind": "INT"}, {"key": "b", "kind": "STRING"}]}]}]));
         let mut items: Vec<Value> = (0..100_000).map(|index| json!(index)).collect();
-        assert!(def.prepare_args(args(json!({"xs": items.clone()}))).is_ok());
+        assert!(prepare_args(&def, args(json!({"xs": items.clone()}))).is_ok());
         items[77_777] = json!(true);
-        let error = def
-            .prepare_args(args(json!({"xs": items})))
-            .expect_err("one bad item");
+        let error = prepare_args(&def, args(json!({"xs": items}))).expect_err("one bad item");
         assert_eq!(error.path, "xs[77777]");
         assert_eq!(error.problem, "expected UNION, got boolean true");
     }
@@ -1228,7 +1098,7 @@ mod tests {
             ),
             (json!({"key": "schlüssel"}), "is not an identifier"),
             (
-                json!({"key": "k".repeat(MAX_ACTION_KEY + 1)}),
+                json!({"key": "k".repeat(DefinitionCaps::DEFAULT.action_key + 1)}),
                 "at most 2000",
             ),
             (
@@ -1237,7 +1107,7 @@ mod tests {
             ),
             (json!({"args": port("...")}), "is not an identifier"),
             (
-                json!({"returns": port(&"r".repeat(MAX_PORT_KEY + 1))}),
+                json!({"returns": port(&"r".repeat(DefinitionCaps::DEFAULT.port_key + 1))}),
                 "at most 255",
             ),
             (
@@ -1245,12 +1115,15 @@ mod tests {
                 "control character",
             ),
             (json!({"name": "line\rcarriage"}), "control character"),
-            (json!({"name": "n".repeat(MAX_NAME + 1)}), "at most 1000"),
+            (
+                json!({"name": "n".repeat(DefinitionCaps::DEFAULT.name + 1)}),
+                "at most 1000",
+            ),
             (json!({"description": "bell\u{7}"}), "only newline and tab"),
             (json!({"description": "c1 \u{9b}31m"}), "control character"),
             (json!({"version": "1\n2"}), "control character"),
             (
-                json!({"version": "v".repeat(MAX_VERSION + 1)}),
+                json!({"version": "v".repeat(DefinitionCaps::DEFAULT.version + 1)}),
                 "at most 100",
             ),
             (json!({"collections": ["a\u{1b}b"]}), "control character"),

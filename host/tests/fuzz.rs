@@ -6,7 +6,7 @@
 //! `PROPTEST_CASES=200000 cargo test --release -p rekuest-host --test fuzz`.
 
 use proptest::prelude::*;
-use rekuest_host::definition::{Definition, parse_definitions};
+use rekuest_host::definition::{Definition, parse_definitions, prepare_args};
 use rekuest_host::protocol::messages::{FromAgent, ToAgent};
 use serde_json::{Map, Value, json};
 
@@ -185,7 +185,7 @@ proptest! {
         ),
     ) {
         let args: Map<String, Value> = args.into_iter().collect();
-        if let Ok(prepared) = definition.prepare_args(args) {
+        if let Ok(prepared) = prepare_args(&definition, args) {
             for port in &definition.args {
                 let present = prepared.get(&port.key).is_some_and(|value| !value.is_null());
                 prop_assert!(present || port.nullable, "non-nullable '{}' let through", port.key);

@@ -15,21 +15,55 @@ fn option_str(text: Option<String>) -> TokenStream {
     }
 }
 
-fn check_generics(input: &DeriveInput, what: &str) -> syn::Result<()> {
-    if input.generics.params.is_empty() {
-        Ok(())
-    } else {
-        Err(syn::Error::new(
+/// What a derived port is named and described by: the type's name as its identifier and its
+/// doc comment (`what` names the derive for the error about generics, which ports cannot have).
+struct PortHead {
+    identifier: String,
+    description: TokenStream,
+}
+
+fn port_head(input: &DeriveInput, what: &str) -> syn::Result<PortHead> {
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
             input.generics.span(),
             format!("{what} types cannot be generic"),
-        ))
+        ));
+    }
+    Ok(PortHead {
+        identifier: input.ident.unraw().to_string(),
+        description: option_str(docs::item_description(&input.attrs)),
+    })
+}
+
+/// The derived `Port::port`: a port of `kind` named and described by `head`, with `items` as
+/// its `choices` or `children` (`list`).
+fn port_fn(
+    head: &PortHead,
+    kind: TokenStream,
+    list: TokenStream,
+    items: &[TokenStream],
+) -> TokenStream {
+    let sdk = quote!(::rekuest_guest::__private);
+    let PortHead {
+        identifier,
+        description,
+    } = head;
+    quote! {
+        fn port() -> #sdk::PortSpec {
+            #sdk::PortSpec {
+                #list: ::core::option::Option::Some(::std::vec![#(#items),*]),
+                ..#sdk::PortSpec::new(#sdk::PortKind::#kind)
+                    .identified(#identifier)
+                    .described(#description)
+            }
+        }
     }
 }
 
 /// Expands `#[derive(Enum)]`: a fieldless enum → an ENUM port whose choices are the variant
 /// names.
 pub(crate) fn expand_enum(input: DeriveInput) -> syn::Result<TokenStream> {
-    check_generics(&input, "Enum")?;
+    let head = port_head(&input, "Enum")?;
     let Data::Enum(data) = &input.data else {
         return Err(syn::Error::new(
             input.ident.span(),
@@ -44,8 +78,6 @@ pub(crate) fn expand_enum(input: DeriveInput) -> syn::Result<TokenStream> {
     }
     let sdk = quote!(::rekuest_guest::__private);
     let ident = &input.ident;
-    let identifier = ident.unraw().to_string();
-    let description = option_str(docs::item_description(&input.attrs));
     let mut choices = Vec::new();
     let mut decode = Vec::new();
     let mut encode = Vec::new();
@@ -63,18 +95,12 @@ pub(crate) fn expand_enum(input: DeriveInput) -> syn::Result<TokenStream> {
         decode.push(quote!(#value => ::core::result::Result::Ok(Self::#name),));
         encode.push(quote!(Self::#name => #value,));
     }
+    let port = port_fn(&head, quote!(Enum), quote!(choices), &choices);
     Ok(quote! {
         impl ::rekuest_guest::Port for #ident {
             const DEFAULT_KINDS: u8 = #sdk::default_kinds::STRING;
 
-            fn port() -> #sdk::PortSpec {
-                #sdk::PortSpec {
-                    choices: ::core::option::Option::Some(::std::vec![#(#choices),*]),
-                    ..#sdk::PortSpec::new(#sdk::PortKind::Enum)
-                        .identified(#identifier)
-                        .described(#description)
-                }
-            }
+            #port
 
             fn decode(
                 value: #sdk::Value,
@@ -105,7 +131,7 @@ pub(crate) fn expand_enum(input: DeriveInput) -> syn::Result<TokenStream> {
 /// Expands `#[derive(Model)]`: a struct with named fields → a MODEL port with one child per
 /// field, sent as a JSON object.
 pub(crate) fn expand_model(input: DeriveInput) -> syn::Result<TokenStream> {
-    check_generics(&input, "Model")?;
+    let head = port_head(&input, "Model")?;
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
             input.ident.span(),
@@ -126,8 +152,6 @@ pub(crate) fn expand_model(input: DeriveInput) -> syn::Result<TokenStream> {
     }
     let sdk = quote!(::rekuest_guest::__private);
     let ident = &input.ident;
-    let identifier = ident.unraw().to_string();
-    let description = option_str(docs::item_description(&input.attrs));
     let mut children = Vec::new();
     let mut decode = Vec::new();
     let mut encode = Vec::new();
@@ -149,19 +173,13 @@ pub(crate) fn expand_model(input: DeriveInput) -> syn::Result<TokenStream> {
             );
         ));
     }
+    let port = port_fn(&head, quote!(Model), quote!(children), &children);
     Ok(quote! {
         impl ::rekuest_guest::Port for #ident {
             // A model's default would be an object, which no literal is.
             const DEFAULT_KINDS: u8 = 0;
 
-            fn port() -> #sdk::PortSpec {
-                #sdk::PortSpec {
-                    children: ::core::option::Option::Some(::std::vec![#(#children),*]),
-                    ..#sdk::PortSpec::new(#sdk::PortKind::Model)
-                        .identified(#identifier)
-                        .described(#description)
-                }
-            }
+            #port
 
             fn decode(
                 value: #sdk::Value,

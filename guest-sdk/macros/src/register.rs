@@ -172,9 +172,14 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
             hash,
             optional,
         } = dependency;
-        let action = option_str(action.as_ref().map(LitStr::value).as_deref());
-        let hash = option_str(hash.as_ref().map(LitStr::value).as_deref());
-        quote!(#sdk::Dependency { key: #key, action: #action, hash: #hash, optional: #optional })
+        let action = option_string(action.as_ref());
+        let hash = option_string(hash.as_ref());
+        quote!(#sdk::Dependency {
+            key: ::std::string::String::from(#key),
+            action: #action,
+            hash: #hash,
+            optional: #optional,
+        })
     });
     let kind = if output.generator {
         quote!(#sdk::ActionKind::Generator)
@@ -326,15 +331,19 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
 
                 fn __rekuest_definition() -> #sdk::Definition {
                     #sdk::Definition {
-                        key: #key,
-                        version: #version,
-                        name: #name,
-                        description: #description,
+                        key: ::std::string::String::from(#key),
+                        version: ::std::string::String::from(#version),
+                        name: ::std::string::String::from(#name),
+                        description: ::core::option::Option::Some(
+                            ::std::string::String::from(#description),
+                        ),
                         kind: #kind,
                         stateful: false,
-                        collections: &[],
-                        dependencies: &[#(#dependencies),*],
-                        locks: &[#(#locks),*],
+                        pure: false,
+                        idempotent: false,
+                        collections: ::std::vec::Vec::new(),
+                        dependencies: ::std::vec![#(#dependencies),*],
+                        locks: ::std::vec![#(::std::string::String::from(#locks)),*],
                         states: ::std::vec![#(#states),*],
                         args: ::std::vec![#(#arg_ports),*],
                         returns: ::std::vec![#(#return_ports),*],
@@ -357,6 +366,14 @@ pub(crate) fn expand(options: Options, mut function: ItemFn) -> syn::Result<Toke
             };
         }
     })
+}
+
+/// `Some(String::from("text"))` or `None`, in generated code.
+fn option_string(text: Option<&LitStr>) -> TokenStream {
+    match text {
+        Some(text) => quote!(::core::option::Option::Some(::std::string::String::from(#text))),
+        None => quote!(::core::option::Option::None),
+    }
 }
 
 /// `Some("text")` or `None`.

@@ -18,10 +18,10 @@ use super::caps::AgentCaps;
 use super::keep::Keep;
 use super::metrics::{ActionMetrics, Snapshot};
 use super::outbox::Outbox;
-use crate::protocol::{Assign, ChildControl, Inquiry, LogLevel, Report, ReportKind, ReportType};
+use crate::protocol::{Assign, ChildControl, Inquiry, Report, ReportKind, ReportType};
 use crate::runtime::{
-    self, ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls,
-    TaskControl, TaskEvent, TaskUsage,
+    ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls, TaskControl,
+    TaskEvent, TaskUsage,
 };
 
 /// How long a stepped task runs before it parks again (one epoch tick is the granularity).
@@ -51,18 +51,6 @@ impl StopMode {
         match self {
             StopMode::Cancel => ReportKind::Cancelled,
             StopMode::Interrupt => ReportKind::Interrupted,
-        }
-    }
-}
-
-impl From<runtime::LogLevel> for LogLevel {
-    fn from(level: runtime::LogLevel) -> Self {
-        match level {
-            runtime::LogLevel::Debug => LogLevel::Debug,
-            runtime::LogLevel::Info => LogLevel::Info,
-            runtime::LogLevel::Warn => LogLevel::Warn,
-            runtime::LogLevel::Error => LogLevel::Error,
-            runtime::LogLevel::Critical => LogLevel::Critical,
         }
     }
 }
@@ -607,10 +595,7 @@ impl Dispatcher {
     /// The report of a task's output event.
     fn report_of(&self, task: &str, event: TaskEvent) -> Report {
         let kind = match event {
-            TaskEvent::Log { level, message } => ReportKind::Log {
-                message,
-                level: level.into(),
-            },
+            TaskEvent::Log { level, message } => ReportKind::Log { message, level },
             TaskEvent::Progress { percent, message } => {
                 if let Some(entry) = self.table().running.get_mut(task) {
                     entry.progress = Some(i64::from(percent));

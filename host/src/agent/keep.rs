@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::caps::AgentCaps;
 use super::registration::{GraphqlClient, Implementation};
-use crate::definition::{Port, PortKind, StateSchema, fits};
+use crate::definition::{Port, PortKind, StateSchema, fits, state_input};
 use crate::protocol::{FromAgent, KeepFrame, SessionInit};
 use crate::runtime::limits::format_bytes;
 use crate::runtime::{KeepPort, Shelving};
@@ -90,7 +90,7 @@ pub fn declared(implementations: &[Implementation]) -> (Vec<Value>, Vec<Value>) 
         }
     }
     (
-        states.iter().map(|state| state.to_server()).collect(),
+        states.iter().copied().map(state_input).collect(),
         locks
             .iter()
             .map(|key| json!({"key": key, "definition": {"key": key}}))

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::credentials::Credentials;
-use crate::definition::{Definition, Dependency};
+use crate::definition::{Definition, DefinitionInput, dependency_input};
 use crate::login::LoginError;
 use crate::tls::{ClientTls, explain_certificate_error, server_of};
 
@@ -152,7 +152,7 @@ pub fn definition_hash(implementations: &[Implementation]) -> String {
         }
         let mut value = json!({
             "interface": implementation.interface,
-            "definition": implementation.definition,
+            "definition": DefinitionInput::from(&implementation.definition),
         });
         // Only when declared, so hashes of actions without any stay as they were.
         if !implementation.definition.dependencies.is_empty() {
@@ -389,34 +389,8 @@ impl GraphqlClient {
             });
         }
         let attempt = "registering the actions (implementAgent)";
-        let (states, locks) = super::keep::declared(implementations);
-        let implementations: Vec<Value> = implementations
-            .iter()
-            .map(|implementation| {
-                let mut value = json!({
-                    "interface": implementation.interface,
-                    "definition": implementation.definition,
-                    "dependencies": implementation
-                        .definition
-                        .dependencies
-                        .iter()
-                        .map(Dependency::to_server)
-                        .collect::<Vec<_>>(),
-                });
-                if !implementation.definition.locks.is_empty() {
-                    value["locks"] = json!(implementation.definition.locks);
-                }
-                value
-            })
-            .collect();
         let count = implementations.len();
-        let mut input = json!({"name": name, "hash": hash, "implementations": implementations});
-        if !states.is_empty() {
-            input["states"] = Value::Array(states);
-        }
-        if !locks.is_empty() {
-            input["locks"] = Value::Array(locks);
-        }
+        let input = implement_input(name, &hash, implementations);
         let data = self
             .request(attempt, IMPLEMENT_AGENT, json!({ "input": input }))
             .await?;
@@ -428,6 +402,39 @@ impl GraphqlClient {
             implemented: true,
         })
     }
+}
+
+/// `implementAgent`'s input: every action's interface, its definition as the server stores it,
+/// its dependency slots and (when it holds any) its locks; the agent's states and locks.
+fn implement_input(name: &str, hash: &str, implementations: &[Implementation]) -> Value {
+    let (states, locks) = super::keep::declared(implementations);
+    let implementations: Vec<Value> = implementations
+        .iter()
+        .map(|implementation| {
+            let mut value = json!({
+                "interface": implementation.interface,
+                "definition": DefinitionInput::from(&implementation.definition),
+                "dependencies": implementation
+                    .definition
+                    .dependencies
+                    .iter()
+                    .map(dependency_input)
+                    .collect::<Vec<_>>(),
+            });
+            if !implementation.definition.locks.is_empty() {
+                value["locks"] = json!(implementation.definition.locks);
+            }
+            value
+        })
+        .collect();
+    let mut input = json!({"name": name, "hash": hash, "implementations": implementations});
+    if !states.is_empty() {
+        input["states"] = Value::Array(states);
+    }
+    if !locks.is_empty() {
+        input["locks"] = Value::Array(locks);
+    }
+    input
 }
 
 /// The `message`s of GraphQL errors, joined.
@@ -483,6 +490,34 @@ mod tests {
         assert_eq!(first.len(), 64);
         let changed = definition_hash(&[a, implementation("sub", "subtracts!")]);
         assert_ne!(first, changed);
+    }
+
+    /// The registration of the guest SDK's pinned self-description (its own tests pin the bytes
+    /// `describe` returns, with dependencies, locks and a state): the definition hash and
+    /// `implementAgent`'s input stay exactly as they were, so an unchanged component
+    /// re-registers as unchanged.
+    #[test]
+    fn the_registration_of_the_pinned_description_is_pinned() {
+        let described = include_str!("../../../guest-sdk/tests/describe.json");
+        let implementations: Vec<Implementation> = crate::definition::parse_definitions(described)
+            .expect("the SDK's description is valid")
+            .into_iter()
+            .map(|definition| Implementation {
+                interface: definition.key.clone(),
+                definition,
+            })
+            .collect();
+        let hash = definition_hash(&implementations);
+        let input = implement_input("pinned", &hash, &implementations);
+        let input = serde_json::to_string_pretty(&input).expect("JSON");
+        assert_eq!(
+            hash,
+            "bf741082b083542b56815798735edd82a15f91722c647e74196cd415163cd5e1"
+        );
+        assert_eq!(
+            input,
+            include_str!("../../tests/implement_agent.json").trim_end()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use rekuest_host::definition::{Definition, Port, PortKind};
+use rekuest_host::definition::{Definition, Port, PortKind, prepare_args};
 use rekuest_host::envelope::IDENTIFIER_KEY;
 
 /// Builds the args of `definition` from `--args-json` JSON and `key=value` words (words win
@@ -59,7 +59,7 @@ pub fn build_args(
             check_fields(port, value, &port.key)?;
         }
     }
-    definition.prepare_args(args.clone())?;
+    prepare_args(definition, args.clone())?;
     Ok(args)
 }
 

@@ -147,7 +147,7 @@ impl Display {
         match event {
             TaskEvent::Log { level, message } => {
                 // Printed with the level the server would show.
-                let level = rekuest_host::protocol::LogLevel::from(level).as_str();
+                let level = level.as_str();
                 let line = format!("[{level}] {}", Lines(&message));
                 if HeldCritical::holds(Some(level), &message) {
                     self.held.hold(&message, line);

@@ -4,13 +4,18 @@
 
 use std::fmt::Write;
 
-use rekuest_host::definition::{Definition, Port, PortKind};
+use rekuest_host::definition::{Definition, DefinitionInput, Port, PortKind};
 use rekuest_host::runtime::ActionComponent;
 use rekuest_host::text::{self, OneLine};
 
 /// The exact `DefinitionInput` list that would be registered, pretty-printed.
 pub fn render_json(component: &ActionComponent) -> anyhow::Result<String> {
-    let json = serde_json::to_string_pretty(component.definitions())?;
+    let inputs: Vec<DefinitionInput<'_>> = component
+        .definitions()
+        .iter()
+        .map(DefinitionInput::from)
+        .collect();
+    let json = serde_json::to_string_pretty(&inputs)?;
     Ok(text::json(&json).into_owned())
 }
 

@@ -13,34 +13,8 @@ use serde_json::value::RawValue;
 
 use super::MessageError;
 
-/// Severity of a LOG report: the wire's `level`, `DEBUG|INFO|WARN|ERROR|CRITICAL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LogLevel {
-    /// Detail only a developer wants.
-    Debug,
-    /// Normal progress notes; also what a LOG without a level means.
-    Info,
-    /// Something odd that did not stop the task.
-    Warn,
-    /// Something failed.
-    Error,
-    /// Something is badly broken.
-    Critical,
-}
-
-impl LogLevel {
-    /// The wire name, e.g. `WARN`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "DEBUG",
-            LogLevel::Info => "INFO",
-            LogLevel::Warn => "WARN",
-            LogLevel::Error => "ERROR",
-            LogLevel::Critical => "CRITICAL",
-        }
-    }
-}
+/// Severity of a LOG report: the wire's `level` (the model shared with the guest SDK).
+pub use rekuest_definition::LogLevel;
 
 /// The `type` of a report, without its fields; what acknowledgement and retention decide on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

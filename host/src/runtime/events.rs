@@ -7,21 +7,8 @@ use tokio::sync::watch;
 
 use super::limits::LimitExceeded;
 
-/// Severity of a guest log line, as the guest gave it (the agent maps it to the protocol's
-/// level).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Chatter.
-    Debug,
-    /// Normal progress notes (also the guest's stdout).
-    Info,
-    /// Something odd (also the guest's stderr).
-    Warn,
-    /// Something failed.
-    Error,
-    /// Something is badly broken.
-    Critical,
-}
+/// Severity of a guest log line, as the guest gave it (the level a LOG report carries).
+pub use rekuest_definition::LogLevel;
 
 /// Something a running task reports before it ends.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use super::host_api::{ContractViolation, TaskState};
 use super::http::TaskHttp;
 use super::limits::{LimitExceeded, Limits, TaskLimiter};
 use super::output::{TaskOutput, YieldError, cut_error};
-use crate::definition::{ActionKind, Definition, Port, parse_definitions};
+use crate::definition::{ActionKind, Definition, Port, parse_definitions, prepare_args};
 use crate::envelope;
 pub use policy::{DirGrant, SandboxPolicy};
 
@@ -525,7 +525,7 @@ const INLINE_ARG_COST: usize = 1_000;
 
 /// Checks `args` against `definition` and encodes them for the guest.
 fn encode_args(definition: &Definition, args: Map<String, Value>) -> Result<String, Outcome> {
-    match definition.prepare_args(args) {
+    match prepare_args(definition, args) {
         Ok(args) => Ok(Value::Object(args).to_string()),
         Err(error) => Err(Outcome::Failed(Failure::InvalidArgs(error.to_string()))),
     }
