@@ -197,7 +197,7 @@ impl Sdk {
 pub mod tasks {
     use rekuest_host::runtime::{
         ActionComponent, Allocation, ComponentCache, LogLevel, Outcome, Runtime, RuntimeConfig,
-        TaskControl, TaskEvent,
+        TaskControl, TaskEvent, TaskRequest,
     };
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
@@ -264,7 +264,10 @@ pub mod tasks {
             run
         });
         let args = args.as_object().cloned().expect("args are an object");
-        let outcome = component.run(action, args, events, control).await;
+        let (outcome, sandbox) = component
+            .run(TaskRequest::new(action, args), events, control)
+            .await;
+        drop(sandbox);
         let mut run = collector.await.expect("collector finishes");
         run.outcome = outcome;
         run

@@ -20,7 +20,7 @@ use super::outbox::Outbox;
 use crate::protocol::{Assign, ChildControl, Inquiry, LogLevel, Report, ReportKind, ReportType};
 use crate::runtime::{
     self, ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls,
-    TaskControl, TaskEvent, TaskUsage,
+    TaskControl, TaskEvent, TaskRequest, TaskUsage,
 };
 
 /// Finished tasks remembered for inquiries and duplicate assignments.
@@ -525,14 +525,13 @@ impl Dispatcher {
             depth,
             keep: Some(Arc::clone(&self.keep) as _),
         };
-        let run = component.run_calling(
-            &assign.interface,
-            assign.args,
-            assign.token,
-            events,
-            &control,
-            Some(calls),
-        );
+        let request = TaskRequest {
+            action: &assign.interface,
+            args: assign.args,
+            task_token: assign.token,
+            calls: Some(calls),
+        };
+        let run = component.run(request, events, &control);
         tokio::pin!(run);
         // Events are forwarded as they come; the channel stays open while the sandbox lives,
         // so the end of the run (not of the channel) ends the loop. While the outbox is full

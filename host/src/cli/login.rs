@@ -10,6 +10,7 @@ use clap::Args;
 use rekuest_host::agent::{Backoff, BackoffConfig};
 use rekuest_host::config::ArkitektSection;
 use rekuest_host::config::parse_duration;
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::login::{
     self, Grant, LoginError, LoginSettings, Manifest, Session, cache, fakts,
 };
@@ -133,7 +134,7 @@ pub async fn connect(
         let Some(delay) = backoff.next_delay() else {
             return Err(error.into());
         };
-        tracing::warn!("{error}; trying again in {delay:.1?}");
+        tracing::warn!("{}; trying again in {delay:.1?}", ErrorChain(&error));
         tokio::time::sleep(delay).await;
     }
 }

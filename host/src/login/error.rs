@@ -15,7 +15,7 @@ pub enum LoginError {
         reason: String,
     },
     /// No answer (DNS, connection refused, timeout).
-    #[error("{step}: cannot reach {url}: {source}")]
+    #[error("{step}: cannot reach {url}")]
     Unreachable {
         /// What was being attempted.
         step: &'static str,

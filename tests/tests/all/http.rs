@@ -10,7 +10,7 @@ use std::time::Duration;
 use rekuest_host::runtime::http::{HttpClient, HttpGrant, HttpLimits, HttpPolicy, StaticToken};
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Failure, LimitExceeded, Limits, Outcome, Runtime,
-    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent, TaskRequest,
 };
 use rekuest_host_tests::{
     component, host_binary, python_component, test_cache_dir, workspace_root,
@@ -262,7 +262,14 @@ async fn run_task(
     });
     let args = args.as_object().cloned().expect("object");
     let (outcome, sandbox) = component
-        .run_keeping_sandbox(action, args, token.map(str::to_string), events, control)
+        .run(
+            TaskRequest {
+                task_token: token.map(str::to_string),
+                ..TaskRequest::new(action, args)
+            },
+            events,
+            control,
+        )
         .await;
     drop(sandbox);
     (collector.await.expect("collector"), outcome)

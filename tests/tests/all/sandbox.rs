@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DirGrant, Failure, LimitExceeded, Limits, Outcome,
-    Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+    Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent, TaskRequest,
 };
 use rekuest_host_tests::{component, test_cache_dir, workspace_root};
 use serde_json::{Value, json};
@@ -47,8 +48,9 @@ async fn call(component: &ActionComponent, action: &str, args: Value) -> (Value,
     });
     let args = args.as_object().cloned().expect("object");
     let outcome = component
-        .run(action, args, events, &TaskControl::new())
-        .await;
+        .run(TaskRequest::new(action, args), events, &TaskControl::new())
+        .await
+        .0;
     (collector.await.expect("collector"), outcome)
 }
 
@@ -357,7 +359,7 @@ async fn broken_self_descriptions_are_refused_while_other_components_keep_workin
             .await
         {
             Ok(_) => panic!("{mode}: a broken description was accepted"),
-            Err(error) => error.to_string(),
+            Err(error) => ErrorChain(&error).to_string(),
         };
         assert!(
             error.starts_with("hostile_describe was refused: "),
