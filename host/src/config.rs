@@ -42,6 +42,7 @@
 //! http = []                 # this action reaches nothing
 //! ```
 
+mod settings;
 mod units;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,10 @@ use crate::runtime::limits::{
     MAX_RESOURCE_CAP, MIN_HOST_RESOURCES, check_memory_limit, check_timeout,
 };
 
+pub use settings::{
+    DEFAULT_AGENT_NAME, DeploymentOverrides, Overrides, Settings, SettingsError, Target,
+    login_settings, trusted_cas,
+};
 pub use units::{parse_bytes, parse_duration, parse_memory_limit, parse_timeout};
 
 use crate::runtime::{DirGrant, HostResourceCaps, Limits, SandboxPolicy};
