@@ -299,6 +299,14 @@ mod tests {
         }
     }
 
+    /// The URL and token of a plain-server target.
+    fn server_of(target: &Target) -> (&str, &str) {
+        match target {
+            Target::Server { url, token } => (url, token),
+            other => panic!("not a plain server: {other:?}"),
+        }
+    }
+
     const FILE: &str = r#"
         [server]
         url = "http://file.example"
@@ -330,15 +338,10 @@ mod tests {
         };
         let settings = Settings::resolve(&overrides, Some(&path)).expect("resolves");
         let base = path.parent().expect("dir");
-        match settings.target {
-            Target::Server { url, token } => {
-                assert_eq!(
-                    (url.as_str(), token.as_str()),
-                    ("http://flag.example", "flag-token")
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            server_of(&settings.target),
+            ("http://flag.example", "flag-token")
+        );
         assert_eq!(settings.name, "from-flag");
         assert_eq!(settings.concurrency, Some(9));
         assert_eq!(settings.shutdown_grace, Some(Duration::from_secs(1)));
@@ -365,15 +368,10 @@ mod tests {
     fn the_file_fills_in_what_the_command_line_leaves_out() {
         let path = file(FILE);
         let settings = Settings::resolve(&Overrides::default(), Some(&path)).expect("resolves");
-        match settings.target {
-            Target::Server { url, token } => {
-                assert_eq!(
-                    (url.as_str(), token.as_str()),
-                    ("http://file.example", "file-token")
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            server_of(&settings.target),
+            ("http://file.example", "file-token")
+        );
         assert_eq!(settings.name, "from-file");
         assert_eq!(settings.concurrency, Some(3));
         assert_eq!(settings.shutdown_grace, Some(Duration::from_secs(7)));
