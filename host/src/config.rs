@@ -42,6 +42,7 @@
 //! http = []                 # this action reaches nothing
 //! ```
 
+mod settings;
 mod units;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,10 @@ use crate::runtime::limits::{
     MAX_RESOURCE_CAP, MIN_HOST_RESOURCES, check_memory_limit, check_timeout,
 };
 
+pub use settings::{
+    DEFAULT_AGENT_NAME, DeploymentOverrides, Overrides, Settings, SettingsError, Target,
+    login_settings, trusted_cas,
+};
 pub use units::{parse_bytes, parse_duration, parse_memory_limit, parse_timeout};
 
 use crate::runtime::{DirGrant, HostResourceCaps, Limits, SandboxPolicy};
@@ -63,7 +68,7 @@ use crate::runtime::{DirGrant, HostResourceCaps, Limits, SandboxPolicy};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: cannot read it: {source}")]
+    #[error("{file}: cannot read it")]
     Read {
         /// The file.
         file: PathBuf,
@@ -71,7 +76,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Not valid TOML, an unknown key, or a value of the wrong type.
-    #[error("{file}: {source}")]
+    #[error("{file}: cannot parse it")]
     Parse {
         /// The file.
         file: PathBuf,
@@ -873,7 +878,8 @@ mod tests {
         ];
         for (text, key) in cases {
             let (_, file) = write(text);
-            let error = load(&file).expect_err(text).to_string();
+            let error = load(&file).expect_err(text);
+            let error = crate::error_chain::ErrorChain(&error).to_string();
             assert!(error.starts_with(&file.display().to_string()), "{error}");
             assert!(error.contains(key), "{error} should name {key}");
         }

@@ -11,6 +11,7 @@
 //! - [`login`]: joining an Arkitekt deployment (fakts discovery, the claim, access tokens).
 //! - [`tls`]: the certificate authorities outbound connections trust.
 //! - [`text`]: guest and server text made safe for a terminal.
+//! - [`error_chain`]: an error with its causes, each said once.
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -19,6 +20,7 @@ pub mod definition;
 #[cfg(feature = "devserver")]
 pub mod devserver;
 pub mod envelope;
+pub mod error_chain;
 pub mod login;
 pub mod protocol;
 pub mod runtime;

@@ -5,6 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::text::Lines;
 
 /// Tasks allocate many small short-lived buffers (frames, envelopes, stores); mimalloc serves
@@ -21,7 +22,7 @@ async fn main() -> ExitCode {
     match cli.run().await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", Lines(&error_text(&error)));
+            eprintln!("error: {}", Lines(&ErrorChain(&*error).to_string()));
             if error.chain().any(|cause| cause.is::<cli::UsageError>()) {
                 cli::Exit::Usage.into()
             } else {
@@ -29,21 +30,4 @@ async fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// The error and its causes, each said once: a cause whose text its parent already quotes
-/// (e.g. an I/O or TOML error inside a config error) is not repeated.
-fn error_text(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if text.contains(&cause) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause);
-    }
-    text
 }

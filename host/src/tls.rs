@@ -41,16 +41,16 @@ pub enum TlsError {
         path: PathBuf,
     },
     /// A certificate in a CA file is not usable as a trust anchor.
-    #[error("the CA certificate file {} holds a certificate that cannot be trusted: {reason}", path.display())]
+    #[error("the CA certificate file {} holds a certificate that cannot be trusted", path.display())]
     BadCertificate {
         /// The file.
         path: PathBuf,
-        /// rustls's reason.
-        reason: String,
+        /// rustls's reason (the PEM is malformed, or the certificate is not an anchor).
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// `SSL_CERT_FILE` or `SSL_CERT_DIR` names something unreadable.
-    #[error("the system trust store could not be read: {0} (check SSL_CERT_FILE / SSL_CERT_DIR)")]
-    SystemStore(String),
+    #[error("the system trust store (SSL_CERT_FILE / SSL_CERT_DIR) could not be read")]
+    SystemStore(#[source] rustls_native_certs::Error),
 }
 
 /// The TLS client settings every outbound connection uses; cheap to clone.
@@ -67,13 +67,13 @@ impl ClientTls {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let system = rustls_native_certs::load_native_certs();
+        let mut system = rustls_native_certs::load_native_certs();
         let from_env = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
             .iter()
             .any(|name| std::env::var_os(name).is_some());
-        if from_env && let Some(error) = system.errors.first() {
+        if from_env && !system.errors.is_empty() {
             // Set by the operator on purpose: a typo there must not go unnoticed.
-            return Err(TlsError::SystemStore(error.to_string()));
+            return Err(TlsError::SystemStore(system.errors.swap_remove(0)));
         }
         for error in &system.errors {
             tracing::debug!("part of the system trust store could not be read: {error}");
@@ -110,16 +110,15 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
     })?;
     let mut found = 0;
     for certificate in CertificateDer::pem_slice_iter(&pem) {
-        let certificate = certificate.map_err(|error| TlsError::BadCertificate {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        })?;
+        let bad_certificate =
+            |source: Box<dyn std::error::Error + Send + Sync>| TlsError::BadCertificate {
+                path: path.to_path_buf(),
+                source,
+            };
+        let certificate = certificate.map_err(|error| bad_certificate(error.into()))?;
         roots
             .add(certificate)
-            .map_err(|error| TlsError::BadCertificate {
-                path: path.to_path_buf(),
-                reason: error.to_string(),
-            })?;
+            .map_err(|error| bad_certificate(error.into()))?;
         found += 1;
     }
     if found == 0 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Limits, Outcome, Runtime, RuntimeConfig,
-    SandboxPolicy, TaskControl, TaskEvent,
+    SandboxPolicy, TaskControl, TaskEvent, TaskRequest,
 };
 use rekuest_host_tests::{component, test_cache_dir};
 use serde_json::{Value, json};
@@ -31,8 +31,9 @@ async fn run(component: &ActionComponent, action: &str, args: Value) -> Outcome 
     });
     let args = args.as_object().cloned().unwrap_or_default();
     let outcome = component
-        .run(action, args, events, &TaskControl::new())
-        .await;
+        .run(TaskRequest::new(action, args), events, &TaskControl::new())
+        .await
+        .0;
     let _ = drain.await;
     outcome
 }

@@ -216,7 +216,7 @@ impl Sdk {
 pub mod tasks {
     use rekuest_host::runtime::{
         ActionComponent, Allocation, ComponentCache, Failure, LogLevel, Outcome, Runtime,
-        RuntimeConfig, TaskControl, TaskEvent,
+        RuntimeConfig, TaskControl, TaskEvent, TaskRequest,
     };
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
@@ -314,9 +314,14 @@ pub mod tasks {
     ) -> Run {
         let collector = Collector::start();
         let args = args.as_object().cloned().expect("args are an object");
-        let outcome = component
-            .run(action, args, collector.events.clone(), control)
+        let (outcome, sandbox) = component
+            .run(
+                TaskRequest::new(action, args),
+                collector.events.clone(),
+                control,
+            )
             .await;
+        drop(sandbox);
         collector.finish(outcome).await
     }
 

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use super::caps::AgentCaps;
 use super::dispatcher::{Dispatcher, StopMode};
 use super::outbox::Outbox;
+use crate::error_chain::ErrorChain;
 use crate::protocol::messages::frame_type;
 use crate::protocol::{FromAgent, MessageError, Register, ToAgent};
 use crate::tls::{ClientTls, explain_certificate_error, server_of};
@@ -159,7 +160,10 @@ async fn wait_for_init(socket: &mut Socket) -> Result<Vec<crate::protocol::Inqui
                     "ignoring a {} frame before INIT",
                     crate::protocol::messages::frame_type(text.as_str()).unwrap_or_default()
                 ),
-                Err(error) => tracing::warn!("ignoring a malformed frame before INIT: {error}"),
+                Err(error) => tracing::warn!(
+                    "ignoring a malformed frame before INIT: {}",
+                    ErrorChain(&error)
+                ),
             },
             Some(Ok(Message::Close(frame))) => {
                 let (code, reason) = close_parts(frame);

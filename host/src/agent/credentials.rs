@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::error_chain::ErrorChain;
 use crate::login::{LoginError, Service, Session};
 
 /// A cheap, cloneable handle to the agent's token. Its `Debug` never shows a token.
@@ -92,6 +93,6 @@ impl crate::runtime::http::AgentCredentials for Credentials {
     async fn access_token(&self) -> Result<String, String> {
         self.current_token()
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|error| ErrorChain(&error).to_string())
     }
 }

@@ -21,7 +21,7 @@ use super::outbox::Outbox;
 use crate::protocol::{Assign, ChildControl, Inquiry, Report, ReportKind, ReportType};
 use crate::runtime::{
     ActionComponent, EPOCH_TICK, EVENT_BUFFER, Outcome, Sandbox, Signal, TaskCalls, TaskControl,
-    TaskEvent, TaskUsage,
+    TaskEvent, TaskRequest, TaskUsage,
 };
 
 /// How long a stepped task runs before it parks again (one epoch tick is the granularity).
@@ -495,14 +495,13 @@ impl Dispatcher {
             depth,
             keep: Some(Arc::clone(&self.keep) as _),
         };
-        let run = component.run_calling(
-            &assign.interface,
-            assign.args,
-            assign.token,
-            events,
-            &control,
-            Some(calls),
-        );
+        let request = TaskRequest {
+            action: &assign.interface,
+            args: assign.args,
+            task_token: assign.token,
+            calls: Some(calls),
+        };
+        let run = component.run(request, events, &control);
         tokio::pin!(run);
         // Events are forwarded as they come; the channel stays open while the sandbox lives,
         // so the end of the run (not of the channel) ends the loop. While the outbox is full

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::ServedComponent;
 use crate::config::{ComponentSettings, largest_memory};
+use crate::error_chain::ErrorChain;
 use crate::runtime::{
     ActionComponent, Allocation, ComponentCache, LoadError, Runtime, RuntimeConfig,
 };
@@ -104,7 +105,10 @@ pub async fn load_components(
             .await
         {
             Ok(component) => served.push(checked(settings, component)?),
-            Err(error) => tracing::error!("{error}; serving the other components without it"),
+            Err(error) => tracing::error!(
+                "{}; serving the other components without it",
+                ErrorChain(&error)
+            ),
         }
     }
     if served.is_empty() {

@@ -24,7 +24,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// The metrics address could not be listened on.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot serve metrics on {addr}: {source}")]
+#[error("cannot serve metrics on {addr}")]
 pub struct MetricsServerError {
     /// The address.
     pub addr: SocketAddr,

@@ -49,6 +49,7 @@ pub use registration::{
 };
 pub use reload::{ReloadError, Reloaded};
 
+use crate::error_chain::ErrorChain;
 use crate::protocol::{Endpoints, close_code};
 use crate::runtime::ActionComponent;
 use crate::tls::{ClientTls, TlsError};
@@ -356,7 +357,7 @@ impl Agent {
                          untouched"
                     )
                 }
-                Err(error) if error.is_transient() => error.to_string(),
+                Err(error) if error.is_transient() => ErrorChain(&error).to_string(),
                 Err(error) => return Err(error.into()),
             };
             let Some(delay) = backoff.next_delay() else {
@@ -453,7 +454,7 @@ impl Agent {
             let token = match self.socket.credentials.current_token().await {
                 Ok(token) => token,
                 Err(error) if error.is_transient() || *self.online.borrow() => {
-                    let failure = format!("cannot get an access token: {error}");
+                    let failure = format!("cannot get an access token: {}", ErrorChain(&error));
                     if *closing.borrow() {
                         return Ok(());
                     }
@@ -649,7 +650,10 @@ async fn restore_registration(
             implementations.len()
         ),
         Ok(_) => {}
-        Err(error) => tracing::warn!("could not check the agent's registration: {error}"),
+        Err(error) => tracing::warn!(
+            "could not check the agent's registration: {}",
+            ErrorChain(&error)
+        ),
     }
 }
 

@@ -33,7 +33,7 @@ pub struct Implementation {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
     /// The request did not get an answer.
-    #[error("{attempt}: could not reach {url}: {source}")]
+    #[error("{attempt}: could not reach {url}")]
     Unreachable {
         /// What was being attempted.
         attempt: &'static str,
@@ -80,7 +80,7 @@ pub enum RegistrationError {
         messages: String,
     },
     /// No token could be had from the deployment.
-    #[error("{attempt}: {source}")]
+    #[error("{attempt}: no access token")]
     Credentials {
         /// What was being attempted.
         attempt: &'static str,

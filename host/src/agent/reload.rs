@@ -10,10 +10,10 @@ use super::{Agent, AgentError, ServedComponent, actions_of};
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     /// The new set is not servable (an action key twice, or no action).
-    #[error("the new components cannot be served: {0}")]
+    #[error("the new components cannot be served")]
     Unservable(#[source] AgentError),
     /// The server did not take the new definitions.
-    #[error("the server did not take the new definitions: {0}")]
+    #[error("the server did not take the new definitions")]
     Registration(#[from] super::RegistrationError),
 }
 

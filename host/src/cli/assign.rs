@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use rekuest_host::agent::GraphqlClient;
 use rekuest_host::definition::Definition;
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::text::{self, Lines, OneLine};
 use rekuest_host::tls::ClientTls;
@@ -223,7 +224,7 @@ pub async fn run(args: &AssignArgs) -> anyhow::Result<ExitCode> {
     ) {
         Ok(task_args) => task_args,
         Err(error) => {
-            eprintln!("error: {}", Lines(&format!("{error:#}")));
+            eprintln!("error: {}", Lines(&ErrorChain(&*error).to_string()));
             return Ok(Exit::Usage.into());
         }
     };

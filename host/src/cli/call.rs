@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use rekuest_host::definition::ActionKind;
-use rekuest_host::runtime::{ActionComponent, EVENT_BUFFER, Outcome, TaskControl, TaskEvent};
+use rekuest_host::runtime::{
+    ActionComponent, EVENT_BUFFER, Outcome, TaskControl, TaskEvent, TaskRequest,
+};
 use rekuest_host::text::{self, Lines, OneLine};
 
 use super::exit::Exit;
@@ -39,7 +41,10 @@ pub async fn run(component: &ActionComponent, action: &str, args: Map<String, Va
         }
         display.finish()
     });
-    let outcome = component.run(action, args, events, &control).await;
+    let (outcome, sandbox) = component
+        .run(TaskRequest::new(action, args), events, &control)
+        .await;
+    drop(sandbox);
     ctrl_c.abort();
     let (returns, held) = printer.await.unwrap_or_default();
     report(&outcome, returns, held)

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use rekuest_host::agent::{Agent, AgentConfig, RuntimeShape, load_components};
 use rekuest_host::config::{self, parse_duration};
 use rekuest_host::devserver::{Control, DevServer, DevServerConfig, PlatformConfig};
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::http::StaticToken;
 use rekuest_host::runtime::{ComponentCache, Runtime};
@@ -252,7 +253,7 @@ async fn assign_once(
     let task_args = match args_for(&offered, action, json, words) {
         Ok(task_args) => task_args,
         Err(error) => {
-            eprintln!("error: {}", Lines(&format!("{error:#}")));
+            eprintln!("error: {}", Lines(&ErrorChain(&*error).to_string()));
             return Ok(Exit::Usage.into());
         }
     };

@@ -8,14 +8,11 @@ use std::time::Duration;
 use clap::Args;
 
 use rekuest_host::agent::{Backoff, BackoffConfig};
-use rekuest_host::config::ArkitektSection;
-use rekuest_host::config::parse_duration;
-use rekuest_host::login::{
-    self, Grant, LoginError, LoginSettings, Manifest, Session, cache, fakts,
-};
+use rekuest_host::config::{DeploymentOverrides, login_settings, parse_duration, trusted_cas};
+use rekuest_host::error_chain::ErrorChain;
+use rekuest_host::login::{self, Grant, LoginError, LoginSettings, Session, cache, fakts};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::text::OneLine;
-use rekuest_host::tls::ClientTls;
 
 /// How to join a deployment (flags, then the environment names the Python apps use).
 #[derive(Debug, Clone, Default, Args)]
@@ -37,54 +34,16 @@ pub struct DeploymentArgs {
     pub login_cache: Option<PathBuf>,
 }
 
-/// What `run` joins: a deployment, or nothing (then `--url`/`--token`).
-pub fn deployment_settings(
-    args: &DeploymentArgs,
-    file: &ArkitektSection,
-    ca_certs: &[PathBuf],
-) -> anyhow::Result<Option<(LoginSettings, bool)>> {
-    let Some(url) = args.deployment.clone().or(file.url.clone()) else {
-        return Ok(None);
-    };
-    let grant = match (
-        args.redeem_token.clone().or(file.redeem_token.clone()),
-        args.claim_token.clone().or(file.claim_token.clone()),
-    ) {
-        (_, Some(claim_token)) => Grant::ClaimToken(claim_token),
-        (Some(redeem_token), None) => Grant::Redeem(redeem_token),
-        (None, None) => Grant::CachedOnly,
-    };
-    Ok(Some((
-        LoginSettings {
-            url,
-            manifest: manifest(file, args.login_cache.as_ref())?,
-            grant,
-            cache_file: args.login_cache.clone().or(file.cache.clone()),
-            tls: ClientTls::new(ca_certs)?,
-        },
-        args.login,
-    )))
-}
-
-/// The manifest `[arkitekt]` describes (defaults derived from this program and machine).
-fn manifest(file: &ArkitektSection, cache_file: Option<&PathBuf>) -> anyhow::Result<Manifest> {
-    let node_id = match &file.node_id {
-        Some(node_id) => node_id.clone(),
-        None => {
-            let state_dir = cache_file
-                .and_then(|file| file.parent().map(PathBuf::from))
-                .or_else(cache::default_dir);
-            login::manifest::node_id(state_dir.as_deref())
+impl DeploymentArgs {
+    /// What these flags set, over the config file's `[arkitekt]`.
+    pub fn overrides(&self) -> DeploymentOverrides {
+        DeploymentOverrides {
+            url: self.deployment.clone(),
+            redeem_token: self.redeem_token.clone(),
+            claim_token: self.claim_token.clone(),
+            login_cache: self.login_cache.clone(),
         }
-    };
-    Manifest::new(
-        file.identifier.clone(),
-        file.version.clone(),
-        file.scopes.clone(),
-        file.requirements.clone(),
-        node_id,
-    )
-    .map_err(|reason| anyhow::anyhow!("[arkitekt]: {reason}"))
+    }
 }
 
 /// Logs in as `settings` says; with `interactive`, a missing login starts a device code.
@@ -133,7 +92,7 @@ pub async fn connect(
         let Some(delay) = backoff.next_delay() else {
             return Err(error.into());
         };
-        tracing::warn!("{error}; trying again in {delay:.1?}");
+        tracing::warn!("{}; trying again in {delay:.1?}", ErrorChain(&error));
         tokio::time::sleep(delay).await;
     }
 }
@@ -181,21 +140,13 @@ impl LoginArgs {
             Some(path) => rekuest_host::config::load(path)?.0,
             None => rekuest_host::config::FileConfig::default(),
         };
-        let cache_file = self.login_cache.clone().or(file.arkitekt.cache.clone());
-        let ca_certs: Vec<PathBuf> = file
-            .server
-            .ca_certs
-            .unwrap_or_default()
-            .into_iter()
-            .chain(self.ca_certs.iter().cloned())
-            .collect();
-        Ok(LoginSettings {
-            url: self.url.clone(),
-            manifest: manifest(&file.arkitekt, cache_file.as_ref())?,
+        Ok(login_settings(
+            self.url.clone(),
             grant,
-            cache_file,
-            tls: ClientTls::new(&ca_certs)?,
-        })
+            self.login_cache.clone(),
+            &file.arkitekt,
+            &trusted_cas(&file, &self.ca_certs),
+        )?)
     }
 }
 

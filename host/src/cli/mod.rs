@@ -24,6 +24,7 @@ use clap::{Args, Parser, Subcommand};
 
 use rekuest_host::config::LogFormat;
 use rekuest_host::config::parse_bytes;
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::runtime::{Allocation, ComponentCache, Runtime, RuntimeConfig, SandboxPolicy};
 use rekuest_host::text::{Lines, OneLine};
 
@@ -213,7 +214,7 @@ impl Cli {
                 let args = match args::build_args(definition, args_json.as_deref(), args) {
                     Ok(args) => args,
                     Err(error) => {
-                        eprintln!("error: {}", Lines(&format!("{error:#}")));
+                        eprintln!("error: {}", Lines(&ErrorChain(&*error).to_string()));
                         return Ok(Exit::Usage.into());
                     }
                 };

@@ -11,6 +11,7 @@ use anyhow::bail;
 
 use rekuest_host::agent::{Agent, RuntimeShape, load_component};
 use rekuest_host::config::ComponentSettings;
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::runtime::Runtime;
 use rekuest_host::runtime::limits::format_bytes;
 use rekuest_host::text::Lines;
@@ -67,7 +68,7 @@ pub async fn reload(
         ),
         Err(error) => tracing::error!(
             "reload ({cause}) refused: {}; still serving the previous components",
-            Lines(&format!("{error:#}"))
+            Lines(&ErrorChain(&*error).to_string())
         ),
     }
 }

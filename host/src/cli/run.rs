@@ -7,15 +7,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 use rekuest_host::agent::{
     Agent, AgentConfig, BackoffConfig, Credentials, GuestWorkers, MetricsServer, RuntimeShape,
     load_components,
 };
-use rekuest_host::config::{self, ComponentSettings, FileConfig, parse_duration};
-use rekuest_host::login::LoginSettings;
+use rekuest_host::config::{self, Overrides, Settings, Target, parse_duration};
 use rekuest_host::protocol::Endpoints;
 use rekuest_host::runtime::{ComponentCache, Runtime};
 use rekuest_host::text::OneLine;
@@ -65,92 +64,22 @@ pub struct RunArgs {
     pub http: super::http_args::HttpArgs,
 }
 
-/// Where the agent serves.
-enum Target {
-    /// A plain rekuest server with a fixed token.
-    Server { url: String, token: String },
-    /// An Arkitekt deployment (discovery, login, renewed tokens); `true`: interactive login
-    /// when there is none yet.
-    Deployment(Box<LoginSettings>, bool),
-}
-
-/// Everything `run` needs, from the file, the environment and the flags.
-struct Settings {
-    target: Target,
-    name: String,
-    force: bool,
-    ca_certs: Vec<PathBuf>,
-    concurrency: Option<usize>,
-    shutdown_grace: Option<Duration>,
-    max_reconnect_attempts: Option<u32>,
-    keep: rekuest_host::agent::KeepConfig,
-    metrics: Option<SocketAddr>,
-    components: Vec<ComponentSettings>,
-}
-
-fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
-    let file = match &args.config {
-        Some(path) => config::load(path)?.0,
-        None => FileConfig::default(),
-    };
-    let grace_from_file = match &args.config {
-        Some(path) => config::shutdown_grace(path, &file.agent)?,
-        None => None,
-    };
-    let components = config::components(args.config.as_deref(), &args.components)?;
-    let ca_certs: Vec<PathBuf> = file
-        .server
-        .ca_certs
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .chain(args.ca_certs.iter().cloned())
-        .collect();
-    let url = args.url.clone().or(file.server.url);
-    let target = match super::login::deployment_settings(
-        &args.deployment,
-        &file.arkitekt,
-        &ca_certs,
-    )? {
-        Some(_) if url.is_some() => bail!(
-            "both a deployment (--deployment, FAKTS_URL or [arkitekt] url) and a rekuest server \
-             (--url, REKUEST_URL or [server] url) are given: use one"
-        ),
-        Some((login, interactive)) => Target::Deployment(Box::new(login), interactive),
-        None => {
-            let url = url.context(
-                "no deployment or server: pass --deployment URL with --redeem-token (or set \
-                 FAKTS_URL and FAKTS_REDEEM_TOKEN, or [arkitekt] in the config file), or a \
-                 plain rekuest server with --url and --token",
-            )?;
-            let token = args.token.clone().or(file.server.token).context(
-                "no token: pass --token, set REKUEST_TOKEN, or set server.token in the config file",
-            )?;
-            Target::Server { url, token }
+impl RunArgs {
+    /// What the flags and their environment variables set, over the config file's.
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            deployment: self.deployment.overrides(),
+            url: self.url.clone(),
+            token: self.token.clone(),
+            name: self.name.clone(),
+            force: self.force,
+            ca_certs: self.ca_certs.clone(),
+            concurrency: self.concurrency,
+            shutdown_grace: self.shutdown_grace,
+            metrics: self.metrics,
+            components: self.components.clone(),
         }
-    };
-    if args.concurrency == Some(0) {
-        bail!("--concurrency must be at least 1");
     }
-    Ok(Settings {
-        target,
-        name: args
-            .name
-            .clone()
-            .or(file.server.name)
-            .unwrap_or_else(|| "rekuest-host".to_string()),
-        force: args.force || file.server.force.unwrap_or(false),
-        ca_certs,
-        concurrency: args.concurrency.or(file.agent.concurrency),
-        shutdown_grace: args.shutdown_grace.or(grace_from_file),
-        max_reconnect_attempts: file.agent.max_reconnect_attempts,
-        keep: match &args.config {
-            Some(path) => config::keep_config(path, &file.agent)?,
-            None => rekuest_host::agent::KeepConfig::default(),
-        },
-        metrics: args.metrics.or(file.agent.metrics),
-        components,
-    })
 }
 
 /// Worker threads for guests: one per core.
@@ -186,16 +115,16 @@ pub async fn shutdown_signal() {
 pub async fn run(args: &RunArgs, cache: Option<ComponentCache>) -> anyhow::Result<ExitCode> {
     // From now on SIGHUP reloads (once serving) rather than ending the process.
     let mut hangups = Hangups::new();
-    let mut settings = settings(args)?;
+    let mut settings = Settings::resolve(&args.overrides(), args.config.as_deref())?;
     let (endpoints, credentials) = match settings.target {
         Target::Server { url, token } => (Endpoints::from_base(&url)?, Credentials::fixed(token)),
-        Target::Deployment(login, interactive) => {
+        Target::Deployment(login) => {
             let backoff = BackoffConfig {
                 max_attempts: settings.max_reconnect_attempts,
                 ..BackoffConfig::default()
             };
             tokio::select! {
-                connected = super::login::connect(*login, interactive, backoff) => {
+                connected = super::login::connect(*login, args.deployment.login, backoff) => {
                     let (endpoints, session) = connected?;
                     (endpoints, Credentials::deployment(session))
                 }

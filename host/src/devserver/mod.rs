@@ -81,7 +81,7 @@ impl Default for DevServerConfig {
 
 /// Why the local server could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("the local server cannot listen on {addr}: {source}")]
+#[error("the local server cannot listen on {addr}")]
 pub struct DevServerError {
     /// The address it could not listen on.
     pub addr: SocketAddr,

@@ -283,6 +283,16 @@ impl Db {
         self.agents.iter_mut().find(|agent| agent.id == id)
     }
 
+    /// Every implementation of every agent, with its agent.
+    fn implementations(&self) -> impl Iterator<Item = (&AgentRecord, &Implementation)> {
+        self.agents.iter().flat_map(|agent| {
+            agent
+                .implementations
+                .iter()
+                .map(move |implementation| (agent, implementation))
+        })
+    }
+
     fn in_flight(&self, agent: &str) -> Vec<u64> {
         self.tasks
             .iter()
@@ -360,21 +370,19 @@ impl Db {
         fits: impl Fn(&AgentRecord, &Implementation) -> bool,
     ) -> Result<Chosen, NotChosen> {
         let mut offered = false;
-        for agent in &self.agents {
-            for implementation in &agent.implementations {
-                if !fits(agent, implementation) {
-                    continue;
-                }
-                offered = true;
-                if let Some(live) = &agent.live {
-                    return Ok(Chosen {
-                        agent: agent.id.clone(),
-                        implementation: implementation.id.clone(),
-                        interface: implementation.interface.clone(),
-                        action: implementation.action_hash.clone(),
-                        outbox: live.outbox.clone(),
-                    });
-                }
+        for (agent, implementation) in self.implementations() {
+            if !fits(agent, implementation) {
+                continue;
+            }
+            offered = true;
+            if let Some(live) = &agent.live {
+                return Ok(Chosen {
+                    agent: agent.id.clone(),
+                    implementation: implementation.id.clone(),
+                    interface: implementation.interface.clone(),
+                    action: implementation.action_hash.clone(),
+                    outbox: live.outbox.clone(),
+                });
             }
         }
         Err(if offered {
@@ -614,19 +622,13 @@ impl Shared {
     }
 
     pub(crate) fn actions(&self) -> Vec<OfferedAction> {
-        let db = self.db();
-        db.agents
-            .iter()
-            .flat_map(|agent| {
-                agent
-                    .implementations
-                    .iter()
-                    .map(move |implementation| OfferedAction {
-                        interface: implementation.interface.clone(),
-                        agent: agent.name.clone(),
-                        connected: agent.live.is_some(),
-                        definition: implementation.definition.clone(),
-                    })
+        self.db()
+            .implementations()
+            .map(|(agent, implementation)| OfferedAction {
+                interface: implementation.interface.clone(),
+                agent: agent.name.clone(),
+                connected: agent.live.is_some(),
+                definition: implementation.definition.clone(),
             })
             .collect()
     }

@@ -69,10 +69,15 @@ pub fn file_for(dir: &Path, deployment: &str) -> PathBuf {
     dir.join(format!("{host}-{digest}.json"))
 }
 
-fn cache_error(path: &Path, reason: impl fmt::Display) -> LoginError {
+fn cache_error(
+    path: &Path,
+    doing: impl Into<String>,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> LoginError {
     LoginError::Cache {
         path: path.to_path_buf(),
-        reason: reason.to_string(),
+        doing: doing.into(),
+        source: source.into(),
     }
 }
 
@@ -86,7 +91,7 @@ pub fn load(
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(cache_error(path, format!("cannot read it: {error}"))),
+        Err(error) => return Err(cache_error(path, "cannot read it", error)),
     };
     let cached: CachedLogin = match serde_json::from_str(&text) {
         Ok(cached) => cached,
@@ -122,8 +127,9 @@ pub fn load(
 pub fn store(path: &Path, login: &CachedLogin) -> Result<(), LoginError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_private_dir(dir)
-        .map_err(|error| cache_error(path, format!("cannot create {}: {error}", dir.display())))?;
-    let text = serde_json::to_vec_pretty(login).map_err(|error| cache_error(path, error))?;
+        .map_err(|error| cache_error(path, format!("cannot create {}", dir.display()), error))?;
+    let text = serde_json::to_vec_pretty(login)
+        .map_err(|error| cache_error(path, "cannot encode it", error))?;
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let written = (|| {
         let mut options = std::fs::OpenOptions::new();
@@ -140,7 +146,7 @@ pub fn store(path: &Path, login: &CachedLogin) -> Result<(), LoginError> {
     })();
     written.map_err(|error| {
         let _ = std::fs::remove_file(&temporary);
-        cache_error(path, format!("cannot write it: {error}"))
+        cache_error(path, "cannot write it", error)
     })
 }
 
@@ -149,7 +155,7 @@ pub fn forget(path: &Path) -> Result<bool, LoginError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(cache_error(path, format!("cannot delete it: {error}"))),
+        Err(error) => Err(cache_error(path, "cannot delete it", error)),
     }
 }
 

@@ -15,7 +15,7 @@ pub enum LoginError {
         reason: String,
     },
     /// No answer (DNS, connection refused, timeout).
-    #[error("{step}: cannot reach {url}: {source}")]
+    #[error("{step}: cannot reach {url}")]
     Unreachable {
         /// What was being attempted.
         step: &'static str,
@@ -155,12 +155,14 @@ pub enum LoginError {
         url: String,
     },
     /// The login cache could not be read or written.
-    #[error("the login cache {}: {reason}", path.display())]
+    #[error("the login cache {}: {doing}", path.display())]
     Cache {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// What failed, e.g. `cannot write it`.
+        doing: String,
+        /// The IO or encoding error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -142,7 +142,8 @@ impl Session {
             tracing::info!("using the cached login for {deployment}");
             let base = Url::parse(&cached.base_url).map_err(|error| LoginError::Cache {
                 path: cache_file.clone().unwrap_or_default(),
-                reason: format!("its base_url is not a URL: {error}"),
+                doing: "its base_url is not a URL".into(),
+                source: error.into(),
             })?;
             return Ok(Session {
                 http,

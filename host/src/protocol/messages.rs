@@ -16,18 +16,19 @@ use super::report::{Report, ReportType};
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     /// Not JSON at all (the server closes with 3002 for this).
-    #[error("not valid JSON: {0}")]
-    NotJson(serde_json::Error),
+    #[error("not valid JSON")]
+    NotJson(#[source] serde_json::Error),
     /// JSON, but not a frame of the protocol (3003).
-    #[error("does not match the protocol: {0}")]
-    Schema(serde_json::Error),
+    #[error("does not match the protocol")]
+    Schema(#[source] serde_json::Error),
     /// An ASSIGN whose task id could be read but whose other fields are malformed: the task
     /// must be answered (FAILED), or it hangs on the server.
-    #[error("the ASSIGN of task {task} is malformed: {error}")]
+    #[error("the ASSIGN of task {task} is malformed")]
     BadAssign {
         /// The task id.
         task: String,
         /// What was wrong.
+        #[source]
         error: serde_json::Error,
     },
 }
@@ -734,6 +735,24 @@ mod tests {
             ToAgent::parse(r#"{"type":"ASSIGN","task":5}"#),
             Err(MessageError::Schema(_))
         ));
+    }
+
+    #[test]
+    fn a_parse_error_says_what_failed_and_keeps_the_parser_error_as_its_cause() {
+        use std::error::Error as _;
+
+        for text in ["{nope", r#"{"type":"CANCEL"}"#] {
+            let error = ToAgent::parse(text).expect_err("refused");
+            let cause = error
+                .source()
+                .expect("the parser's error is the cause")
+                .to_string();
+            assert!(!error.to_string().contains(&cause), "{error}");
+            assert_eq!(
+                crate::error_chain::ErrorChain(&error).to_string(),
+                format!("{error}: {cause}")
+            );
+        }
     }
 
     #[test]

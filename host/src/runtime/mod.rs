@@ -8,6 +8,7 @@
 //! ```no_run
 //! use rekuest_host::runtime::{
 //!     EVENT_BUFFER, Outcome, Runtime, RuntimeConfig, SandboxPolicy, TaskControl, TaskEvent,
+//!     TaskRequest,
 //! };
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,7 +18,10 @@
 //!     .await?;
 //! let args = serde_json::from_str(r#"{"a": 1, "b": 2}"#)?;
 //! let (events, mut received) = tokio::sync::mpsc::channel(EVENT_BUFFER);
-//! let outcome = math.run("add", args, events, &TaskControl::new()).await;
+//! let (outcome, sandbox) = math
+//!     .run(TaskRequest::new("add", args), events, &TaskControl::new())
+//!     .await;
+//! drop(sandbox); // frees the instance; the events stay readable
 //! while let Ok(event) = received.try_recv() {
 //!     if let TaskEvent::Yield(returns) = event {
 //!         println!("{}", returns.get()); // {"return0":3}
@@ -62,7 +66,7 @@ pub use keep::{KeepPort, Shelving};
 pub use limits::{HostResourceCaps, LimitExceeded, Limits, OutputCaps, STORE_SHAPE, StoreShape};
 pub use sandbox::{
     ActionComponent, DescribeError, DirGrant, EVENT_BUFFER, MAX_DESCRIPTION_BYTES, Sandbox,
-    SandboxPolicy, TaskUsage,
+    SandboxPolicy, TaskRequest, TaskUsage,
 };
 
 use bindings::{
@@ -107,18 +111,18 @@ impl Default for RuntimeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// wasmtime refused the configuration.
-    #[error("could not create the wasmtime engine: {0}")]
-    Engine(String),
+    #[error("could not create the wasmtime engine")]
+    Engine(#[source] wasmtime::Error),
     /// The epoch ticker thread could not start.
-    #[error("could not start the epoch ticker: {0}")]
-    Ticker(std::io::Error),
+    #[error("could not start the epoch ticker")]
+    Ticker(#[source] std::io::Error),
 }
 
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -153,20 +157,20 @@ pub enum LoadError {
         reason: String,
     },
     /// wasmtime could not compile it.
-    #[error("{name} could not be compiled: {reason}")]
+    #[error("{name} could not be compiled")]
     Compile {
         /// Component name.
         name: String,
-        /// wasmtime's message.
-        reason: String,
+        /// wasmtime's error.
+        source: wasmtime::Error,
     },
     /// It does not implement the action world.
-    #[error("{name} does not implement the {WORLD} world: {reason}")]
+    #[error("{name} does not implement the {WORLD} world")]
     WrongWorld {
         /// Component name.
         name: String,
-        /// What is missing or extra.
-        reason: String,
+        /// What is missing or extra, as wasmtime's linker says.
+        source: wasmtime::Error,
     },
     /// Its policy sets a fuel limit, but the runtime has no fuel metering.
     #[error(
@@ -178,12 +182,12 @@ pub enum LoadError {
         name: String,
     },
     /// Its self-description failed or is invalid.
-    #[error("{name} was refused: {reason}")]
+    #[error("{name} was refused")]
     Describe {
         /// Component name.
         name: String,
         /// What went wrong.
-        reason: DescribeError,
+        source: DescribeError,
     },
 }
 
@@ -216,7 +220,7 @@ impl Runtime {
         config: RuntimeConfig,
         descriptors: DescriptorBudget,
     ) -> Result<Self, RuntimeError> {
-        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
+        let engine_error = RuntimeError::Engine;
         let (engine, allocator) =
             build_engine(config.allocation, config.fuel).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
@@ -296,13 +300,13 @@ impl Runtime {
         let component =
             self.compile(name.clone(), bytes)
                 .await
-                .map_err(|error| LoadError::Compile {
+                .map_err(|source| LoadError::Compile {
                     name: name.clone(),
-                    reason: format!("{error:#}"),
+                    source,
                 })?;
-        let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
+        let wrong_world = |source| LoadError::WrongWorld {
             name: name.clone(),
-            reason: format!("{error:#}"),
+            source,
         };
         let instance_pre = self
             .inner
@@ -312,7 +316,7 @@ impl Runtime {
         let pre = ActionComponentPre::new(instance_pre).map_err(wrong_world)?;
         ActionComponent::describe(self.clone(), name.clone(), pre, policy)
             .await
-            .map_err(|reason| LoadError::Describe { name, reason })
+            .map_err(|source| LoadError::Describe { name, source })
     }
 
     async fn compile(&self, name: String, bytes: Vec<u8>) -> wasmtime::Result<Component> {
@@ -385,5 +389,43 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
                 .into(),
         ),
         _ => Err("unknown WebAssembly layer in the preamble".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::error_chain::ErrorChain;
+
+    fn runtime() -> Runtime {
+        Runtime::new(RuntimeConfig {
+            allocation: Allocation::OnDemand,
+            cache: None,
+            fuel: false,
+        })
+        .expect("runtime")
+    }
+
+    #[tokio::test]
+    async fn a_component_that_does_not_compile_keeps_wasmtimes_error_as_its_cause() {
+        // A component preamble, then a section that is not one.
+        let bytes = b"\0asm\x0d\x00\x01\x00\xff\xff\xff".to_vec();
+        let error = runtime()
+            .load_bytes("broken".into(), bytes, SandboxPolicy::default())
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(error, LoadError::Compile { .. }), "{error:?}");
+        assert_eq!(error.to_string(), "broken could not be compiled");
+        let cause = error.source().expect("wasmtime's error").to_string();
+        assert!(!cause.is_empty());
+        let chain = ErrorChain(&error).to_string();
+        assert!(
+            chain.starts_with("broken could not be compiled: "),
+            "{chain}"
+        );
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 }

@@ -32,7 +32,7 @@ use rekuest_host::devserver::DevServer;
 use rekuest_host::runtime::limits::DEFAULT_MEMORY_BYTES;
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, EVENT_BUFFER, Outcome, Runtime, RuntimeConfig,
-    SandboxPolicy, TaskControl, TaskEvent,
+    SandboxPolicy, TaskControl, TaskEvent, TaskRequest,
 };
 use rekuest_host_tests::{component, fleet, host_binary, workspace_root};
 use serde_json::{Map, Value, json};
@@ -184,8 +184,9 @@ async fn runtime_task(component: &ActionComponent, action: &str, args_json: &str
     };
     let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
     let outcome = component
-        .run(action, args, events, &TaskControl::new())
-        .await;
+        .run(TaskRequest::new(action, args), events, &TaskControl::new())
+        .await
+        .0;
     assert_eq!(outcome, Outcome::Completed, "{action} did not complete");
     let mut yields = Vec::new();
     while let Ok(event) = receiver.try_recv() {

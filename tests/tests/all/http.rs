@@ -10,7 +10,7 @@ use std::time::Duration;
 use rekuest_host::runtime::http::{HttpClient, HttpGrant, HttpLimits, HttpPolicy, StaticToken};
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Failure, LimitExceeded, Limits, Outcome, Runtime,
-    RuntimeConfig, SandboxPolicy, TaskControl,
+    RuntimeConfig, SandboxPolicy, TaskControl, TaskRequest,
 };
 use rekuest_host_tests::tasks::Collector;
 use rekuest_host_tests::{
@@ -253,10 +253,11 @@ async fn run_task(
     let collector = Collector::start();
     let args = args.as_object().cloned().expect("object");
     let (outcome, sandbox) = component
-        .run_keeping_sandbox(
-            action,
-            args,
-            token.map(str::to_string),
+        .run(
+            TaskRequest {
+                task_token: token.map(str::to_string),
+                ..TaskRequest::new(action, args)
+            },
             collector.events.clone(),
             control,
         )

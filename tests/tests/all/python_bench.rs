@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, Outcome, Runtime, RuntimeConfig, SandboxPolicy,
-    TaskControl,
+    TaskControl, TaskRequest,
 };
 use rekuest_host_tests::{component, python_component, test_cache_dir};
 use serde_json::json;
@@ -49,8 +49,9 @@ async fn add(component: &ActionComponent, a: usize) {
         .cloned()
         .expect("object");
     let outcome = component
-        .run("add", args, events, &TaskControl::new())
-        .await;
+        .run(TaskRequest::new("add", args), events, &TaskControl::new())
+        .await
+        .0;
     drain.await.expect("drain");
     assert_eq!(outcome, Outcome::Completed);
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DirGrant, Failure, LimitExceeded, Limits, Outcome,
     Runtime, RuntimeConfig, SandboxPolicy,
@@ -326,7 +327,7 @@ async fn broken_self_descriptions_are_refused_while_other_components_keep_workin
             .await
         {
             Ok(_) => panic!("{mode}: a broken description was accepted"),
-            Err(error) => error.to_string(),
+            Err(error) => ErrorChain(&error).to_string(),
         };
         assert!(
             error.starts_with("hostile_describe was refused: "),

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::attacks_support::{GREW, Spread, memory_hog};
+use rekuest_host::error_chain::ErrorChain;
 use rekuest_host::runtime::{
     ActionComponent, Allocation, ComponentCache, DescriptorBudget, DirGrant, Failure,
     HostResourceCaps, LimitExceeded, Limits, Outcome, OutputCaps, Runtime, RuntimeConfig, Sandbox,
-    SandboxPolicy, TaskControl, TaskEvent,
+    SandboxPolicy, TaskControl, TaskEvent, TaskRequest,
 };
 use rekuest_host_tests::tasks::{action_error, run};
 use rekuest_host_tests::{component, test_cache_dir, workspace_root};
@@ -152,7 +153,7 @@ async fn components_with_more_memories_or_instances_than_a_task_may_have_are_ref
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("{spread:?} loaded under {:?}", runtime.allocator()));
-            let error = error.to_string();
+            let error = ErrorChain(&error).to_string();
             assert!(error.starts_with("hog "), "{error}");
             assert!(
                 error.contains("memor") || error.contains("instance"),
@@ -243,7 +244,11 @@ async fn open_and_keep(guest: &ActionComponent, count: u64) -> (u64, Sandbox) {
         .cloned()
         .unwrap_or_default();
     let (outcome, sandbox) = guest
-        .run_keeping_sandbox("open_raw", args, None, events, &TaskControl::new())
+        .run(
+            TaskRequest::new("open_raw", args),
+            events,
+            &TaskControl::new(),
+        )
         .await;
     assert_eq!(outcome, Outcome::Completed, "{outcome:?}");
     let mut opened = None;

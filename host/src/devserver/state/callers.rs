@@ -399,16 +399,10 @@ impl Shared {
         &self,
         keep: impl Fn(&AgentRecord, &Implementation) -> bool,
     ) -> Vec<Value> {
-        let db = self.db();
-        db.agents
-            .iter()
-            .flat_map(|agent| {
-                agent
-                    .implementations
-                    .iter()
-                    .filter(|implementation| keep(agent, implementation))
-                    .map(move |implementation| implementation_json(agent, implementation))
-            })
+        self.db()
+            .implementations()
+            .filter(|(agent, implementation)| keep(agent, implementation))
+            .map(|(agent, implementation)| implementation_json(agent, implementation))
             .collect()
     }
 
@@ -495,9 +489,7 @@ impl Shared {
         }
         let target = AssignTarget::from_input(&arguments)?;
         let db = self.db();
-        db.agents
-            .iter()
-            .flat_map(|agent| agent.implementations.iter().map(move |i| (agent, i)))
+        db.implementations()
             .find(|(agent, implementation)| target.matches(agent, implementation))
             .map(|(_, implementation)| action_json(implementation))
             .ok_or_else(|| format!("No action found for {}", target.describe()))
@@ -510,7 +502,7 @@ impl Shared {
         let db = self.db();
         let mut seen = std::collections::HashSet::new();
         let mut actions = Vec::new();
-        for implementation in db.agents.iter().flat_map(|agent| &agent.implementations) {
+        for (_, implementation) in db.implementations() {
             let action = action_json(implementation);
             let name = action["name"].as_str().unwrap_or_default();
             if filter.keeps(&implementation.action_hash, name, &implementation.interface)

@@ -31,7 +31,8 @@ pub const EVENT_BUFFER: usize = 256;
 /// Why a component could not be described.
 #[derive(Debug, thiserror::Error)]
 pub enum DescribeError {
-    /// `describe` trapped, ran out of a limit or did not finish.
+    /// `describe` trapped, ran out of a limit or did not finish: its outcome's text (the
+    /// guest's crash message or the limit report).
     #[error("its describe() call did not complete: {0}")]
     Failed(String),
     /// The description is larger than [`MAX_DESCRIPTION_BYTES`].
@@ -41,8 +42,33 @@ pub enum DescribeError {
         size: usize,
     },
     /// The description is not valid.
-    #[error("its self-description is invalid: {0}")]
-    Invalid(crate::definition::DefinitionError),
+    #[error("its self-description is invalid")]
+    Invalid(#[source] crate::definition::DefinitionError),
+}
+
+/// One task for [`ActionComponent::run`]: the action, its args, and on whose behalf it runs.
+pub struct TaskRequest<'a> {
+    /// The action's key (see [`ActionComponent::definitions`]).
+    pub action: &'a str,
+    /// Its args, checked against the action's definition before the guest sees them.
+    pub args: Map<String, Value>,
+    /// The provenance token of the task (ASSIGN's `token`): sent to Arkitekt services and
+    /// readable by the guest.
+    pub task_token: Option<String>,
+    /// How it may call other actions; `None`: it may not.
+    pub calls: Option<TaskCalls>,
+}
+
+impl<'a> TaskRequest<'a> {
+    /// A task of `action` with `args`, without a token and without calls.
+    pub fn new(action: &'a str, args: Map<String, Value>) -> Self {
+        TaskRequest {
+            action,
+            args,
+            task_token: None,
+            calls: None,
+        }
+    }
 }
 
 /// A component ready to run tasks.
@@ -217,49 +243,23 @@ impl ActionComponent {
             .map(|&index| &self.definitions[index])
     }
 
-    /// Runs one task of `action` in a fresh sandbox. Logs, progress and yields go to
-    /// `events` while it runs; the returned outcome is its one terminal report.
+    /// Runs one task in a fresh sandbox. Logs, progress and yields go to `events` while it
+    /// runs; the returned outcome is its one terminal report. The used sandbox comes back with
+    /// it: whoever reports the outcome drops it afterwards, so resetting the instance's memory
+    /// does not delay the report. Every event is in `events` when this returns, but the
+    /// channel only closes with the sandbox; children still running when it drops are stopped.
     pub async fn run(
         &self,
-        action: &str,
-        args: Map<String, Value>,
-        events: mpsc::Sender<TaskEvent>,
-        control: &TaskControl,
-    ) -> Outcome {
-        self.run_keeping_sandbox(action, args, None, events, control)
-            .await
-            .0
-    }
-
-    /// [`run`](Self::run) on behalf of a task with provenance token `task_token` (ASSIGN's
-    /// `token`: sent to Arkitekt services and readable by the guest), handing back the used
-    /// sandbox: whoever reports the outcome drops it afterwards, so resetting the instance's
-    /// memory does not delay the report. Every event is in `events` when this returns, but the
-    /// channel only closes with the sandbox.
-    pub async fn run_keeping_sandbox(
-        &self,
-        action: &str,
-        args: Map<String, Value>,
-        task_token: Option<String>,
+        request: TaskRequest<'_>,
         events: mpsc::Sender<TaskEvent>,
         control: &TaskControl,
     ) -> (Outcome, Sandbox) {
-        self.run_calling(action, args, task_token, events, control, None)
-            .await
-    }
-
-    /// [`run_keeping_sandbox`](Self::run_keeping_sandbox) for a task that may call other
-    /// actions through `calls`. Children still running when the sandbox is dropped are
-    /// stopped.
-    pub async fn run_calling(
-        &self,
-        action: &str,
-        args: Map<String, Value>,
-        task_token: Option<String>,
-        events: mpsc::Sender<TaskEvent>,
-        control: &TaskControl,
-        calls: Option<TaskCalls>,
-    ) -> (Outcome, Sandbox) {
+        let TaskRequest {
+            action,
+            args,
+            task_token,
+            calls,
+        } = request;
         let Some(&index) = self.by_key.get(action) else {
             let known: Vec<&str> = self.definitions.iter().map(|d| d.key.as_str()).collect();
             let outcome = Outcome::Failed(Failure::InvalidArgs(format!(
