@@ -15,7 +15,7 @@ use rekuest_host_tests::{component, python_component, workspace_root};
 use wasmtime::InstanceAllocationStrategy;
 
 use crate::floor::{Metering, RawComponent};
-use crate::stats::{human, section};
+use crate::stats::{human, title};
 use crate::{ADD_ARGS, SLOTS, host_runtime, runtime_task, samples};
 
 /// Bytes of each linear memory the host keeps resident between tasks.
@@ -89,7 +89,7 @@ pub async fn python_next_to_rust() {
     let runtime = host_runtime(cache_dir.join("runtime"), true);
     let sequential = samples(300);
     let in_flight = samples(600);
-    section(&format!(
+    title(&format!(
         "Python components: `add` per task, medians of {sequential}; tasks/s with 2 in flight, \
          {in_flight} tasks"
     ));

@@ -63,9 +63,14 @@ pub fn human(duration: Duration) -> String {
     }
 }
 
-/// Prints a section title and the column heads.
-pub fn section(title: &str) {
+/// Prints a section title alone (for a section with a table of its own).
+pub fn title(title: &str) {
     println!("\n## {title}");
+}
+
+/// Prints a section title and the column heads of [`row`].
+pub fn section(title: &str) {
+    self::title(title);
     println!(
         "{:<60} {:>6} {:>10} {:>10} {:>10} {:>10} {:>11}",
         "", "n", "p50", "p99", "tasks/s", "agent CPU", "server CPU"
