@@ -348,38 +348,31 @@ fn encode_entries<T: Port>(
     Ok(Value::Object(object))
 }
 
-impl<T: Port, S: BuildHasher + Default> Port for HashMap<String, T, S> {
-    // No literal is an object.
-    const DEFAULT_KINDS: u8 = 0;
+/// A DICT port for a map type with string keys and values of its parameter `T`
+/// (`dict_port!([generics] Map<String, T>)`).
+macro_rules! dict_port {
+    ([$($generics:tt)*] $map:ty) => {
+        impl<$($generics)*> Port for $map {
+            // No literal is an object.
+            const DEFAULT_KINDS: u8 = 0;
 
-    fn port() -> PortSpec {
-        PortSpec::container(PortKind::Dict, T::port())
-    }
+            fn port() -> PortSpec {
+                PortSpec::container(PortKind::Dict, T::port())
+            }
 
-    fn decode(value: Value, path: &Path<'_>) -> Result<Self, PortError> {
-        decode_entries(value, path)
-    }
+            fn decode(value: Value, path: &Path<'_>) -> Result<Self, PortError> {
+                decode_entries(value, path)
+            }
 
-    fn encode(self, path: &Path<'_>) -> Result<Value, PortError> {
-        encode_entries(self, path)
-    }
+            fn encode(self, path: &Path<'_>) -> Result<Value, PortError> {
+                encode_entries(self, path)
+            }
+        }
+    };
 }
 
-impl<T: Port> Port for BTreeMap<String, T> {
-    const DEFAULT_KINDS: u8 = 0;
-
-    fn port() -> PortSpec {
-        PortSpec::container(PortKind::Dict, T::port())
-    }
-
-    fn decode(value: Value, path: &Path<'_>) -> Result<Self, PortError> {
-        decode_entries(value, path)
-    }
-
-    fn encode(self, path: &Path<'_>) -> Result<Value, PortError> {
-        encode_entries(self, path)
-    }
-}
+dict_port!([T: Port, S: BuildHasher + Default] HashMap<String, T, S>);
+dict_port!([T: Port] BTreeMap<String, T>);
 
 #[cfg(test)]
 mod tests {
