@@ -70,7 +70,7 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("{file}: cannot read it")]
     Read {
-        /// The file.
+        /// The configuration file.
         file: PathBuf,
         /// The IO error.
         source: std::io::Error,
@@ -78,7 +78,7 @@ pub enum ConfigError {
     /// Not valid TOML, an unknown key, or a value of the wrong type.
     #[error("{file}: cannot parse it")]
     Parse {
-        /// The file.
+        /// The configuration file.
         file: PathBuf,
         /// The parser's error (with line, column and key).
         source: toml::de::Error,
@@ -90,7 +90,7 @@ pub enum ConfigError {
         file: PathBuf,
         /// The key, e.g. `component[0].memory`.
         key: String,
-        /// Why.
+        /// What is wrong with the value and what is accepted instead.
         reason: String,
     },
 }
@@ -99,7 +99,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Size {
-    /// Bytes.
+    /// A number of bytes, e.g. `67108864`.
     Bytes(u64),
     /// `64MiB`, `512KiB`, `1GiB`.
     Text(String),
@@ -109,21 +109,21 @@ pub enum Size {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Span {
-    /// Seconds.
+    /// Whole seconds, e.g. `60`.
     Seconds(u64),
     /// `10s`, `250ms`, `2m`.
     Text(String),
 }
 
-/// `[server]`.
+/// The `[server]` table: which rekuest server to serve and as whom.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// Base URL of the deployment.
     pub url: Option<String>,
-    /// Token.
+    /// The agent token (a fixed token instead of logging in; see `[arkitekt]`).
     pub token: Option<String>,
-    /// Agent name.
+    /// The name the agent registers under (shown to callers).
     pub name: Option<String>,
     /// Take the agent over from another live connection.
     pub force: Option<bool>,
@@ -157,7 +157,7 @@ pub struct ArkitektSection {
     pub cache: Option<PathBuf>,
 }
 
-/// `[agent]`.
+/// The `[agent]` table: how the agent serves (concurrency, shutdown, shelves, states, logs).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
@@ -183,7 +183,7 @@ pub struct AgentSection {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines (the default).
     #[default]
     Text,
     /// One JSON object a line.
@@ -207,11 +207,11 @@ pub struct DirSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSection {
-    /// Fuel budget.
+    /// Fuel budget per task of this action (roughly one unit per wasm instruction).
     pub fuel: Option<u64>,
-    /// Memory limit.
+    /// Cap on the task's linear memories together, e.g. `"64MiB"`.
     pub memory: Option<Size>,
-    /// Wall-clock limit.
+    /// Wall-clock time a task may run, e.g. `"60s"` (time paused does not count).
     pub timeout: Option<Span>,
     /// After a CANCEL, how long the action may run on to end cleanly.
     pub cancel_grace: Option<Span>,
@@ -221,7 +221,7 @@ pub struct ActionSection {
     pub http: Option<Vec<HttpGrantEntry>>,
 }
 
-/// `[[component]]`.
+/// One `[[component]]` table: a `.wasm` file to serve, its limits and its grants.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSection {
@@ -241,7 +241,7 @@ pub struct ComponentSection {
     pub open_files: Option<usize>,
     /// Host resources (files, streams, pollables, ...) one task may hold at once.
     pub host_resources: Option<usize>,
-    /// Granted directories.
+    /// Host directories its tasks see (each a preopen), read-only unless marked writable.
     #[serde(default)]
     pub dirs: Vec<DirSection>,
     /// Environment variables the guest sees.
@@ -256,7 +256,7 @@ pub struct ComponentSection {
     /// Limits of its actions' HTTP requests.
     #[serde(default)]
     pub http_limits: HttpLimitsSection,
-    /// Per-action overrides.
+    /// Limits of single actions (`[component.actions.KEY]`), overriding the component's.
     #[serde(default)]
     pub actions: BTreeMap<String, ActionSection>,
 }
@@ -265,7 +265,7 @@ pub struct ComponentSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum HttpGrantEntry {
-    /// `"https://mikro.lab.example"`.
+    /// Just the origin, e.g. `"https://mikro.lab.example"`: public addresses only, no tokens.
     Origin(String),
     /// `{ origin = "...", private = true, service = true }`.
     Marked(MarkedGrant),
@@ -275,7 +275,7 @@ pub enum HttpGrantEntry {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkedGrant {
-    /// The origin.
+    /// The origin, e.g. `"https://mikro.lab.example"` (scheme, host and port).
     pub origin: String,
     /// It may resolve to loopback, link-local or private addresses.
     #[serde(default)]
@@ -303,16 +303,16 @@ pub struct HttpLimitsSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// `[server]`.
+    /// Which rekuest server to serve, and as whom.
     #[serde(default)]
     pub server: ServerSection,
-    /// `[arkitekt]`.
+    /// Logging in to an Arkitekt deployment instead of a fixed token.
     #[serde(default)]
     pub arkitekt: ArkitektSection,
-    /// `[agent]`.
+    /// How the agent serves.
     #[serde(default)]
     pub agent: AgentSection,
-    /// `[[component]]`.
+    /// The components to serve, in the order given.
     #[serde(default, rename = "component")]
     pub components: Vec<ComponentSection>,
 }
@@ -320,7 +320,8 @@ pub struct FileConfig {
 /// A component to serve, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentSettings {
-    /// The file.
+    /// The component's `.wasm` file (a configuration file's relative paths are resolved against
+    /// its directory).
     pub path: PathBuf,
     /// Limits and grants.
     pub policy: SandboxPolicy,

@@ -15,16 +15,16 @@ pub use rekuest_definition::LogLevel;
 pub enum TaskEvent {
     /// A log line (from the log import or the guest's stdout/stderr).
     Log {
-        /// Severity.
+        /// How severe the line is.
         level: LogLevel,
         /// The line, bounded in size.
         message: String,
     },
     /// A progress update.
     Progress {
-        /// 0..=100.
+        /// Percent done, 0..=100 (larger values are clamped).
         percent: u8,
-        /// Optional text.
+        /// Text shown with the percentage, cut to the output caps.
         message: Option<String>,
     },
     /// One set of returns, a JSON object keyed `return0`, `return1`, ... (checked to be an
@@ -78,7 +78,7 @@ impl Outcome {
 /// What a caller asked a running task to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
-    /// Keep running.
+    /// Keep running (the normal state, and after RESUME).
     Run,
     /// Park at the next epoch tick until resumed.
     Pause,

@@ -175,7 +175,7 @@ pub enum LimitExceeded {
     /// The fuel budget was used up.
     #[error("fuel budget of {budget} exhausted")]
     Fuel {
-        /// The budget.
+        /// The fuel budget the task had.
         budget: u64,
     },
     /// The guest tried to grow its memories past the cap.
@@ -193,7 +193,7 @@ pub enum LimitExceeded {
     /// The task ran longer than its timeout.
     #[error("timeout of {} exceeded", format_duration(*timeout))]
     Timeout {
-        /// The timeout.
+        /// The timeout the task had (time paused not counted).
         timeout: Duration,
     },
     /// The task's tables grew past [`StoreShape::table_elements`] in total.

@@ -84,7 +84,7 @@ pub const WORLD: &str = "arkitekt:rekuest/action-component@0.1.0";
 /// How to set up the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Instance allocation.
+    /// How instances are allocated: pooled slots (the default for serving) or on demand.
     pub allocation: Allocation,
     /// The cache of compiled components (directory and size cap); `None` disables it.
     pub cache: Option<ComponentCache>,
@@ -143,7 +143,7 @@ pub enum LoadError {
         "{name} is {size} bytes; components of at most {MAX_COMPONENT_BYTES} bytes are accepted"
     )]
     TooLarge {
-        /// Component name.
+        /// The component's name (its file name without `.wasm`).
         name: String,
         /// Its size.
         size: usize,
@@ -151,7 +151,7 @@ pub enum LoadError {
     /// Not a WebAssembly component (a core module, or not wasm at all).
     #[error("{name} is not a WebAssembly component: {reason}")]
     NotAComponent {
-        /// Component name.
+        /// The component's name (its file name without `.wasm`).
         name: String,
         /// What it is instead.
         reason: String,
@@ -159,15 +159,15 @@ pub enum LoadError {
     /// wasmtime could not compile it.
     #[error("{name} could not be compiled")]
     Compile {
-        /// Component name.
+        /// The component's name (its file name without `.wasm`).
         name: String,
-        /// wasmtime's error.
+        /// wasmtime's error, saying what does not compile or validate.
         source: wasmtime::Error,
     },
     /// It does not implement the action world.
     #[error("{name} does not implement the {WORLD} world")]
     WrongWorld {
-        /// Component name.
+        /// The component's name (its file name without `.wasm`).
         name: String,
         /// What is missing or extra, as wasmtime's linker says.
         source: wasmtime::Error,
@@ -178,13 +178,13 @@ pub enum LoadError {
          (RuntimeConfig::fuel)"
     )]
     FuelDisabled {
-        /// Component name.
+        /// The component's name (its file name without `.wasm`).
         name: String,
     },
     /// Its self-description failed or is invalid.
     #[error("{name} was refused")]
     Describe {
-        /// Component name.
+        /// The component's name (its file name without `.wasm`).
         name: String,
         /// What went wrong.
         source: DescribeError,
