@@ -24,8 +24,9 @@ pub const DEFAULT_SHELF_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_SHELF_DRAWERS: usize = 1024;
 /// A `STATE_SNAPSHOT` follows every this many revisions.
 pub const SNAPSHOT_EVERY: u64 = 100;
-/// Longest structure identifier accepted for a drawer (the server's column).
-const MAX_IDENTIFIER: usize = 255;
+/// Longest structure identifier of a shelved drawer: the same bound as a definition's
+/// identifiers (one rule for structure identifiers, wherever they appear).
+const MAX_IDENTIFIER: usize = crate::definition::DefinitionCaps::DEFAULT.identifier;
 
 const SHELVE: &str = "mutation ShelveInMemoryDrawer($input: ShelveInMemoryDrawerInput!) { shelveInMemoryDrawer(input: $input) { id } }";
 const UNSHELVE: &str = "mutation UnshelveMemoryDrawer($input: UnshelveMemoryDrawerInput!) { unshelveMemoryDrawer(input: $input) }";
