@@ -6,13 +6,19 @@ use std::path::PathBuf;
 /// Why discovery, the claim, the cache or an access token failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    /// The deployment URL does not parse.
-    #[error("'{url}' is not a deployment URL: {reason}")]
+    /// A URL does not parse (the deployment's, or one made from its answers).
+    #[error("'{url}' is not a deployment URL")]
     BadUrl {
         /// What was given.
         url: String,
-        /// Why.
-        reason: String,
+        /// The URL parser's error.
+        source: url::ParseError,
+    },
+    /// The deployment URL is not an HTTP one.
+    #[error("'{url}' is not a deployment URL: it must start with http:// or https://")]
+    NotHttp {
+        /// What was given.
+        url: String,
     },
     /// No answer (DNS, connection refused, timeout).
     #[error("{step}: cannot reach {url}")]

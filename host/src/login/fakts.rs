@@ -152,14 +152,13 @@ pub fn deployment_url(url: &str) -> Result<Url, LoginError> {
     } else {
         format!("https://{trimmed}")
     };
-    let mut parsed = Url::parse(&text).map_err(|error| LoginError::BadUrl {
+    let mut parsed = Url::parse(&text).map_err(|source| LoginError::BadUrl {
         url: trimmed.to_string(),
-        reason: error.to_string(),
+        source,
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(LoginError::BadUrl {
+        return Err(LoginError::NotHttp {
             url: trimmed.to_string(),
-            reason: "it must start with http:// or https://".into(),
         });
     }
     if !parsed.path().ends_with('/') {
@@ -177,9 +176,9 @@ pub async fn discover(http: &Client, url: &Url) -> Result<Discovered, LoginError
     let step = "discovering the deployment";
     let well_known = url
         .join(".well-known/fakts")
-        .map_err(|error| LoginError::BadUrl {
+        .map_err(|source| LoginError::BadUrl {
             url: url.to_string(),
-            reason: error.to_string(),
+            source,
         })?;
     let not_arkitekt = |detail: String| LoginError::NotArkitekt {
         url: url.to_string(),
@@ -246,9 +245,9 @@ async fn post(
     step: &'static str,
     body: &Value,
 ) -> Result<Result<Value, (String, String)>, LoginError> {
-    let url = base.join(path).map_err(|error| LoginError::BadUrl {
+    let url = base.join(path).map_err(|source| LoginError::BadUrl {
         url: base.to_string(),
-        reason: error.to_string(),
+        source,
     })?;
     let response = http
         .post(url.clone())
@@ -451,4 +450,30 @@ pub async fn choose_alias(
         key: key.to_string(),
         tried: tried.join("; "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_chain::ErrorChain;
+
+    #[test]
+    fn a_deployment_url_is_normalised_or_refused_with_the_reason() {
+        let url = deployment_url("lab.example/arkitekt").expect("a bare host is https");
+        assert_eq!(url.as_str(), "https://lab.example/arkitekt/");
+
+        let error = deployment_url("https://lab example").expect_err("a space is no host");
+        assert!(matches!(error, LoginError::BadUrl { .. }), "{error:?}");
+        let said = ErrorChain(&error).to_string();
+        assert!(
+            said.starts_with("'https://lab example' is not a deployment URL: invalid"),
+            "{said}"
+        );
+
+        let error = deployment_url("ftp://lab.example").expect_err("not HTTP");
+        assert_eq!(
+            error.to_string(),
+            "'ftp://lab.example' is not a deployment URL: it must start with http:// or https://"
+        );
+    }
 }
