@@ -109,6 +109,22 @@ pub enum LoginError {
         /// What was wrong.
         reason: String,
     },
+    /// An answer with a part that does not parse (a URL, a JSON document): which part, and
+    /// the parser's error as the source.
+    #[error("{step}: unexpected answer from {url}: {what}")]
+    Malformed {
+        /// What was being attempted.
+        step: &'static str,
+        /// The URL that answered.
+        url: String,
+        /// Which part of the answer is wrong, e.g. "no access token in the answer".
+        what: String,
+        /// The parser's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The HTTP client could not be set up (its TLS configuration, usually).
+    #[error("cannot set up the HTTP client for logging in")]
+    HttpClient(#[source] reqwest::Error),
     /// The claimed configuration names no instance of a required service.
     #[error(
         "the deployment gave this client no `{key}` service ({service}); it offers: {offered} \

@@ -209,10 +209,11 @@ pub async fn discover(http: &Client, url: &Url) -> Result<Discovered, LoginError
         .map_err(|error| not_arkitekt(format!("is not a fakts document ({error})")))?;
     let base = well_known
         .join(&document.base_url)
-        .map_err(|error| LoginError::Response {
+        .map_err(|error| LoginError::Malformed {
             step,
             url: well_known.to_string(),
-            reason: format!("`base_url` '{}': {error}", document.base_url),
+            what: format!("`base_url` '{}' is not a URL", document.base_url),
+            source: Box::new(error),
         })?;
     let base = with_slash(base);
     let frontend = document
@@ -397,10 +398,11 @@ pub async fn claim(
     .await?
     {
         Ok(mut answer) => {
-            serde_json::from_value(answer["config"].take()).map_err(|error| LoginError::Response {
+            serde_json::from_value(answer["config"].take()).map_err(|error| LoginError::Malformed {
                 step,
                 url: base.to_string(),
-                reason: format!("the `config` is not a client configuration: {error}"),
+                what: "the `config` is not a client configuration".into(),
+                source: Box::new(error),
             })
         }
         Err((_, message)) => Err(LoginError::ClaimRefused { message }),
@@ -474,6 +476,27 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "'ftp://lab.example' is not a deployment URL: it must start with http:// or https://"
+        );
+    }
+
+    #[test]
+    fn a_malformed_answer_names_the_part_and_keeps_the_parsers_error_as_its_cause() {
+        let parse = serde_json::from_str::<Value>("{").expect_err("not JSON");
+        let parser_said = parse.to_string();
+        let error = LoginError::Malformed {
+            step: "getting an access token",
+            url: "https://lab.example/o/token/".into(),
+            what: "no access token in the answer".into(),
+            source: Box::new(parse),
+        };
+        assert_eq!(
+            error.to_string(),
+            "getting an access token: unexpected answer from https://lab.example/o/token/: \
+             no access token in the answer"
+        );
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            format!("{error}: {parser_said}")
         );
     }
 }

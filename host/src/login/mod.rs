@@ -106,11 +106,7 @@ pub fn http_client(tls: &ClientTls) -> Result<Client, LoginError> {
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("rekuest-host/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|error| LoginError::Response {
-            step: "setting up the HTTP client",
-            url: String::new(),
-            reason: error.to_string(),
-        })
+        .map_err(LoginError::HttpClient)
 }
 
 /// The cache file for `settings` (explicit, else the default place).
@@ -257,10 +253,11 @@ impl Session {
     pub async fn rekuest_endpoints(&self) -> Result<Endpoints, LoginError> {
         let instance = self.instance(REKUEST_KEY)?;
         let base = fakts::choose_alias(&self.http, REKUEST_KEY, &instance).await?;
-        Endpoints::from_base(base.as_str()).map_err(|error| LoginError::Response {
+        Endpoints::from_base(base.as_str()).map_err(|error| LoginError::Malformed {
             step: "choosing the rekuest address",
             url: base.to_string(),
-            reason: error.to_string(),
+            what: "the rekuest service's address is unusable".into(),
+            source: Box::new(error),
         })
     }
 

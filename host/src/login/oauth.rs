@@ -70,10 +70,11 @@ pub async fn fetch(
 ) -> Result<AccessToken, TokenFailure> {
     let step = "getting an access token";
     let url = Url::parse(&auth.token_url).map_err(|error| {
-        TokenFailure::Other(LoginError::Response {
+        TokenFailure::Other(LoginError::Malformed {
             step,
             url: auth.token_url.clone(),
-            reason: format!("the claimed token_url is not a URL: {error}"),
+            what: "the claimed token_url is not a URL".into(),
+            source: Box::new(error),
         })
     })?;
     let scope = scopes.join(" ");
@@ -97,10 +98,11 @@ pub async fn fetch(
         .map_err(|source| TokenFailure::Other(unreachable(step, &url, source)))?;
     if status.is_success() {
         let answer: TokenAnswer = serde_json::from_str(&text).map_err(|error| {
-            TokenFailure::Other(LoginError::Response {
+            TokenFailure::Other(LoginError::Malformed {
                 step,
                 url: url.to_string(),
-                reason: format!("no access token in the answer ({error})"),
+                what: "no access token in the answer".into(),
+                source: Box::new(error),
             })
         })?;
         let lifetime = answer
